@@ -1,0 +1,159 @@
+"""Input checks with messages that say what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def check_array(
+    X: Any,
+    name: str = "X",
+    *,
+    allow_nan: bool = False,
+    ensure_2d: bool = True,
+    min_samples: int = 1,
+    dtype: Any = np.float64,
+    copy: bool = False,
+) -> np.ndarray:
+    """Validate array-like input and return it as a float ndarray.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    name : str
+        Name used in error messages.
+    allow_nan : bool
+        Whether NaN marks missing entries (inf is never allowed).
+    ensure_2d : bool
+        Reject 1-D and 3-D or higher input.
+    min_samples : int
+        Minimum number of rows.
+    dtype : numpy dtype or None
+        Target dtype; ``None`` keeps a numeric dtype as it is.
+    copy : bool
+        Always return a new array.
+
+    Returns
+    -------
+    ndarray
+        ``X`` itself when no conversion was needed (and ``copy`` is false), else a
+        converted copy. The caller's array is never modified.
+    """
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{name} is a sparse matrix, but dense data is required; "
+            f"convert it with {name}.toarray()"
+        )
+    if isinstance(X, np.ndarray) and np.iscomplexobj(X):
+        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+    try:
+        arr = np.array(X, dtype=dtype, copy=copy) if copy else np.asarray(X, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be numeric: {exc}") from None
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
+    if ensure_2d:
+        if arr.ndim == 1:
+            raise ValueError(
+                f"Expected a 2-D array for {name}, got a 1-D array of shape {arr.shape}. "
+                f"Reshape it with {name}.reshape(-1, 1) for a single feature "
+                f"or {name}.reshape(1, -1) for a single sample."
+            )
+        if arr.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D array for {name}, got {arr.ndim} dimensions "
+                f"(shape {arr.shape})"
+            )
+        if arr.shape[1] == 0:
+            raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 is required")
+    if arr.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} sample(s) (shape {arr.shape}), "
+            f"but at least {min_samples} are required"
+        )
+    if arr.dtype.kind == "f":
+        check_finite(arr, name, allow_nan=allow_nan)
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str = "X", *, allow_nan: bool = False) -> None:
+    """Raise ``ValueError`` naming the first NaN or inf entry of ``arr``."""
+    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "inf" if allow_nan else "NaN or inf"
+        where = f"row {idx[0]}, column {idx[1]}" if len(idx) == 2 else f"index {idx}"
+        hint = "" if allow_nan else "; remove or impute missing values first"
+        raise ValueError(f"{name} contains {what} (first at {where}: {arr[idx]}){hint}")
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """Validate ``sample_weight``: shape (n_samples,), finite, non-negative, not all zero."""
+    if sample_weight is None:
+        return None
+    w = check_array(sample_weight, "sample_weight", ensure_2d=False, min_samples=0)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) to match X, got shape {w.shape}"
+        )
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(f"sample_weight must be non-negative; sample_weight[{i}] = {w[i]}")
+    if not w.any():
+        raise ValueError("sample_weight is zero for every sample; at least one must be positive")
+    return w
+
+
+def check_random_state(random_state: Any) -> np.random.Generator:
+    """Turn ``None``, an int, a SeedSequence or a Generator into a ``numpy.random.Generator``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(random_state, numbers.Integral) and random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer, got {random_state}")
+        return np.random.default_rng(random_state)
+    raise TypeError(
+        "random_state must be None, a non-negative int or a numpy Generator, "
+        f"got {type(random_state).__name__}"
+    )
+
+
+def check_scalar(
+    value: Any,
+    name: str,
+    kind: type | tuple[type, ...],
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    include_min: bool = True,
+    include_max: bool = True,
+) -> Any:
+    """Check a hyperparameter's type and range; return it unchanged."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
+    if min_value is not None and (value < min_value or (not include_min and value == min_value)):
+        op = ">=" if include_min else ">"
+        raise ValueError(f"{name} must be {op} {min_value}, got {value!r}")
+    if max_value is not None and (value > max_value or (not include_max and value == max_value)):
+        op = "<=" if include_max else "<"
+        raise ValueError(f"{name} must be {op} {max_value}, got {value!r}")
+    return value
+
+
+def check_finite_params(params: Any) -> None:
+    """Raise ``ValueError`` if any numeric field of a parameter set is NaN or infinite."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if value is None:
+            continue
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"parameter {f.name!r} has non-finite values")

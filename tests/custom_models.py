@@ -1,0 +1,86 @@
+"""Small custom models used to test the engine itself, written as a user would."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from emframe import MixtureEstimator, MixtureModel, Params, Stats
+
+
+@dataclass(frozen=True)
+class PoissonParams(Params):
+    weights: np.ndarray  # (K,)
+    rates: np.ndarray  # (K,)
+
+
+@dataclass(frozen=True)
+class PoissonStats(Stats):
+    resp_sum: np.ndarray  # (K,)
+    x_sum: np.ndarray  # (K,)
+
+
+class PoissonMixture(MixtureModel):
+    """A mixture of Poissons on one column of counts."""
+
+    def __init__(self, n_components: int) -> None:
+        self.n_components = n_components
+
+    def initialize(self, X, rng):
+        rates = rng.choice(X[:, 0], self.n_components) + rng.uniform(0.5, 1.5, self.n_components)
+        return PoissonParams(np.full(self.n_components, 1 / self.n_components), rates)
+
+    def log_weighted_prob(self, params, X):
+        x = X[:, :1]
+        return np.log(params.weights) + x * np.log(params.rates) - params.rates - gammaln(x + 1)
+
+    def stats_from_resp(self, X, resp):
+        return PoissonStats(resp.sum(axis=0), resp.T @ X[:, 0])
+
+    def m_step(self, stats):
+        return PoissonParams(stats.resp_sum / stats.resp_sum.sum(), stats.x_sum / stats.resp_sum)
+
+    def n_parameters(self, params):
+        return 2 * self.n_components - 1
+
+    def sample_components(self, params, labels, rng):
+        return rng.poisson(params.rates[labels]).astype(float)[:, None]
+
+
+def poisson_data(n1=300, n2=200, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.poisson(2.0, n1), rng.poisson(10.0, n2)])
+    return x[:, None].astype(float)
+
+
+class PoissonMixtureEstimator(MixtureEstimator):
+    """Estimator surface over :class:`PoissonMixture`, for testing the estimator base."""
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        tol=1e-3,
+        max_iter=100,
+        n_init=1,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        freeze=(),
+        strict=False,
+    ):
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.freeze = freeze
+        self.strict = strict
+
+    def _build_model(self, X):
+        return PoissonMixture(self.n_components)
+
+    def _fitted_attributes(self, params):
+        return {"weights_": params.weights, "rates_": params.rates}

@@ -13,6 +13,7 @@ from .exceptions import (
     MonotonicityWarning,
     NotFittedError,
 )
+from .io import load
 from .mixture import MixtureEstimator, MixtureModel
 from .model import EMModel
 from .params import Params, Stats
@@ -34,4 +35,5 @@ __all__ = [
     "Params",
     "Stats",
     "fit_em",
+    "load",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +99,15 @@ class EMEstimator:
     def _fitted_attributes(self, params: Params) -> dict[str, Any]:
         """Attributes (ending in ``_``) that expose ``params`` to users."""
         return {}
+
+    def _rebuild_model(self) -> EMModel:
+        """The model for the current hyperparameters, rebuilt without data by ``emframe.load``.
+
+        ``params_`` and ``n_features_in_`` are already restored when it is called. The
+        default calls :meth:`_build_model` on a placeholder array of zeros of shape
+        (1, n_features_in_); override it when ``_build_model`` needs real data.
+        """
+        return self._build_model(np.zeros((1, getattr(self, "n_features_in_", 1))))
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         """Validate X; with ``reset`` record ``n_features_in_``, else check against it."""
@@ -212,6 +223,17 @@ class EMEstimator:
         for name, value in self._fitted_attributes(result.params).items():
             setattr(self, name, value)
         return result
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
+             ) -> Path:
+        """Save the estimator to ``path`` in emframe's pickle-free format (see :mod:`emframe.io`).
+
+        Load it back with ``emframe.load(path)``; the file is written atomically.
+        """
+        from .io import save
+
+        return save(self, path, metadata=metadata)
 
     # -- scoring ---------------------------------------------------------------
     def _model_for_scoring(self) -> EMModel:

@@ -1,0 +1,379 @@
+"""Saving and loading estimators: exact round trips, no pickle, clear errors on bad files."""
+
+import io
+import json
+import os
+import sys
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+from custom_models import PoissonMixtureEstimator, poisson_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import emframe
+from emframe import io as emio
+from emframe.exceptions import NotFittedError
+
+
+class PoissonWithInit(PoissonMixtureEstimator):
+    """Adds array-valued and free-form constructor arguments, as real models have."""
+
+    def __init__(self, n_components=2, *, rates_init=None, extra=None, random_state=None,
+                 max_iter=100, tol=1e-3):
+        super().__init__(n_components, random_state=random_state, max_iter=max_iter, tol=tol)
+        self.rates_init = rates_init
+        self.extra = extra
+
+
+CUSTOM = [PoissonMixtureEstimator, PoissonWithInit]
+
+
+@pytest.fixture(scope="module")
+def X():
+    return poisson_data()
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    return PoissonMixtureEstimator(2, random_state=0, tol=1e-8, max_iter=200).fit(X)
+
+
+def _metadata(path):
+    with np.load(path, allow_pickle=False) as npz:
+        return json.loads(npz["__emframe__"].tobytes().decode("utf-8")), dict(npz)
+
+
+def _write_npz(path, entries):
+    with open(path, "wb") as fh:
+        np.savez(fh, **entries)
+
+
+def _rewrite_meta(src, dst, change):
+    meta, entries = _metadata(src)
+    change(meta)
+    entries["__emframe__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _write_npz(dst, entries)
+
+
+# -- round trips ---------------------------------------------------------------------------
+def test_round_trip_predictions_and_scores_identical(fitted, X, tmp_path):
+    path = fitted.save(tmp_path / "m.npz")
+    assert path == tmp_path / "m.npz"
+    loaded = emframe.load(path, classes=CUSTOM)
+    assert type(loaded) is PoissonMixtureEstimator
+    assert loaded.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), fitted.score_samples(X))
+    assert loaded.score(X) == fitted.score(X)
+    assert loaded.bic(X) == fitted.bic(X)
+    assert loaded.params_.allclose(fitted.params_, rtol=0)
+    np.testing.assert_array_equal(loaded.loglik_history_, fitted.loglik_history_)
+    assert (loaded.converged_, loaded.n_iter_, loaded.n_features_in_) == (
+        fitted.converged_, fitted.n_iter_, fitted.n_features_in_)
+    assert loaded.lower_bound_ == fitted.lower_bound_
+    np.testing.assert_array_equal(loaded.rates_, fitted.rates_)
+    # restored parameters stay immutable, as after fit
+    assert not loaded.params_.rates.flags.writeable
+
+
+def test_loaded_estimator_can_refit_and_warm_start(fitted, X, tmp_path):
+    loaded = emframe.load(fitted.save(tmp_path / "m.npz"), classes=CUSTOM)
+    loaded.set_params(warm_start=True, max_iter=3)
+    loaded.fit(X)
+    assert loaded.loglik_history_[0] == pytest.approx(fitted.lower_bound_, rel=1e-12)
+
+
+def test_array_constructor_params_round_trip(X, tmp_path):
+    init = np.array([1.5, 9.0])
+    est = PoissonWithInit(rates_init=init, extra={"a": (1, 2.5), "b": [np.float32(3), "s"],
+                                                  "nan": float("nan"), "inf": -np.inf})
+    est.fit(X)
+    loaded = emframe.load(est.save(tmp_path / "m.npz"), classes=CUSTOM)
+    np.testing.assert_array_equal(loaded.rates_init, init)
+    assert loaded.rates_init.dtype == init.dtype
+    extra = loaded.extra
+    assert extra["a"] == (1, 2.5) and isinstance(extra["a"], tuple)
+    assert isinstance(extra["b"][0], np.float32) and extra["b"] == [3.0, "s"]
+    assert np.isnan(extra["nan"]) and extra["inf"] == -np.inf
+    # the file is portable JSON: no NaN tokens
+    meta, _ = _metadata(tmp_path / "m.npz")
+    json.dumps(meta, allow_nan=False)
+
+
+def test_unfitted_estimator_round_trip(tmp_path):
+    est = PoissonWithInit(3, rates_init=np.arange(3.0) + 1)
+    loaded = emframe.load(est.save(tmp_path / "u.npz"), classes=CUSTOM)
+    assert loaded.n_components == 3
+    np.testing.assert_array_equal(loaded.rates_init, [1.0, 2.0, 3.0])
+    with pytest.raises(NotFittedError):
+        loaded.predict(np.ones((2, 1)))
+
+
+def test_metadata_is_stored_and_readable(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m.npz", metadata={"columns": ["count"]})
+    meta = emio.read_metadata(path)
+    assert meta["format"] == "emframe-model"
+    assert meta["format_version"] == emio.FORMAT_VERSION
+    assert meta["emframe_version"] == emframe.__version__
+    assert meta["class"] == "PoissonMixtureEstimator"
+    assert meta["metadata"] == {"columns": ["count"]}
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        fitted.save(tmp_path / "bad.npz", metadata={"x": object()})
+
+
+def test_generator_random_state_saved_as_none_with_warning(X, tmp_path):
+    est = PoissonMixtureEstimator(random_state=np.random.default_rng(0)).fit(X)
+    with pytest.warns(UserWarning, match="random_state"):
+        path = est.save(tmp_path / "g.npz")
+    assert emframe.load(path, classes=CUSTOM).random_state is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.text(max_size=5)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | hnp.arrays(
+            hnp.scalar_dtypes().filter(lambda d: d.kind in "biufcUS"),
+            hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3),
+        ),
+        lambda children: st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=4), children, max_size=3),
+        max_leaves=8,
+    )
+)
+def test_any_supported_value_round_trips_exactly(value):
+    buf_dir = _TMP
+    path = os.path.join(buf_dir, "h.npz")
+    PoissonWithInit(extra=value).save(path)
+    _assert_identical(emframe.load(path, classes=CUSTOM).extra, value)
+
+
+_TMP = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_tmp(tmp_path_factory):
+    global _TMP
+    _TMP = str(tmp_path_factory.mktemp("hyp"))
+
+
+def _assert_identical(a, b):
+    assert type(a) is type(b), (a, b)
+    if isinstance(b, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(b, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_identical(x, y)
+    elif isinstance(b, dict):
+        assert list(a) == list(b)
+        for k in b:
+            _assert_identical(a[k], b[k])
+    elif isinstance(b, float) and np.isnan(b):
+        assert np.isnan(a)
+    else:
+        assert a == b
+
+
+# -- safe writing ----------------------------------------------------------------------------
+def test_unsaveable_param_raises_and_leaves_existing_file(fitted, X, tmp_path):
+    path = fitted.save(tmp_path / "m.npz")
+    before = path.read_bytes()
+    est = PoissonWithInit(extra=lambda x: x).fit(X)
+    with pytest.raises(TypeError, match=r"constructor parameter 'extra'.*function"):
+        est.save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]  # no temp file left
+
+
+def test_object_array_param_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="object arrays need pickle"):
+        PoissonWithInit(extra=np.array([{}, 1], dtype=object)).save(tmp_path / "o.npz")
+
+
+def test_atomic_write_failure_keeps_old_content(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), emio.atomic_write(target, "w") as fh:
+        fh.write("partial")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+    with emio.atomic_write(target, "w") as fh:
+        fh.write("new")
+    assert target.read_text() == "new"
+    with pytest.raises(FileNotFoundError, match="does not exist"), emio.atomic_write(
+            tmp_path / "nodir" / "x.csv"):
+        pass
+
+
+def test_save_rejects_non_estimators_and_local_classes(tmp_path):
+    with pytest.raises(TypeError, match="only EMEstimator"):
+        emio.save(object(), tmp_path / "x.npz")
+
+    class Local(PoissonMixtureEstimator):
+        pass
+
+    with pytest.raises(TypeError, match="module level"):
+        Local().save(tmp_path / "x.npz")
+
+
+# -- bad files -------------------------------------------------------------------------------
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        emframe.load(tmp_path / "nope.npz")
+
+
+def test_random_bytes_and_truncated_files(fitted, tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a model" * 10)
+    with pytest.raises(ValueError, match="not an emframe model file"):
+        emframe.load(junk)
+    good = fitted.save(tmp_path / "m.npz").read_bytes()
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="cut.npz"):
+        emframe.load(cut, classes=CUSTOM)
+
+
+def test_corrupted_array_entry(fitted, tmp_path):
+    src = fitted.save(tmp_path / "m.npz")
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.startswith("a"):
+                data = data[:20]  # a truncated .npy header
+            zout.writestr(item, data)
+    with pytest.raises(ValueError, match="bad.npz"):
+        emframe.load(bad, classes=CUSTOM)
+
+
+def test_foreign_npz_and_npy(tmp_path):
+    plain = tmp_path / "plain.npz"
+    _write_npz(plain, {"x": np.arange(3)})
+    with pytest.raises(ValueError, match="no '__emframe__' metadata"):
+        emframe.load(plain)
+    npy = tmp_path / "a.npy"
+    np.save(npy, np.arange(3))
+    with pytest.raises(ValueError, match="single .npy array"):
+        emframe.load(npy)
+    other = tmp_path / "other.npz"
+    _write_npz(other, {"__emframe__": np.frombuffer(b'{"format": "x"}', dtype=np.uint8)})
+    with pytest.raises(ValueError, match="not an emframe model file"):
+        emframe.load(other)
+    garbled = tmp_path / "garbled.npz"
+    _write_npz(garbled, {"__emframe__": np.frombuffer(b"{not json", dtype=np.uint8)})
+    with pytest.raises(ValueError, match="unreadable metadata"):
+        emframe.load(garbled)
+
+
+def test_pickled_entry_is_never_unpickled(tmp_path):
+    src = PoissonWithInit().save(tmp_path / "m.npz")
+    meta, entries = _metadata(src)
+    meta["params"]["extra"] = {"__ndarray__": "evil"}
+    entries["evil"] = np.array([{"x": 1}], dtype=object)
+    entries["__emframe__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    bad = tmp_path / "evil.npz"
+    buf = io.BytesIO()
+    np.savez(buf, **entries)  # savez pickles the object array
+    bad.write_bytes(buf.getvalue())
+    with pytest.raises(ValueError, match="cannot read entry 'evil' safely"):
+        emframe.load(bad, classes=CUSTOM)
+
+
+def test_newer_format_version(fitted, tmp_path):
+    bad = tmp_path / "new.npz"
+    _rewrite_meta(fitted.save(tmp_path / "m.npz"), bad,
+                  lambda m: m.update(format_version=emio.FORMAT_VERSION + 1))
+    with pytest.raises(ValueError, match="upgrade emframe"):
+        emframe.load(bad, classes=CUSTOM)
+    _rewrite_meta(tmp_path / "m.npz", bad, lambda m: m.update(format_version="1"))
+    with pytest.raises(ValueError, match="bad format_version"):
+        emframe.load(bad, classes=CUSTOM)
+
+
+@pytest.mark.parametrize(
+    ("module", "cls", "match"),
+    [
+        ("os", "system", "outside emframe"),
+        ("builtins", "eval", "outside emframe"),
+        ("emframe.__main__", "main", "not a known EMEstimator"),
+        ("emframe.params", "Params", "not a known EMEstimator"),
+        ("emframe.estimator", "np", "not a known EMEstimator"),
+        ("emframe;import os", "X", "invalid module name"),
+        ("emframe.models", "os.system", "invalid class name"),
+    ],
+)
+def test_file_cannot_name_arbitrary_classes(fitted, tmp_path, module, cls, match):
+    had_main = "emframe.__main__" in sys.modules
+    bad = tmp_path / "bad.npz"
+    _rewrite_meta(fitted.save(tmp_path / "m.npz"), bad, lambda m: m.update(module=module,
+                                                                           **{"class": cls}))
+    with pytest.raises(ValueError, match=match):
+        emframe.load(bad)
+    # the file's module name is never imported
+    assert ("emframe.__main__" in sys.modules) == had_main
+
+
+def test_custom_class_needs_explicit_permission(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"classes=\[PoissonMixtureEstimator\]"):
+        emframe.load(path)
+
+
+def test_params_class_outside_emframe_is_refused(fitted, tmp_path):
+    bad = tmp_path / "bad.npz"
+
+    def change(meta):
+        meta["fitted"]["params_"]["__params__"]["module"] = "collections"
+        meta["fitted"]["params_"]["__params__"]["class"] = "OrderedDict"
+
+    _rewrite_meta(fitted.save(tmp_path / "m.npz"), bad, change)
+    with pytest.raises(ValueError, match="outside emframe"):
+        emframe.load(bad, classes=[PoissonMixtureEstimator])
+
+
+def test_unknown_constructor_param_and_bad_fitted_names(fitted, tmp_path):
+    src = fitted.save(tmp_path / "m.npz")
+    bad = tmp_path / "bad.npz"
+    _rewrite_meta(src, bad, lambda m: m["params"].update(bogus=1))
+    with pytest.raises(ValueError, match=r"\['bogus'\].*does not accept"):
+        emframe.load(bad, classes=CUSTOM)
+    _rewrite_meta(src, bad, lambda m: m["fitted"].update(predict=1))
+    with pytest.raises(ValueError, match="bad fitted attribute name 'predict'"):
+        emframe.load(bad, classes=CUSTOM)
+    _rewrite_meta(src, bad, lambda m: m["fitted"].pop("params_"))
+    with pytest.raises(ValueError, match="needs a 'params_' entry"):
+        emframe.load(bad, classes=CUSTOM)
+    _rewrite_meta(src, bad, lambda m: m["fitted"]["params_"]["__params__"]["fields"].pop("rates"))
+    with pytest.raises(ValueError, match="has fields"):
+        emframe.load(bad, classes=CUSTOM)
+    _rewrite_meta(src, bad, lambda m: m["fitted"].update(n_iter_={"__weird__": 1}))
+    with pytest.raises(ValueError, match="unknown metadata node"):
+        emframe.load(bad, classes=CUSTOM)
+
+
+def test_invalid_saved_parameters_are_rejected(fitted, tmp_path):
+    src = fitted.save(tmp_path / "m.npz")
+    meta, entries = _metadata(src)
+    key = meta["fitted"]["params_"]["__params__"]["fields"]["rates"]["__ndarray__"]
+    entries[key] = np.array([np.nan, 1.0])
+    _write_npz(tmp_path / "nan.npz", entries)
+    with pytest.raises(ValueError, match="do not fit PoissonMixtureEstimator.*non-finite"):
+        emframe.load(tmp_path / "nan.npz", classes=CUSTOM)
+
+
+def test_loading_does_not_warn(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emframe.load(path, classes=CUSTOM)

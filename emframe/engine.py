@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -15,6 +16,7 @@ import numpy as np
 from .data import DataSource
 from .exceptions import ConvergenceWarning, MonotonicityError, MonotonicityWarning
 from .model import EMModel
+from .online import check_batch_size, check_kappa, run_online
 from .params import Params, Stats
 from .validation import check_random_state, check_scalar
 
@@ -69,6 +71,9 @@ class FitResult:
         Number of M-steps done.
     n_samples : float
         Number of samples (sum of the weights when weighted).
+    n_e_steps : int
+        E-steps (passes over the data) done in the kept restart, including the
+        final evaluation; SQUAREM needs more per iteration than plain EM.
     best_init : int
         Index of the restart kept.
     init_log_likelihoods : tuple of float
@@ -83,6 +88,7 @@ class FitResult:
     n_samples: float
     best_init: int = 0
     init_log_likelihoods: tuple[float, ...] = field(default=())
+    n_e_steps: int = 0
 
 
 def e_step_all(model: EMModel, params: Params, source: DataSource) -> tuple[Stats, float, float]:
@@ -194,6 +200,166 @@ def _check_new_params(model: EMModel, params: Params, iteration: int) -> None:
         ) from None
 
 
+class _Loop:
+    """Bookkeeping shared by every way of stepping: E-steps, history, guard, stopping.
+
+    A step strategy calls :meth:`evaluate` for each E-step it needs and
+    :meth:`record` for each point it accepts into the history.
+    """
+
+    def __init__(
+        self,
+        model: EMModel,
+        source: DataSource,
+        *,
+        tol: float,
+        max_iter: int,
+        strict: bool,
+        verbose: int,
+        callbacks: Sequence[Callable[[IterationInfo], Any]],
+        init: int,
+    ) -> None:
+        self.model = model
+        self.source = source
+        self.tol = tol
+        self.max_iter = max_iter
+        self.guard = _Guard(model, strict)
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.init = init
+        self.history: list[float] = []
+        self.n_iter = 0
+        self.n_e_steps = 0
+        self.n = 1.0
+        self.converged = False
+        self.start = time.perf_counter()
+
+    def evaluate(self, params: Params) -> tuple[Stats, float]:
+        """One E-step over all the data: summed statistics and the objective."""
+        stats, loglik, self.n = e_step_all(self.model, params, self.source)
+        self.n_e_steps += 1
+        obj = loglik + float(self.model.log_prior(params))
+        _check_finite(obj, "log-likelihood", self.n_iter, self.model)
+        return stats, obj
+
+    def m_step(self, stats: Stats, fixed: dict[str, Any]) -> Params:
+        params = self.model.constrained_m_step(stats, fixed)
+        _check_new_params(self.model, params, self.n_iter + 1)
+        return params
+
+    def record(self, obj: float, new_params: Params) -> bool:
+        """Accept the objective of the current point and the M-step from it; True = stop."""
+        self.n_iter += 1
+        change = math.nan
+        if self.history:
+            self.guard(self.history[-1], obj, self.n_iter - 1)
+            change = (obj - self.history[-1]) / self.n
+        self.history.append(obj)
+        elapsed = time.perf_counter() - self.start
+        if self.verbose:
+            print(
+                f"[emframe] init {self.init} iter {self.n_iter:4d}  loglik {obj:.10g}  "
+                f"change/sample {change:.3e}  time {elapsed:.2f}s",
+                file=sys.stderr,
+            )
+        info = IterationInfo(self.init, self.n_iter, obj, change, new_params, elapsed)
+        stop = any([bool(cb(info)) for cb in self.callbacks])
+        if abs(change) < self.tol:
+            self.converged = True
+            return True
+        return stop or self.n_iter >= self.max_iter
+
+    def finish(self, params: Params) -> FitResult:
+        final, n_final = total_log_likelihood(self.model, params, self.source)
+        _check_finite(final, "log-likelihood", self.n_iter, self.model)
+        if self.history:
+            self.guard(self.history[-1], final, self.n_iter)
+        else:
+            self.n = n_final
+        self.history.append(final)
+        return FitResult(
+            params=params,
+            log_likelihood=final,
+            loglik_history=np.asarray(self.history),
+            converged=self.converged,
+            n_iter=self.n_iter,
+            n_samples=self.n,
+            n_e_steps=self.n_e_steps + 1,
+        )
+
+
+def _plain_steps(loop: _Loop, params: Params, fixed: dict[str, Any]) -> Params:
+    while loop.n_iter < loop.max_iter:
+        stats, obj = loop.evaluate(params)
+        params_new = loop.m_step(stats, fixed)
+        stop = loop.record(obj, params_new)
+        params = params_new
+        if stop:
+            break
+    return params
+
+
+#: Backtracking halvings of the SQUAREM step length before falling back to plain EM.
+SQUAREM_BACKTRACKS = 4
+
+
+def _squarem_steps(loop: _Loop, params: Params, fixed: dict[str, Any]) -> Params:
+    """SQUAREM (Varadhan & Roland 2008, scheme S3) with a monotone fallback.
+
+    Each cycle takes two EM steps from θ0, extrapolates along the squared
+    iteration ``θ0 - 2αr + α²v`` in the model's unconstrained coordinates, and
+    accepts the extrapolated point only if its objective is at least that of the
+    second EM step's starting point; otherwise it halves the step towards plain
+    EM (α = -1 gives θ2 exactly) and finally falls back to θ2, so every recorded
+    objective is at least the previous one.
+    """
+    model = loop.model
+    fields = tuple(f for f in model._constraints() if f not in fixed)
+    while loop.n_iter < loop.max_iter:
+        s0, obj0 = loop.evaluate(params)
+        p1 = loop.m_step(s0, fixed)
+        if loop.record(obj0, p1):
+            return p1
+        s1, obj1 = loop.evaluate(p1)
+        p2 = loop.m_step(s1, fixed)
+        if loop.record(obj1, p2):
+            return p2
+        v0 = model.params_to_vector(params, fields)
+        r = model.params_to_vector(p1, fields) - v0
+        v = model.params_to_vector(p2, fields) - 2 * (v0 + r) + v0
+        nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+        alpha = -nr / nv if nv > 0 else -1.0
+        accepted = None
+        for _ in range(SQUAREM_BACKTRACKS + 1):
+            if not alpha < -1.0:
+                break
+            try:
+                trial = model.params_from_vector(v0 - 2 * alpha * r + alpha**2 * v, params, fields)
+                trial = trial.replace(**fixed) if fixed else trial
+                model.check_params(trial)
+                s_t, obj_t = loop.evaluate(trial)
+                if obj_t >= obj1:
+                    accepted = (s_t, obj_t)
+                    break
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+                pass  # an invalid or non-finite extrapolation: step back towards EM
+            alpha = (alpha - 1.0) / 2.0
+        if accepted is None:
+            params = p2
+            continue
+        s_t, obj_t = accepted
+        params = loop.m_step(s_t, fixed)
+        if loop.record(obj_t, params):
+            return params
+    return params
+
+
+ACCELERATORS: dict[str | None, Callable[[_Loop, Params, dict[str, Any]], Params]] = {
+    None: _plain_steps,
+    "squarem": _squarem_steps,
+}
+
+
 def run_em(
     model: EMModel,
     source: DataSource,
@@ -206,59 +372,47 @@ def run_em(
     verbose: int = 0,
     callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
     init: int = 0,
+    accelerate: str | None = None,
 ) -> FitResult:
     """Run EM from ``params`` until the tolerance or ``max_iter`` is reached.
 
     The convergence test compares the mean per-sample objective of successive
     parameter sets, so ``tol`` means the same for any number of samples. A
-    callback returning ``True`` stops the run.
+    callback returning ``True`` stops the run. ``accelerate="squarem"`` takes
+    SQUAREM steps instead of plain EM steps; the monotonicity guarantee holds
+    either way.
     """
-    guard = _Guard(model, strict)
+    step = _check_accelerate(accelerate)
     fixed = {name: getattr(params, name) for name in freeze}
-    history: list[float] = []
-    converged = False
-    n = 1.0
-    start = time.perf_counter()
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        stats, loglik, n = e_step_all(model, params, source)
-        obj = loglik + float(model.log_prior(params))
-        _check_finite(obj, "log-likelihood", n_iter - 1, model)
-        change = math.nan
-        if history:
-            guard(history[-1], obj, n_iter - 1)
-            change = (obj - history[-1]) / n
-        history.append(obj)
-        params = model.constrained_m_step(stats, fixed)
-        _check_new_params(model, params, n_iter)
-        elapsed = time.perf_counter() - start
-        if verbose:
-            print(
-                f"[emframe] init {init} iter {n_iter:4d}  loglik {obj:.10g}  "
-                f"change/sample {change:.3e}  time {elapsed:.2f}s",
-                file=sys.stderr,
-            )
-        info = IterationInfo(init, n_iter, obj, change, params, elapsed)
-        stop = any([bool(cb(info)) for cb in callbacks])
-        if abs(change) < tol:
-            converged = True
-            break
-        if stop:
-            break
-    final, n_final = total_log_likelihood(model, params, source)
-    _check_finite(final, "log-likelihood", n_iter, model)
-    if history:
-        guard(history[-1], final, n_iter)
-    else:
-        n = n_final
-    history.append(final)
+    loop = _Loop(
+        model, source, tol=tol, max_iter=max_iter, strict=strict, verbose=verbose,
+        callbacks=callbacks, init=init,
+    )
+    params = step(loop, params, fixed) if max_iter > 0 else params
+    return loop.finish(params)
+
+
+def _check_accelerate(accelerate: str | None) -> Callable[[_Loop, Params, dict[str, Any]], Params]:
+    try:
+        return ACCELERATORS[accelerate]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown accelerate={accelerate!r}; use None (plain EM) or 'squarem'"
+        ) from None
+
+
+def _fit_online(model: EMModel, source: DataSource, params: Params, **kw: Any) -> FitResult:
+    state, history, _ = run_online(model, source, params, **kw)
+    final, n = total_log_likelihood(model, state.params, source)
+    _check_finite(final, "log-likelihood", len(history), model)
     return FitResult(
-        params=params,
+        params=state.params,
         log_likelihood=final,
         loglik_history=np.asarray(history),
-        converged=converged,
-        n_iter=n_iter,
+        converged=False,
+        n_iter=len(history),
         n_samples=n,
+        n_e_steps=len(history) + 1,
     )
 
 
@@ -279,6 +433,11 @@ def fit_em(
     verbose: int = 0,
     callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
     warn_convergence: bool = True,
+    accelerate: str | None = None,
+    method: str = "batch",
+    batch_size: int | None = None,
+    kappa: float = 0.6,
+    shuffle: bool = True,
 ) -> FitResult:
     """Fit ``model`` by EM and return the best of ``n_init`` restarts.
 
@@ -313,6 +472,20 @@ def fit_em(
         one returning ``True`` stops the restart.
     warn_convergence : bool
         Emit :class:`ConvergenceWarning` when the kept restart did not converge.
+    accelerate : {None, "squarem"}
+        ``"squarem"`` extrapolates the EM map (Varadhan & Roland 2008) and falls
+        back to plain EM whenever that would lower the likelihood.
+    method : {"batch", "online"}
+        ``"online"`` runs stepwise EM (Cappé & Moulines 2009) on batches; then
+        ``max_iter`` counts passes over the data, there is no tolerance test,
+        ``loglik_history`` holds each batch's log-likelihood before its update,
+        and ``log_likelihood`` is that of all the data after the last batch.
+    batch_size : int, optional
+        Rows per online batch for array data (chunks are used as they come).
+    kappa : float in (0.5, 1]
+        Online step-size exponent: ``rho_t = (t + 2) ** -kappa``.
+    shuffle : bool
+        Shuffle array rows before each online pass.
 
     Returns
     -------
@@ -321,6 +494,17 @@ def fit_em(
     check_scalar(tol, "tol", (int, float), min_value=0.0)
     check_scalar(max_iter, "max_iter", (int, np.integer), min_value=0)
     check_scalar(n_init, "n_init", (int, np.integer), min_value=1)
+    _check_accelerate(accelerate)
+    if method not in ("batch", "online"):
+        raise ValueError(f"unknown method={method!r}; use 'batch' or 'online'")
+    if method == "online":
+        kappa = check_kappa(kappa)
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
+        if accelerate is not None:
+            raise ValueError("accelerate applies to batch EM, not to method='online'")
+    elif batch_size is not None:
+        raise ValueError("batch_size applies to method='online'; use chunk_size for batch EM")
     if not isinstance(data, DataSource):
         data = DataSource(data, sample_weight=sample_weight, chunk_size=chunk_size,
                           transform=transform)
@@ -343,28 +527,27 @@ def fit_em(
                 init_data = data.first()
             params = model.initialize(init_data, np.random.default_rng(seeds[i]))
         names = check_freeze(freeze, params)
-        result = run_em(
-            model, data, params, tol=tol, max_iter=int(max_iter), freeze=names, strict=strict,
-            verbose=verbose, callbacks=callbacks, init=i,
-        )
+        if method == "online":
+            result = _fit_online(
+                model, data, params, kappa=kappa, batch_size=batch_size, max_iter=int(max_iter),
+                freeze=names, shuffle=shuffle, rng=np.random.default_rng(seeds[i]),
+                verbose=verbose, callbacks=callbacks, init=i,
+            )
+        else:
+            result = run_em(
+                model, data, params, tol=tol, max_iter=int(max_iter), freeze=names,
+                strict=strict, verbose=verbose, callbacks=callbacks, init=i,
+                accelerate=accelerate,
+            )
         finals.append(result.log_likelihood)
         if best is None or result.log_likelihood > best.log_likelihood:
             best, best_index = result, i
     assert best is not None
-    if warn_convergence and not best.converged and max_iter > 0 and tol > 0:
+    if warn_convergence and method == "batch" and not best.converged and max_iter > 0 and tol > 0:
         warnings.warn(
             f"{type(model).__name__}: EM did not converge in max_iter={max_iter} iterations "
             f"(tol={tol}); increase max_iter or tol, or try other initialisations",
             ConvergenceWarning,
             stacklevel=2,
         )
-    return FitResult(
-        params=best.params,
-        log_likelihood=best.log_likelihood,
-        loglik_history=best.loglik_history,
-        converged=best.converged,
-        n_iter=best.n_iter,
-        n_samples=best.n_samples,
-        best_init=best_index,
-        init_log_likelihoods=tuple(finals),
-    )
+    return dataclasses.replace(best, best_init=best_index, init_log_likelihoods=tuple(finals))

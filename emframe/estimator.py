@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from .data import DataSource
-from .engine import FitResult, IterationInfo, fit_em
+from .engine import FitResult, IterationInfo, check_freeze, fit_em
 from .exceptions import NotFittedError
 from .model import EMModel
+from .online import OnlineState, check_kappa, online_update
 from .params import Params
-from .validation import check_array, check_sample_weight
+from .validation import check_array, check_random_state, check_sample_weight
 
 
 class EMEstimator:
@@ -147,6 +148,7 @@ class EMEstimator:
         *,
         chunk_size: int | None = None,
         callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+        **engine_options: Any,
     ) -> EMEstimator:
         """Fit the model by EM.
 
@@ -164,6 +166,9 @@ class EMEstimator:
         callbacks : sequence of callables, optional
             Called with an :class:`~emframe.engine.IterationInfo` after every
             iteration; returning ``True`` stops the run.
+        **engine_options
+            Passed to :func:`~emframe.engine.fit_em`: ``accelerate="squarem"``;
+            ``method="online"`` with ``batch_size``, ``kappa`` and ``shuffle``.
 
         Returns
         -------
@@ -171,7 +176,7 @@ class EMEstimator:
         """
         source = self._make_source(X, sample_weight, chunk_size)
         model = self._build_model(source.first())
-        self._run(model, source, callbacks)
+        self._run(model, source, callbacks, **engine_options)
         return self
 
     def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> DataSource:
@@ -198,7 +203,14 @@ class EMEstimator:
         model: EMModel,
         source: DataSource,
         callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+        **engine_options: Any,
     ) -> FitResult:
+        unknown = set(engine_options) - _ENGINE_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"fit() got unexpected keyword argument(s) {sorted(unknown)}; "
+                f"engine options are {sorted(_ENGINE_OPTIONS)}"
+            )
         warm = self._warm_params()
         result = fit_em(
             model,
@@ -212,17 +224,70 @@ class EMEstimator:
             strict=self.strict,
             verbose=self.verbose,
             callbacks=callbacks,
+            **engine_options,
         )
         self._model = model
         self._fit_result = result
-        self.params_ = result.params
+        self._online_state = None
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.loglik_history_ = result.loglik_history
         self.lower_bound_ = result.log_likelihood
-        for name, value in self._fitted_attributes(result.params).items():
-            setattr(self, name, value)
+        self._set_params(result.params)
         return result
+
+    def _set_params(self, params: Params) -> None:
+        self.params_ = params
+        for name, value in self._fitted_attributes(params).items():
+            setattr(self, name, value)
+
+    # -- online ----------------------------------------------------------------
+    def partial_fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, kappa: float = 0.6
+    ) -> EMEstimator:
+        """Update the fit with one batch by online (stepwise) EM.
+
+        The first call initialises from the batch (or continues from fitted
+        parameters under ``warm_start``); each call then blends the batch's
+        statistics into the running average with step size
+        ``(t + 2) ** -kappa`` (Cappé & Moulines 2009) and takes an M-step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_batch, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_batch,), optional
+        kappa : float in (0.5, 1]
+
+        Returns
+        -------
+        self
+        """
+        first = getattr(self, "_online_state", None) is None
+        X = self._validate_X(X, reset=first and not hasattr(self, "params_"))
+        w = check_sample_weight(sample_weight, X.shape[0])
+        return self._partial_fit_unit(X, w, kappa)
+
+    def _partial_fit_unit(self, data: Any, w: np.ndarray | None, kappa: float) -> EMEstimator:
+        """Online step on one validated data unit (estimators with their own units call this)."""
+        kappa = check_kappa(kappa)
+        state = getattr(self, "_online_state", None)
+        if state is None:
+            model = self._build_model(data)
+            params = self._warm_params()
+            if params is None:
+                params = model.initialize(data, check_random_state(self.random_state))
+            names = check_freeze(self.freeze, params)
+            state = OnlineState(params, fixed={n: getattr(params, n) for n in names})
+            self._model = model
+            self.loglik_history_ = np.zeros(0)
+        state, ll = online_update(self._model, state, data, kappa=kappa, sample_weight=w)
+        self._online_state = state
+        self.loglik_history_ = np.append(self.loglik_history_, ll)
+        self.n_iter_ = len(self.loglik_history_)
+        self.converged_ = False
+        self._set_params(state.params)
+        return self
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
@@ -268,6 +333,9 @@ class EMEstimator:
         model = self._model_for_scoring()
         X = self._validate_X(X, reset=False)
         return -2.0 * float(model.log_likelihood(self.params_, X)) + 2.0 * self.n_parameters()
+
+
+_ENGINE_OPTIONS = frozenset({"accelerate", "method", "batch_size", "kappa", "shuffle"})
 
 
 def _is_chunk_list(X: Sequence[Any]) -> bool:

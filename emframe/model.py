@@ -84,6 +84,43 @@ class EMModel(ABC, Generic[P, S]):
 
         check_finite_params(params)
 
+    # Parameters as a flat vector, for extrapolation (SQUAREM).
+
+    #: Constraint of each parameter field, for :mod:`emframe.reparam`: "real",
+    #: "positive", "simplex" (last axis, also stochastic rows), "unit" or "spd".
+    #: Fields left out are not extrapolated; :meth:`complete_params` derives them.
+    #: ``None`` means the model does not support acceleration.
+    param_constraints: Mapping[str, str] | None = None
+
+    def params_to_vector(self, params: P, fields: tuple[str, ...]) -> np.ndarray:
+        """Unconstrained coordinates of the given fields, as one flat vector."""
+        from .reparam import to_vector
+
+        return to_vector(params, self._constraints(), fields)
+
+    def params_from_vector(self, vector: np.ndarray, like: P, fields: tuple[str, ...]) -> P:
+        """Inverse of :meth:`params_to_vector`; raise ``ValueError`` if invalid."""
+        from .reparam import from_vector
+
+        return self.complete_params(like, from_vector(vector, like, self._constraints(), fields))
+
+    def complete_params(self, like: P, values: Mapping[str, Any]) -> P:
+        """``like`` with the extrapolated ``values``, and derived fields recomputed.
+
+        Models with derived fields (for example a precision Cholesky factor
+        derived from a covariance) override this to recompute them.
+        """
+        return like.replace(**values)
+
+    def _constraints(self) -> Mapping[str, str]:
+        if self.param_constraints is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not declare param_constraints, so it cannot be "
+                "accelerated; set param_constraints or override params_to_vector/"
+                "params_from_vector"
+            )
+        return self.param_constraints
+
     def n_parameters(self, params: P) -> int:
         """Number of free parameters, for BIC and AIC."""
         raise NotImplementedError(f"{type(self).__name__} does not define n_parameters")

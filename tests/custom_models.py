@@ -23,6 +23,8 @@ class PoissonStats(Stats):
 class PoissonMixture(MixtureModel):
     """A mixture of Poissons on one column of counts."""
 
+    param_constraints = {"weights": "simplex", "rates": "positive"}
+
     def __init__(self, n_components: int) -> None:
         self.n_components = n_components
 

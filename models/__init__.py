@@ -1,7 +1,9 @@
 """Shipped models: estimators built on the emframe engine."""
 
 from .bernoulli_mixture import BernoulliMixture
+from .gaussian_mixture import GaussianMixture
 
 __all__ = [
     "BernoulliMixture",
+    "GaussianMixture",
 ]

@@ -2,8 +2,10 @@
 
 from .bernoulli_mixture import BernoulliMixture
 from .gaussian_mixture import GaussianMixture
+from .missing_gaussian import MissingDataGaussian
 
 __all__ = [
     "BernoulliMixture",
     "GaussianMixture",
+    "MissingDataGaussian",
 ]

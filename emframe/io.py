@@ -307,6 +307,15 @@ def save(estimator: Any, path: str | os.PathLike[str], *, metadata: dict[str, An
             json.dumps(metadata, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    if hasattr(estimator, "params_"):
+        try:
+            estimator._rebuild_model()
+        except NotImplementedError:
+            # refuse now rather than write a file that cannot be loaded
+            raise TypeError(
+                f"cannot save {cls.__name__}: it does not say how to rebuild its model "
+                "without data; its author must implement EMEstimator._rebuild_model"
+            ) from None
     enc = _Encoder()
     meta = {
         "format": FORMAT_NAME,

@@ -377,3 +377,118 @@ def test_loading_does_not_warn(fitted, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         emframe.load(path, classes=CUSTOM)
+
+
+# -- every shipped model ---------------------------------------------------------------------
+def _faithful():
+    from emframe.datasets import load_old_faithful
+
+    return load_old_faithful()
+
+
+def _digits_with_missing():
+    from emframe.datasets import load_digits_binary
+
+    X = load_digits_binary()[0][:300].copy()
+    X[np.random.default_rng(0).uniform(size=X.shape) < 0.05] = np.nan
+    return X
+
+
+def _airquality():
+    from emframe.datasets import load_airquality
+
+    return load_airquality()[0][:, :4]
+
+
+def _quakes():
+    from emframe.datasets import load_earthquakes
+
+    return load_earthquakes()[1][:, None].astype(float)
+
+
+def _model(name):
+    models = pytest.importorskip("emframe.models")
+    if not hasattr(models, name):
+        pytest.skip(f"emframe.models.{name} has not landed")
+    return getattr(models, name)
+
+
+MIXTURE_CASES = {
+    "gmm-full": lambda: (_model("GaussianMixture")(2, random_state=0), _faithful()),
+    "gmm-tied-means-init": lambda: (
+        _model("GaussianMixture")(2, covariance_type="tied", random_state=0,
+                                  means_init=np.array([[2.0, 55.0], [4.5, 80.0]])),
+        _faithful()),
+    "gmm-diag": lambda: (_model("GaussianMixture")(3, covariance_type="diag", random_state=0),
+                         _faithful()),
+    "gmm-spherical": lambda: (
+        _model("GaussianMixture")(2, covariance_type="spherical", random_state=0), _faithful()),
+    "bernoulli": lambda: (_model("BernoulliMixture")(4, random_state=0, max_iter=30),
+                          _digits_with_missing()),
+}
+
+
+@pytest.mark.parametrize("case", list(MIXTURE_CASES))
+def test_shipped_mixtures_round_trip(case, tmp_path):
+    est, X = MIXTURE_CASES[case]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emframe.ConvergenceWarning)
+        est.fit(X)
+    loaded = emframe.load(est.save(tmp_path / "m.npz"))
+    assert type(loaded) is type(est)
+    assert repr(loaded) == repr(est)
+    for name, value in est.get_params().items():
+        _assert_identical(getattr(loaded, name), value)
+    assert loaded.params_.allclose(est.params_, rtol=0)
+    for method in ("predict", "predict_proba", "score_samples"):
+        np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(est, method)(X))
+    assert loaded.score(X) == est.score(X)
+    assert loaded.bic(X) == est.bic(X) and loaded.aic(X) == est.aic(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "probs_"):
+        if hasattr(est, name):
+            np.testing.assert_array_equal(getattr(loaded, name), getattr(est, name))
+    np.testing.assert_array_equal(loaded.loglik_history_, est.loglik_history_)
+
+
+def test_missing_data_gaussian_round_trip(tmp_path):
+    X = _airquality()
+    est = _model("MissingDataGaussian")(ridge=0.5).fit(X)
+    loaded = emframe.load(est.save(tmp_path / "m.npz"))
+    assert loaded.ridge == 0.5
+    np.testing.assert_array_equal(loaded.mean_, est.mean_)
+    np.testing.assert_array_equal(loaded.covariance_, est.covariance_)
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(loaded.impute(X), est.impute(X))
+    assert loaded.score(X) == est.score(X) and loaded.bic(X) == est.bic(X)
+
+
+HMM_CASES = {
+    "poisson": lambda: (_model("PoissonHMM")(3, random_state=0), _quakes(), None),
+    "poisson-lengths": lambda: (_model("PoissonHMM")(2, random_state=1), _quakes(), [50, 57]),
+    "categorical": lambda: (_model("CategoricalHMM")(2, random_state=0),
+                           np.minimum(_quakes() // 10, 3), [60, 47]),
+    "gaussian": lambda: (_model("GaussianHMM")(2, random_state=0), _faithful(), [100, 172]),
+    "gmmhmm": lambda: (_model("GMMHMM")(2, n_mix=2, random_state=0), _faithful(), None),
+}
+
+
+@pytest.mark.parametrize("case", list(HMM_CASES))
+def test_shipped_hmms_round_trip(case, tmp_path):
+    est, X, lengths = HMM_CASES[case]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emframe.ConvergenceWarning)
+        est.fit(X, lengths)
+    loaded = emframe.load(est.save(tmp_path / "m.npz"))
+    assert type(loaded) is type(est) and repr(loaded) == repr(est)
+    assert loaded.params_.allclose(est.params_, rtol=0)
+    assert loaded.score(X, lengths) == est.score(X, lengths)
+    np.testing.assert_array_equal(loaded.predict(X, lengths), est.predict(X, lengths))
+    np.testing.assert_array_equal(loaded.predict_proba(X, lengths), est.predict_proba(X, lengths))
+    lp, states = loaded.decode(X, lengths)
+    lp0, states0 = est.decode(X, lengths)
+    assert lp == lp0
+    np.testing.assert_array_equal(states, states0)
+    assert loaded.bic(X, lengths) == est.bic(X, lengths)
+    for name in ("startprob_", "transmat_", "means_", "covars_", "emissionprob_", "lambdas_"):
+        if hasattr(type(est), name):
+            np.testing.assert_array_equal(getattr(loaded, name), getattr(est, name))

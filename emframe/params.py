@@ -87,7 +87,8 @@ def _allclose(a: Any, b: Any, rtol: float, atol: float) -> bool:
 
 def _combine(a: Any, b: Any, op: Any) -> Any:
     if isinstance(a, Stats):
-        return a._zip(b, op)
+        # a nested Stats may define its own addition (e.g. moments about a reference point)
+        return a + b if op is np.add else a._zip(b, op)
     if isinstance(a, tuple):
         return tuple(_combine(x, y, op) for x, y in zip(a, b, strict=True))
     if a is None:

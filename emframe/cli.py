@@ -781,8 +781,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         out = np.repeat(out, 3, axis=2)
     if c == 4:
         out = np.concatenate([out, img[:, :, 3:4]], axis=2)
+    # round to 8 bits here: imsave would truncate floats
+    out8 = np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
     with atomic_write(args.out, "wb") as fh:
-        mpimg.imsave(fh, out, format="png")
+        mpimg.imsave(fh, out8, format="png")
     shares = np.bincount(labels, minlength=means.shape[0]) / labels.size
     print(f"segmented {args.image} ({w}x{h} pixels) into {means.shape[0]} colours "
           f"(fitted on {train.shape[0]} pixels, {est.n_iter_} iterations)")

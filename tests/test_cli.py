@@ -1,0 +1,431 @@
+"""The ``emframe`` command line, run as users run it: the real console script in a subprocess.
+
+A few in-process calls of ``emframe.cli.main`` cover the many bad-input cases quickly; every
+command also runs at least once as ``python -m emframe`` on the shipped data, and once through
+the installed ``emframe`` entry point.
+"""
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import emframe
+from emframe import cli
+from emframe.datasets import path as data_path
+
+FAITHFUL = str(data_path("old_faithful.csv"))
+AIR = str(data_path("airquality.csv"))
+QUAKES = str(data_path("earthquakes.csv"))
+DIGITS = str(data_path("digits_binary.csv"))
+COFFEE = str(data_path("coffee.png"))
+
+
+def run(*args, cwd=None):
+    """The real command, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "emframe", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def call(capsys, *args):
+    """The command line in-process: (exit status, stdout, stderr)."""
+    code = cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def read_csv(text):
+    rows = list(csv.reader(io.StringIO(text)))
+    return rows[0], rows[1:]
+
+
+def write(path, text):
+    Path(path).write_text(text)
+    return str(path)
+
+
+def _models(*names):
+    import emframe.models as m
+
+    missing = [n for n in names if not hasattr(m, n)]
+    if missing:
+        pytest.skip(f"emframe.models has no {missing} yet")
+
+
+# -- each command on the shipped data, as a subprocess ---------------------------------------
+def test_fit_gmm_then_predict(tmp_path):
+    _models("GaussianMixture")
+    model, plot = tmp_path / "faithful.npz", tmp_path / "faithful.png"
+    r = run("fit", "gmm", FAITHFUL, "--components", "2", "--seed", "0", "--out", model,
+            "--plot", plot)
+    assert r.returncode == 0, r.stderr
+    for key in ("log-likelihood", "iterations", "converged", "BIC", "means_", "weights_"):
+        assert key in r.stdout
+    # progress on stderr: iteration, log-likelihood, elapsed time
+    progress = [ln for ln in r.stderr.splitlines() if "iter" in ln]
+    assert progress and all("loglik" in ln and "elapsed" in ln for ln in progress)
+    est = emframe.load(model)
+    X = emframe.datasets.load_old_faithful()
+    assert f"BIC             {est.bic(X):.6f}" in r.stdout
+    assert f"iterations      {est.n_iter_} " in r.stdout
+    assert len(progress) == est.n_iter_
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    out = tmp_path / "pred.csv"
+    r = run("predict", model, FAITHFUL, "--out", out)
+    assert r.returncode == 0, r.stderr
+    header, rows = read_csv(out.read_text())
+    assert header == ["label", "p0", "p1"]
+    labels = np.array([int(r[0]) for r in rows])
+    proba = np.array([[float(v) for v in r[1:]] for r in rows])
+    np.testing.assert_array_equal(labels, est.predict(X))
+    np.testing.assert_array_equal(proba, est.predict_proba(X))  # repr floats read back exactly
+
+
+def test_predict_to_stdout_and_quiet(tmp_path):
+    _models("BernoulliMixture")
+    model = tmp_path / "digits.npz"
+    r = run("fit", "bernoulli", DIGITS, "--columns", "1-64", "-k", "3", "--max-iter", "5",
+            "--quiet", "--out", model)
+    assert r.returncode == 0, r.stderr
+    assert "restart" not in r.stderr  # --quiet: no progress lines
+    r = run("predict", model, DIGITS)  # the model remembers its columns p0..p63
+    assert r.returncode == 0, r.stderr
+    header, rows = read_csv(r.stdout)
+    assert header == ["label", "p0", "p1", "p2"] and len(rows) == 1797
+
+
+def test_impute_airquality(tmp_path):
+    _models("MissingDataGaussian")
+    out = tmp_path / "filled.csv"
+    r = run("impute", AIR, "--columns", "Ozone,Solar.R,Wind,Temp", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "imputed 44 missing cells in 42 rows (Ozone 37, Solar.R 7)" in r.stderr
+    header, rows = read_csv(out.read_text())
+    with open(AIR, newline="") as fh:
+        orig_header, orig = read_csv(fh.read())
+    assert header == orig_header and len(rows) == len(orig) == 153
+    X, _ = emframe.datasets.load_airquality()
+    est = emframe.models.MissingDataGaussian().fit(X[:, :4])
+    expected = est.impute(X[:, :4])
+    for i, (new, old) in enumerate(zip(rows, orig, strict=True)):
+        for j, cell in enumerate(old):
+            if cell.strip():
+                assert new[j] == cell  # observed cells are copied unchanged
+            else:
+                assert float(new[j]) == pytest.approx(expected[i, j], rel=1e-9)
+    assert all(c != "" for row in rows for c in row[:4])
+
+
+def test_poisson_hmm_fit_then_decode(tmp_path):
+    _models("PoissonHMM")
+    model = tmp_path / "quakes.npz"
+    r = run("fit", "poisson-hmm", QUAKES, "--columns", "count", "-k", "2", "--out", model,
+            "--plot", tmp_path / "q.png", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "lambdas_" in r.stdout and "transmat_" in r.stdout
+    r = run("decode", model, QUAKES)
+    assert r.returncode == 0, r.stderr
+    header, rows = read_csv(r.stdout)
+    assert header == ["state"] and len(rows) == 107
+    est = emframe.load(model)
+    counts = emframe.datasets.load_earthquakes()[1][:, None]
+    logprob, states = est.decode(counts)
+    np.testing.assert_array_equal([int(r[0]) for r in rows], states)
+    assert f"log-probability {logprob:.6f}" in r.stderr
+
+
+def test_select_gmm(tmp_path):
+    _models("GaussianMixture")
+    best = tmp_path / "best.npz"
+    r = run("select", "gmm", FAITHFUL, "--components", "1-3", "--quiet", "--out", best)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["components", "log-likelihood", "parameters"]
+    table = [ln.split() for ln in lines[1:4]]
+    assert [int(t[0]) for t in table] == [1, 2, 3]
+    bics = [float(t[3]) for t in table]
+    starred = [int(t[0]) for t in table if t[-1] == "*"]
+    assert starred == [1 + int(np.argmin(bics))]
+    assert lines[4] == f"best by BIC: {starred[0]} components"
+    est = emframe.load(best)
+    assert est.n_components == starred[0]
+    X = emframe.datasets.load_old_faithful()
+    assert est.bic(X) == pytest.approx(min(bics), abs=1e-4)
+
+
+def test_segment_coffee(tmp_path):
+    _models("GaussianMixture")
+    import matplotlib.image as mpimg
+
+    out = tmp_path / "seg.png"
+    r = run("segment", COFFEE, "--components", "3", "--out", out, "--max-pixels", "3000",
+            "--max-iter", "20", "--quiet", "--model-out", tmp_path / "seg.npz")
+    assert r.returncode == 0, r.stderr
+    src = mpimg.imread(COFFEE)
+    seg = mpimg.imread(out)
+    assert seg.shape[:2] == src.shape[:2]
+    colours = np.unique(seg[:, :, :3].reshape(-1, 3), axis=0)
+    means = np.clip(emframe.load(tmp_path / "seg.npz").means_, 0, 1)
+    assert len(colours) == 3
+    # every pixel is painted with its component's mean colour (to 8-bit precision)
+    assert np.abs(colours[:, None, :] - means[None]).max(axis=2).min(axis=1).max() <= 0.5 / 255
+    assert "component" in r.stdout and "% of pixels" in r.stdout
+
+
+def test_installed_entry_point(tmp_path):
+    exe = Path(sys.executable).parent / ("emframe.exe" if os.name == "nt" else "emframe")
+    assert exe.exists(), f"the console script is not installed next to {sys.executable}"
+    r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"emframe {emframe.__version__}"
+    bad = write(tmp_path / "bad.csv", "a,b\n1,2\n3,x\n")
+    r = subprocess.run([str(exe), "fit", "gmm", bad], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    assert "bad.csv: row 2 (line 3), column 2 'b': 'x' is not a number" in r.stderr
+
+
+def test_exit_status_of_the_process(tmp_path):
+    r = run("fit", "nosuchmodel", FAITHFUL)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = run("fit", "gmm", tmp_path / "nothere.csv")
+    assert r.returncode == 2 and "nothere.csv: no such file" in r.stderr
+    # an operating-system failure is exit status 1: the output path is a directory
+    (tmp_path / "adir").mkdir()
+    r = run("impute", AIR, "--quiet", "--out", tmp_path / "adir")
+    assert r.returncode == 1 and "emframe: error:" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- bad input and usage, in-process ---------------------------------------------------------
+def test_help_and_version(capsys):
+    code, out, _ = call(capsys, "--help")
+    assert code == 0 and "fit" in out and "segment" in out
+    code, out, _ = call(capsys, "fit", "--help")
+    assert code == 0 and "--covariance-type" in out and "mvn-missing" in out
+    code, _, err = call(capsys)
+    assert code == 2 and "required" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("a,b\n1,2\n3,abc\n", r"bad.csv: row 2 \(line 3\), column 2 'b': 'abc' is not a number"),
+        ("a,b\n1,2\n\n3,4,5\n", r"bad.csv: row 2 \(line 4\) has 3 cells, but the header has 2"),
+        ("a,b\n1,inf\n", r"row 1 \(line 2\), column 2 'b': infinite value"),
+        ("", "the file is empty"),
+        ("a,b\n", "no data rows"),
+    ],
+)
+def test_bad_csv_names_file_row_and_column(capsys, tmp_path, text, match):
+    bad = write(tmp_path / "bad.csv", text)
+    code, out, err = call(capsys, "fit", "gmm", bad)
+    assert code == 2 and out == ""
+    assert err.startswith("emframe: error: ")
+    assert __import__("re").search(match, err), err
+
+
+def test_missing_values_rejected_or_dropped(capsys, tmp_path):
+    _models("GaussianMixture")
+    data = write(tmp_path / "m.csv", "x,y\n1,2\n2,3\n,4\n8,9\n9,8\n8,8\n1,1\n")
+    code, _, err = call(capsys, "fit", "gmm", data, "-k", "2")
+    assert code == 2
+    assert "m.csv: row 3 (line 4), column 1 'x': missing value, but gmm cannot handle" in err
+    code, out, err = call(capsys, "fit", "gmm", data, "-k", "2", "--drop-missing", "-q")
+    assert code == 0, err
+    assert "6 rows" in out
+
+
+def test_missing_values_as_nan_text_and_npy(capsys, tmp_path):
+    _models("MissingDataGaussian")
+    X = np.array([[1.0, 2.0], [2.0, np.nan], [3.0, 5.0], [4.0, 7.0], [np.nan, 1.0]])
+    csv_path = write(tmp_path / "n.csv", "a,b\n1,2\n2,NaN\n3,5\n4,7\n,1\n")
+    npy_path = tmp_path / "n.npy"
+    np.save(npy_path, X)
+    code1, out1, _ = call(capsys, "impute", csv_path, "-q")
+    code2, out2, _ = call(capsys, "impute", npy_path, "-q")
+    assert code1 == code2 == 0
+    _, rows1 = read_csv(out1)
+    header2, rows2 = read_csv(out2)
+    assert header2 == ["1", "2"]
+    np.testing.assert_allclose(np.array(rows1, dtype=float), np.array(rows2, dtype=float))
+    assert rows1[0] == ["1", "2"] and rows2[0] == ["1.0", "2.0"]
+
+
+def test_value_checks_per_model(capsys, tmp_path):
+    _models("BernoulliMixture", "PoissonHMM", "CategoricalHMM", "MissingDataGaussian")
+    data = write(tmp_path / "v.csv", "a,b\n0,1\n1,2\n1,0\n0,0\n")
+    code, _, err = call(capsys, "fit", "bernoulli", data)
+    assert code == 2 and "row 2 (line 3), column 2 'b': 2 is not 0 or 1" in err
+    data = write(tmp_path / "c.csv", "a,b\n0,1\n1,2.5\n1,0\n0,0\n")
+    code, _, err = call(capsys, "fit", "poisson-hmm", data)
+    assert code == 2 and "column 2 'b': 2.5 is not a non-negative integer" in err
+    code, _, err = call(capsys, "fit", "categorical-hmm", data)
+    assert code == 2 and "one column of symbols" in err
+    code, _, err = call(capsys, "fit", "mvn-missing", data, "--components", "2")
+    assert code == 2 and "mvn-missing has no components" in err
+    code, _, err = call(capsys, "fit", "gmm", data, "--lengths", "a")
+    assert code == 2 and "--lengths applies to HMMs" in err
+    code, _, err = call(capsys, "fit", "gmm", data, "--components", "9")
+    assert code == 2 and "more than the 4 rows" in err
+
+
+def test_columns_by_name_number_and_range(capsys, tmp_path):
+    table = cli.read_table(AIR)
+    assert cli.select_columns(table, ["Ozone,3"]) == [0, 2]
+    assert cli.select_columns(table, ["Wind", "1-2"]) == [2, 0, 1]
+    assert cli.select_columns(table, None) == list(range(6))
+    with pytest.raises(cli.InputError, match=r"no column 'Ozon'.*\['Ozone'"):
+        cli.select_columns(table, ["Ozon"])
+    with pytest.raises(cli.InputError, match="names a column twice"):
+        cli.select_columns(table, ["Ozone,1"])
+    code, _, err = call(capsys, "impute", AIR, "--columns", "7")
+    assert code == 2 and "no column '7'" in err
+
+
+def test_lengths_from_a_column_or_a_file(tmp_path):
+    table = cli.read_table(write(tmp_path / "s.csv", "id,x\n5,1\n5,2\n7,3\n5,4\n5,5\n5,6\n"))
+    lengths, col, path = cli.read_lengths("id", table)
+    assert lengths.tolist() == [2, 1, 3] and col == 0 and path is None
+    data = cli.load_data(str(tmp_path / "s.csv"), None, "id")
+    assert data.names == ["x"] and data.lengths.tolist() == [2, 1, 3]
+    lfile = write(tmp_path / "len.txt", "length\n4\n2\n")
+    lengths, col, path = cli.read_lengths(lfile, table)
+    assert lengths.tolist() == [4, 2] and col is None and path == lfile
+    with pytest.raises(cli.InputError, match=r"sum to 5, but .*s.csv has 6 rows"):
+        cli.read_lengths(write(tmp_path / "l2.txt", "3\n2\n"), table)
+    with pytest.raises(cli.InputError, match="positive integers"):
+        cli.read_lengths(write(tmp_path / "l3.txt", "3\n2.5\n0.5\n"), table)
+    with pytest.raises(cli.InputError, match="neither a column"):
+        cli.read_lengths("nope", table)
+    with pytest.raises(cli.InputError, match="holds the sequence ids"):
+        cli.load_data(str(tmp_path / "s.csv"), ["id,x"], "id")
+
+
+def test_drop_missing_shortens_sequences():
+    table = cli.Table("t", ["x"], np.array([[1.0], [np.nan], [2.0], [np.nan], [3.0]]))
+    data = cli.Data(table, [0], table.values, np.array([2, 1, 2]))
+    out = cli.drop_missing_rows(data)
+    assert out.X.ravel().tolist() == [1.0, 2.0, 3.0] and out.lengths.tolist() == [1, 1, 1]
+    data = cli.Data(table, [0], table.values, np.array([1, 1, 3]))
+    assert cli.drop_missing_rows(data).lengths.tolist() == [1, 2]
+
+
+def test_hmm_lengths_column_on_the_command_line(capsys, tmp_path):
+    _models("PoissonHMM")
+    counts = emframe.datasets.load_earthquakes()[1]
+    ids = np.repeat([1, 2], [50, 57])
+    lines = "\n".join(f"{i},{c}" for i, c in zip(ids, counts, strict=True))
+    data = write(tmp_path / "q.csv", "seq,count\n" + lines + "\n")
+    model = tmp_path / "q.npz"
+    code, out, err = call(capsys, "fit", "poisson-hmm", data, "--lengths", "seq", "-q",
+                          "--out", model)
+    assert code == 0, err
+    assert "2 sequences" in out
+    est = emframe.load(model)
+    assert est.n_features_in_ == 1
+    # decode finds the sequence-id column again from the saved model
+    code, out, err = call(capsys, "decode", model, data, "-q")
+    assert code == 0, err
+    header, rows = read_csv(out)
+    assert header == ["sequence", "state"]
+    _, states = est.decode(counts[:, None].astype(float), [50, 57])
+    assert [int(r[1]) for r in rows] == states.tolist()
+    assert [int(r[0]) for r in rows] == [0] * 50 + [1] * 57
+
+
+def test_never_overwrites_an_input(capsys, tmp_path):
+    _models("MissingDataGaussian", "GaussianMixture")
+    data = tmp_path / "air.csv"
+    data.write_bytes(Path(AIR).read_bytes())
+    before = data.read_bytes()
+    for out in (data, tmp_path / "." / "air.csv"):
+        code, _, err = call(capsys, "impute", data, "--out", out, "-q")
+        assert code == 2 and "refusing to overwrite the input file" in err
+    link = tmp_path / "link.csv"
+    os.link(data, link)
+    code, _, err = call(capsys, "impute", data, "--out", link, "-q")
+    assert code == 2 and "refusing to overwrite" in err
+    assert data.read_bytes() == before
+    model = tmp_path / "m.npz"
+    assert call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", model, "--max-iter", "3")[0] == 0
+    code, _, err = call(capsys, "predict", model, FAITHFUL, "--out", model)
+    assert code == 2 and "refusing" in err
+    code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", model, "--plot", model)
+    assert code == 2 and "refusing" in err
+    code, _, err = call(capsys, "segment", COFFEE, "--out", COFFEE)
+    assert code == 2 and "refusing" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["air.csv", "link.csv", "m.npz"]
+
+
+def test_failed_output_leaves_no_file(capsys, tmp_path):
+    _models("GaussianMixture")
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"previous")
+    code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", out, "--plot",
+                        tmp_path / "plot.unknownformat", "--max-iter", "3")
+    assert code == 1 and "emframe: error:" in err
+    assert not (tmp_path / "plot.unknownformat").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # the model itself was saved
+    code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "--out", tmp_path / "no" / "m.npz")
+    assert code == 2 and "does not exist" in err
+
+
+def test_predict_and_decode_reject_wrong_models_and_data(capsys, tmp_path):
+    _models("GaussianMixture", "MissingDataGaussian")
+    gmm = tmp_path / "g.npz"
+    mvn = tmp_path / "m.npz"
+    assert call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", gmm, "--max-iter", "3")[0] == 0
+    assert call(capsys, "fit", "mvn-missing", AIR, "-c", "Ozone,Wind", "-q", "--out", mvn)[0] == 0
+    code, _, err = call(capsys, "decode", gmm, FAITHFUL)
+    assert code == 2 and "is not an HMM" in err
+    code, _, err = call(capsys, "predict", mvn, AIR)
+    assert code == 2 and "no labels to predict" in err
+    code, _, err = call(capsys, "predict", gmm, AIR)
+    assert code == 2 and "fitted on 2" in err
+    code, out, err = call(capsys, "predict", gmm, AIR, "--columns", "Wind,Temp")
+    assert code == 0, err  # any two columns, when chosen explicitly
+    junk = write(tmp_path / "junk.npz", "not a model")
+    code, _, err = call(capsys, "predict", junk, FAITHFUL)
+    assert code == 2 and "not an emframe model file" in err
+
+
+def test_select_ranges_and_covariance_types(capsys):
+    _models("GaussianMixture")
+    assert cli.parse_range("1-3,6") == [1, 2, 3, 6]
+    for bad in ("0-2", "3-1", "a", ""):
+        with pytest.raises(Exception, match="component"):
+            cli.parse_range(bad)
+    code, _, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "x-2")
+    assert code == 2 and "invalid component range" in err
+    code, out, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "1,2", "--covariance-type",
+                          "full,spherical", "--criterion", "aic", "-q", "--max-iter", "20")
+    assert code == 0, err
+    rows = [ln.split() for ln in out.splitlines()[1:5]]
+    assert [(r[0], r[1]) for r in rows] == [("1", "full"), ("2", "full"), ("1", "spherical"),
+                                            ("2", "spherical")]
+    assert sum(r[-1] == "*" for r in rows) == 1
+    assert out.splitlines()[5].startswith("best by AIC:")
+    code, _, err = call(capsys, "select", "gmm", FAITHFUL, "--covariance-type", "round")
+    assert code == 2 and "invalid covariance type" in err
+
+
+def test_warnings_are_one_line_messages(capsys):
+    _models("GaussianMixture")
+    with warnings.catch_warnings():
+        code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--max-iter", "1", "-k", "3")
+    assert code == 0
+    assert "emframe: warning:" in err and "did not converge" in err
+
+
+def test_segment_bad_image(capsys, tmp_path):
+    bad = write(tmp_path / "x.png", "not an image")
+    code, _, err = call(capsys, "segment", bad, "--out", tmp_path / "o.png")
+    assert code == 2 and "x.png: not a readable PNG image" in err
+    code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.jpg")
+    assert code == 2 and "segment writes PNG" in err

@@ -110,6 +110,29 @@ class Table:
                 f"{self.names[col]!r}")
 
 
+def resolve_input(arg: str) -> str:
+    """The file named by a DATA argument; ``example:NAME`` is a shipped data set.
+
+    For example ``example:old_faithful`` is emframe's copy of the Old Faithful
+    data (``old_faithful.csv``) and ``example:coffee`` the coffee photograph.
+    """
+    if not arg.startswith("example:"):
+        return arg
+    from . import datasets
+
+    name = arg[len("example:"):]
+    names = [name] if Path(name).suffix else [name + ".csv", name + ".png"]
+    for candidate in names:
+        try:
+            return str(datasets.path(candidate))
+        except ValueError:
+            continue
+    shipped = sorted({p.stem for p in datasets.path("old_faithful.csv").parent.iterdir()
+                      if p.suffix in (".csv", ".png")})
+    raise InputError(f"{arg}: no shipped example data called {name!r}; the examples are "
+                     + ", ".join(f"example:{n}" for n in shipped))
+
+
 def _parse_cell(text: str) -> float:
     t = text.strip()
     if t in MISSING:
@@ -547,6 +570,7 @@ def _model_metadata(spec: ModelSpec, data: Data) -> dict[str, Any]:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
     spec = MODELS[args.model]
     if args.lengths is not None and spec.kind != "hmm":
         raise InputError(f"--lengths applies to HMMs, not to {spec.name}")
@@ -608,6 +632,7 @@ def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) ->
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data])
     est, meta = _load_model(args.model_file)
     if not hasattr(est, "predict_proba"):
@@ -625,6 +650,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)
     if not hasattr(est, "decode"):
@@ -646,6 +672,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 # -- impute ------------------------------------------------------------------------------------
 def cmd_impute(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
     check_output(args.out, [args.data])
     spec = MODELS["mvn-missing"]
     data = load_data(args.data, args.columns)
@@ -704,6 +731,7 @@ def parse_range(text: str) -> list[int]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
     spec = MODELS[args.model]
     if spec.kind == "gaussian":
         raise InputError(f"{spec.name} has no components to select")
@@ -749,6 +777,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     import matplotlib.image as mpimg
 
+    args.image = resolve_input(args.image)
     check_output(args.out, [args.image])
     _pyplot()
     if not os.path.isfile(args.image):
@@ -879,7 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{models_help}.")
     p.add_argument("model", choices=list(MODELS), metavar="MODEL",
                    help=f"one of {', '.join(MODELS)}")
-    p.add_argument("data", metavar="DATA", help="CSV file with a header row, or .npy")
+    p.add_argument("data", metavar="DATA", help="CSV file with a header row, or .npy; "
+                   "example:NAME for shipped data (example:old_faithful)")
     _add_columns(p)
     p.add_argument("--lengths", metavar="FILE|COLUMN",
                    help="HMMs: a column of sequence ids (a new sequence starts where the id "

@@ -429,3 +429,32 @@ def test_segment_bad_image(capsys, tmp_path):
     assert code == 2 and "x.png: not a readable PNG image" in err
     code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.jpg")
     assert code == 2 and "segment writes PNG" in err
+
+
+def test_readme_main_job_command_runs(tmp_path):
+    """The README's shell command (after the install step) works as written."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(?:bash|sh|shell|text)\n(.*?)^```", readme, re.S | re.M)
+    commands = [part.strip() for block in blocks for line in block.splitlines()
+                for part in line.split("&&") if part.strip().startswith("emframe ")]
+    assert commands, "README.md shows no emframe command"
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        r = run(*argv, cwd=tmp_path)
+        assert r.returncode == 0, f"{command}\n{r.stderr}"
+        if "--plot" in argv:
+            plot = tmp_path / argv[argv.index("--plot") + 1]
+            assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_example_names_resolve_to_shipped_data(capsys):
+    assert cli.resolve_input("example:old_faithful") == FAITHFUL
+    assert cli.resolve_input("example:coffee") == COFFEE
+    assert cli.resolve_input("example:earthquakes.csv") == QUAKES
+    assert cli.resolve_input("data.csv") == "data.csv"
+    code, _, err = call(capsys, "fit", "gmm", "example:nope")
+    assert code == 2 and "no shipped example data called 'nope'" in err
+    assert "example:old_faithful" in err

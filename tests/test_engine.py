@@ -232,6 +232,7 @@ def test_log_prior_enters_the_history():
     assert prior.loglik_history[0] == pytest.approx(plain.loglik_history[0] - 6.0)
 
 
+@pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
 def test_zero_probability_data_is_a_clear_error():
     bad = START.replace(rates=np.array([0.0, 0.0]))
     with pytest.raises(ValueError, match=r"log-likelihood is (-inf|nan) at iteration 0"):

@@ -116,20 +116,20 @@ def binary_data(X: Any, name: str = "X") -> BinaryData:
     if isinstance(X, BinaryData):
         return X
     arr = check_array(X, name, allow_nan=True)
-    # NaN compares unequal to everything, so (arr == arr) keeps it out of `bad`.
-    bad = (arr != 0) & (arr != 1) & (arr == arr)
+    missing = np.isnan(arr)
+    bad = (arr != 0) & (arr != 1)
+    bad &= ~missing
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise ValueError(
-            f"{name} must contain only 0, 1 or NaN (missing); found {arr[i, j]!r} at "
+            f"{name} must contain only 0, 1 or NaN (missing); found {float(arr[i, j])!r} at "
             f"row {i}, column {j}. Binarise the data first, for example (X > threshold)."
         )
-    missing = np.isnan(arr)
     if not missing.any():
         # No copy: arr is the caller's float64 array or check_array's conversion.
         return BinaryData(_read_only(arr), None)
-    ones = np.where(missing, 0.0, arr)
-    observed = (~missing).astype(np.float64)
+    ones = np.fmax(arr, 0.0)  # fmax ignores NaN: missing -> 0, and 0/1 stay
+    observed = np.logical_not(missing).astype(np.float64)
     return BinaryData(_read_only(ones), _read_only(observed))
 
 

@@ -131,9 +131,8 @@ class MissingGaussianModel(EMModel[MissingGaussianParams, MissingGaussianStats])
         w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         # a row with nothing observed carries no information: leave it out entirely
         w = np.where(cond.patterns.n_observed > 0, w, 0.0)
-        center = self._center(X.shape[1])
-        # filled-in rows about the centre; observed entries straight from X
-        xc = np.where(missing, cond.residual + (params.mean - center), X - center)
+        # filled-in rows about the centre
+        xc = cond.residual + (params.mean - self._center(X.shape[1]))
         stats = MissingGaussianStats(
             weight=float(w.sum()),
             first=w @ xc,

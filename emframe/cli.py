@@ -633,7 +633,7 @@ def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) ->
 
 def cmd_predict(args: argparse.Namespace) -> int:
     args.data = resolve_input(args.data)
-    check_output(args.out, [args.model_file, args.data])
+    check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)
     if not hasattr(est, "predict_proba"):
         raise InputError(f"{args.model_file}: a {type(est).__name__} has no labels to predict; "
@@ -767,6 +767,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     k, cov, *_rest, best_est = results[best]
     print(f"best by {args.criterion.upper()}: {k} components"
           + ("" if cov is None else f", covariance_type {cov}"))
+    print()
+    print(summary(best_est, spec, data))
     if args.out is not None:
         best_est.save(args.out, metadata=_model_metadata(spec, data))
         print(f"saved model   {args.out}")
@@ -779,6 +781,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     args.image = resolve_input(args.image)
     check_output(args.out, [args.image])
+    check_output(args.model_out, [args.image, args.out])
     _pyplot()
     if not os.path.isfile(args.image):
         raise InputError(f"{args.image}: no such file")
@@ -823,7 +826,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"  component {k}: colour {hexcol}  {100 * shares[k]:5.1f}% of pixels")
     print(f"saved image   {args.out}")
     if args.model_out is not None:
-        check_output(args.model_out, [args.image, args.out])
         est.save(args.model_out, metadata={"cli_model": "gmm", "columns": ["r", "g", "b"][:c]})
     return 0
 

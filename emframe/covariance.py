@@ -37,6 +37,7 @@ depends on where the data sit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -81,6 +82,17 @@ _BLOCK_BYTES = 1 << 21
 # ---------------------------------------------------------------------------
 # Sufficient statistics
 # ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _triu(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column indices of the upper triangle of a d x d matrix, and the
+    coefficients (-1/2 on the diagonal, -1 off it) of ``-x^T A x / 2`` in its entries."""
+    iu = np.triu_indices(d)
+    coef = np.where(iu[0] == iu[1], -0.5, -1.0)
+    for a in (*iu, coef):
+        a.flags.writeable = False
+    return iu[0], iu[1], coef
+
+
 @dataclasses.dataclass(frozen=True)
 class GaussianMoments(Stats):
     """Weighted moments of K components about per-component reference points.
@@ -229,17 +241,16 @@ class FullMoments(GaussianMoments):
 
     @staticmethod
     def unpack(g: np.ndarray, d: int) -> np.ndarray:
-        iu = np.triu_indices(d)
+        rows, cols, _ = _triu(d)
         out = np.empty((g.shape[1], d, d))
-        out[:, iu[0], iu[1]] = g.T
-        out[:, iu[1], iu[0]] = g.T
+        out[:, rows, cols] = g.T
+        out[:, cols, rows] = g.T
         return out
 
     @staticmethod
     def pack_quadratic(lam: np.ndarray, d: int) -> np.ndarray:
-        iu = np.triu_indices(d)
-        coef = np.where(iu[0] == iu[1], -0.5, -1.0)
-        return lam[:, iu[0], iu[1]] * coef
+        rows, cols, coef = _triu(d)
+        return lam[:, rows, cols] * coef
 
     @staticmethod
     def direct(xc: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -333,10 +344,21 @@ def _chol_lower(mat: np.ndarray, what: str, reg_covar: float | None) -> np.ndarr
         raise _not_pd_error(what, reg_covar) from None
 
 
+def _triangular_inverse(tri: np.ndarray, lower: bool) -> np.ndarray:
+    """Inverse of a non-singular triangular matrix (LAPACK trtri: fast on tiny matrices)."""
+    inv, info = linalg.lapack.dtrtri(tri, lower=int(lower))
+    if info != 0:
+        raise np.linalg.LinAlgError("singular triangular factor")
+    return inv
+
+
 def _upper_precision_cholesky(cov: np.ndarray, what: str, reg_covar: float | None) -> np.ndarray:
     """Upper-triangular ``U`` with ``U U^T = inv(cov)``."""
     chol = _chol_lower(cov, what, reg_covar)
-    return linalg.solve_triangular(chol, np.eye(cov.shape[0]), lower=True, check_finite=False).T
+    try:
+        return _triangular_inverse(chol, lower=True).T
+    except np.linalg.LinAlgError:
+        raise _not_pd_error(what, reg_covar) from None
 
 
 def _upper_cholesky_of_precision(prec: np.ndarray, what: str) -> np.ndarray:
@@ -513,8 +535,8 @@ class _PerComponentMatrices(CovarianceStrategy):
 
     def sample_noise(self, precisions_cholesky: np.ndarray, k: int, z: np.ndarray) -> np.ndarray:
         u = self._factor(precisions_cholesky, k)
-        # U U^T = inv(C)  =>  y = U^{-T} z has covariance C.
-        return linalg.solve_triangular(u, z.T, trans="T", lower=False).T
+        # U U^T = inv(C)  =>  y = U^{-T} z has covariance C; as rows, Y = Z U^{-1}.
+        return z @ _triangular_inverse(u, lower=False)
 
     @abstractmethod
     def _factor(self, precisions_cholesky: np.ndarray, k: int) -> np.ndarray:
@@ -562,7 +584,7 @@ class FullCovariance(_PerComponentMatrices):
     def covariances_from_precisions_cholesky(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         out = []
         for u in precisions_cholesky:
-            inv_u = linalg.solve_triangular(u, np.eye(u.shape[0]), lower=False)
+            inv_u = _triangular_inverse(u, lower=False)
             out.append(inv_u.T @ inv_u)
         return np.stack(out)
 
@@ -622,7 +644,7 @@ class TiedCovariance(_PerComponentMatrices):
 
     def covariances_from_precisions_cholesky(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         u = precisions_cholesky
-        inv_u = linalg.solve_triangular(u, np.eye(u.shape[0]), lower=False)
+        inv_u = _triangular_inverse(u, lower=False)
         return inv_u.T @ inv_u
 
     def precisions(self, precisions_cholesky: np.ndarray) -> np.ndarray:

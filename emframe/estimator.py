@@ -13,7 +13,7 @@ import numpy as np
 
 from .data import DataSource
 from .engine import FitResult, IterationInfo, check_freeze, fit_em
-from .exceptions import NotFittedError
+from .exceptions import not_fitted_error
 from .model import EMModel
 from .online import OnlineState, check_kappa, online_update
 from .params import Params
@@ -36,7 +36,8 @@ class EMEstimator:
     Fitted attributes set by the base: ``params_`` (the immutable parameter
     set), ``converged_``, ``n_iter_``, ``loglik_history_`` (the total, or with a
     prior the penalised, log-likelihood after each iteration, entry 0 at the
-    initial parameters), ``n_features_in_`` for array data.
+    initial parameters), ``n_e_steps_`` (passes over the data, including the
+    final evaluation), ``n_features_in_`` for array data.
     """
 
     #: Whether NaN in X marks missing values (otherwise it is an error).
@@ -129,7 +130,7 @@ class EMEstimator:
     # -- fitting -------------------------------------------------------------
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "params_"):
-            raise NotFittedError(
+            raise not_fitted_error(
                 f"This {type(self).__name__} instance is not fitted yet. "
                 "Call 'fit' with appropriate arguments before using this estimator."
             )
@@ -231,6 +232,7 @@ class EMEstimator:
         self._online_state = None
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
+        self.n_e_steps_ = result.n_e_steps
         self.loglik_history_ = result.loglik_history
         self.lower_bound_ = result.log_likelihood
         self._set_params(result.params)

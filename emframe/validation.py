@@ -60,7 +60,7 @@ def check_array(
         if arr.ndim == 1:
             raise ValueError(
                 f"Expected a 2-D array for {name}, got a 1-D array of shape {arr.shape}. "
-                f"Reshape it with {name}.reshape(-1, 1) for a single feature "
+                f"Reshape your data with {name}.reshape(-1, 1) for a single feature "
                 f"or {name}.reshape(1, -1) for a single sample."
             )
         if arr.ndim != 2:
@@ -69,7 +69,9 @@ def check_array(
                 f"(shape {arr.shape})"
             )
         if arr.shape[1] == 0:
-            raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 is required")
+            raise ValueError(
+                f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
+            )
     if arr.shape[0] < min_samples:
         raise ValueError(
             f"{name} has {arr.shape[0]} sample(s) (shape {arr.shape}), "

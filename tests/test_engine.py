@@ -281,6 +281,15 @@ def test_estimator_conventions():
         est.predict(np.ones((3, 2)))
 
 
+def test_not_fitted_error_is_sklearns_when_sklearn_is_loaded():
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+
+    with pytest.raises(SkNotFitted):
+        PoissonMixtureEstimator(2).predict(X)
+    with pytest.raises(NotFittedError):
+        PoissonMixtureEstimator(2).score(X)
+
+
 def test_sklearn_clone():
     from sklearn.base import clone
 

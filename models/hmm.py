@@ -374,7 +374,7 @@ def _dirichlet_log_density(p: np.ndarray, alpha: np.ndarray, support: np.ndarray
     if not np.any(a1):
         return 0.0
     # Up to its normalising constant, which does not depend on p.
-    return float(np.sum(np.where(a1 != 0, a1 * safe_log(p), 0.0)))
+    return float(np.sum(a1 * safe_log(np.where(a1 != 0, p, 1.0))))
 
 
 # ----------------------------------------------------------------------------------------
@@ -501,7 +501,10 @@ class HMM(EMEstimator):
 
     # -- hooks for the named subclasses -------------------------------------------------
     def _make_emission(self, X: Any) -> Emission:
-        """The emission component for these hyperparameters (``X`` is the raw training data)."""
+        """The emission component for these hyperparameters.
+
+        ``X`` is the raw training data, or None when a loaded estimator is rebuilt.
+        """
         if not isinstance(self.emission, Emission):
             raise TypeError(
                 "emission must be an Emission instance (see emframe.models.hmm_emissions), "
@@ -548,7 +551,9 @@ class HMM(EMEstimator):
                 return getattr(p, field)
             if field == "*":
                 return p.emission
-            return self._model.emission.to_attribute(field, getattr(p.emission, field))
+            value = getattr(p.emission, field)
+            model = self.__dict__.get("_model")  # absent while emframe.load rebuilds it
+            return value if model is None else model.emission.to_attribute(field, value)
         given = self.__dict__.get("_given", {})
         if field in given:
             return given[field]
@@ -604,6 +609,20 @@ class HMM(EMEstimator):
     def _build_model(self, X: Any) -> HMMModel:
         raise NotImplementedError("HMM estimators build their model in fit")
 
+    def _is_warm(self) -> bool:
+        return bool(getattr(self, "warm_start", False)) and "params_" in self.__dict__
+
+    def _new_model(
+        self, emission: Emission, initial: Mapping[str, Any], update_letters: set[str]
+    ) -> HMMModel:
+        letters = self._letters(emission)
+        frozen = [f for c, fs in letters.items() if c not in update_letters for f in fs]
+        return HMMModel(
+            emission, int(self.n_components),
+            startprob_prior=self.startprob_prior, transmat_prior=self.transmat_prior,
+            initial=initial, frozen=frozen, backend=self.backend,
+        )
+
     def _build(self, X_raw: Any, lengths: Any) -> tuple[HMMModel, Sequences]:
         self._validate_hyper()
         emission = self._make_emission(X_raw)
@@ -613,36 +632,48 @@ class HMM(EMEstimator):
         update_letters = self._parse_letters(self.params, "params", emission)
         letters = self._letters(emission)
         initial: dict[str, Any] = {}
-        for letter, fields in letters.items():
-            if letter in init_letters:
-                continue
-            for field in fields:
-                name = self._attribute_name(field)
-                try:
-                    value = getattr(self, name)
-                except AttributeError:
-                    raise ValueError(
-                        f"init_params={self.init_params!r} leaves out {letter!r}, so {name} "
-                        f"must be set before fit (or add {letter!r} to init_params)"
-                    ) from None
-                if field in ("startprob", "transmat", "*"):
-                    initial[field] = value
-                else:
-                    initial[field] = emission.from_attribute(
-                        field, value, k, seqs.X.shape[1]
-                    )
-        frozen = [f for c, fs in letters.items() if c not in update_letters for f in fs]
-        model = HMMModel(
-            emission, k,
-            startprob_prior=self.startprob_prior, transmat_prior=self.transmat_prior,
-            initial=initial, frozen=frozen, backend=self.backend,
-        )
-        # Given parameters must be valid together (shapes, stochastic rows).
-        if len(initial) == sum(len(fs) for fs in letters.values()):
-            self._all_given = model.initialize(seqs, np.random.default_rng(0))
+        if self._is_warm():
+            p = self.params_
+            initial = {"startprob": p.startprob, "transmat": p.transmat, "*": p.emission}
+            all_given = True
         else:
-            self._all_given = None
+            all_given = not (init_letters & set(letters))
+            for letter, fields in letters.items():
+                if letter in init_letters:
+                    continue
+                for field in fields:
+                    name = self._attribute_name(field)
+                    try:
+                        value = getattr(self, name)
+                    except AttributeError:
+                        raise ValueError(
+                            f"init_params={self.init_params!r} leaves out {letter!r}, so "
+                            f"{name} must be set before fit (or add {letter!r} to init_params)"
+                        ) from None
+                    if field in ("startprob", "transmat", "*"):
+                        initial[field] = value
+                    else:
+                        initial[field] = emission.from_attribute(
+                            field, value, k, seqs.X.shape[1]
+                        )
+        model = self._new_model(emission, initial, update_letters)
+        # All given (or warm): one run from those values, checked together; restarts
+        # would all coincide.
+        self._all_given = model.initialize(seqs, np.random.default_rng(0)) if all_given else None
         return model, seqs
+
+    def _rebuild_model(self) -> HMMModel:
+        """The model of a loaded estimator, rebuilt from its hyperparameters and ``params_``.
+
+        The topology (which start/transition entries may be non-zero) is taken from the
+        zeros of the fitted ``startprob_`` and ``transmat_``.
+        """
+        emission = self._make_emission(None)
+        p = self.params_
+        initial = {"startprob": p.startprob, "transmat": p.transmat, "*": p.emission}
+        return self._new_model(
+            emission, initial, self._parse_letters(self.params, "params", emission)
+        )
 
     @property
     def freeze(self) -> tuple[str, ...]:
@@ -651,10 +682,7 @@ class HMM(EMEstimator):
         return model.engine_freeze if model is not None else ()
 
     def _warm_params(self) -> Params | None:
-        warm = super()._warm_params()
-        if warm is not None:
-            return warm
-        # Everything given: one run from those values (restarts would all coincide).
+        # Set by _build: the given (or warm-start) parameters, else None (random restarts).
         return self.__dict__.get("_all_given")
 
     # -- fitting --------------------------------------------------------------------------------

@@ -292,7 +292,8 @@ class CategoricalEmission(Emission):
         a1 = self._alpha_minus_one(params.emissionprob.shape[0])
         if not np.any(a1):
             return 0.0
-        return float(np.sum(np.where(a1 != 0, a1 * safe_log(params.emissionprob), 0.0)))
+        # log(1) where there is no prior: 0 * log(0) must not give NaN
+        return float(np.sum(a1 * safe_log(np.where(a1 != 0, params.emissionprob, 1.0))))
 
     def check_params(self, params: CategoricalParams, n_components: int) -> None:
         _check_shape(params.emissionprob, (n_components, self.n_symbols), "emissionprob_")

@@ -109,7 +109,10 @@ class CategoricalHMM(HMM):
         if self.n_features is not None:
             check_scalar(self.n_features, "n_features", (int, np.integer), min_value=1)
             n_symbols = int(self.n_features)
-        elif "e" not in (self.init_params or "") and hasattr(self, "emissionprob_"):
+        elif (
+            X is None or self._is_warm() or "e" not in (self.init_params or "")
+        ) and hasattr(self, "emissionprob_"):
+            # The alphabet of the given (or fitted) emission probabilities.
             n_symbols = int(np.shape(self.emissionprob_)[1])
         else:
             n_symbols = int(check_symbols(X)[:, 0].max()) + 1

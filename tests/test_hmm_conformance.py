@@ -1,10 +1,7 @@
-"""emframe.testing conformance for every HMM: monotone, additive over sequences, valid, deterministic."""
+"""emframe.testing conformance of every HMM: monotone, additive over sequences, valid."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from emframe.models.hmm import HMMModel, Sequences
 from emframe.models.hmm_emissions import (
     CategoricalEmission,
@@ -12,6 +9,9 @@ from emframe.models.hmm_emissions import (
     GMMEmission,
     PoissonEmission,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from emframe.testing import (
     check_additive,
     check_model,

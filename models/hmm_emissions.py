@@ -337,7 +337,7 @@ def check_symbols(X: Any, n_symbols: int | None = None) -> np.ndarray:
     bad = np.flatnonzero(x != np.round(x))
     if bad.size:
         raise ValueError(
-            f"X must hold integer symbols, but X[{int(bad[0])}] = {x[bad[0]]!r} is not an integer"
+            f"X must hold integer symbols, but X[{int(bad[0])}] = {x[bad[0]]:g} is not an integer"
         )
     bad = np.flatnonzero(x < 0)
     if bad.size:
@@ -395,7 +395,7 @@ class PoissonEmission(Emission):
         bad = np.argwhere(X != np.round(X))
         if bad.size:
             i, j = (int(v) for v in bad[0])
-            raise ValueError(f"counts must be integers, but X[{i}, {j}] = {X[i, j]!r}")
+            raise ValueError(f"counts must be integers, but X[{i}, {j}] = {X[i, j]:g}")
         return X
 
     def initialize(

@@ -75,8 +75,11 @@ EXPANSION_MAX_DISTANCE = 1e5
 #: costs more memory than it saves, and every component is evaluated directly.
 EXPANSION_MAX_FEATURES = 2016
 
-#: Target size in bytes of one block of features, so a block stays in cache.
-_BLOCK_BYTES = 1 << 21
+#: Multiply-adds per matrix product on one block of rows. About 4e5 keeps a block
+#: of features in L2 cache and each product small enough for BLAS to run it on one
+#: thread: measured on 2 cores, threading these products gains nothing when the
+#: machine is idle and costs up to 20x when it is busy (thread hand-offs).
+_BLOCK_MULADDS = 3 << 17
 
 
 # ---------------------------------------------------------------------------
@@ -925,8 +928,8 @@ class GaussianKernel:
             W[:, self.nq : self.nq + d] = lam_mc
             W[:, -1] = const - 0.5 * dist
             self.W = np.ascontiguousarray(W[self.fast])
-        bytes_per_row = 8 * max(self.n_rows, K * d, 1)
-        self.block = int(min(8192, max(256, _BLOCK_BYTES // bytes_per_row)))
+        work_per_row = self.n_rows * K if self.fast.size else K * d * d
+        self.block = int(min(8192, max(128, _BLOCK_MULADDS // work_per_row)))
 
     # -- per block -------------------------------------------------------------
     def _buffer(self) -> np.ndarray | None:

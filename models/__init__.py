@@ -2,6 +2,7 @@
 
 from .bernoulli_mixture import BernoulliMixture
 from .gaussian_mixture import GaussianMixture
+from .gaussian_mixture_missing import MissingDataGaussianMixture
 from .hmm import HMM
 from .hmm_estimators import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from .missing_gaussian import MissingDataGaussian
@@ -14,5 +15,6 @@ __all__ = [
     "GMMHMM",
     "HMM",
     "MissingDataGaussian",
+    "MissingDataGaussianMixture",
     "PoissonHMM",
 ]

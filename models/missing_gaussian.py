@@ -235,7 +235,23 @@ def check_columns_observed(observed: np.ndarray) -> None:
         )
 
 
-class MissingDataGaussian(EMEstimator):
+class ChecksMissingColumns:
+    """Estimator mixin: name the all-missing columns of in-memory data before fitting.
+
+    (Chunked data are only seen chunk by chunk; the model's statistics must
+    catch those.)
+    """
+
+    def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> Any:
+        source = super()._make_source(X, sample_weight, chunk_size)  # type: ignore[misc]
+        if not source.is_chunked:
+            w = source.sample_weight
+            observed = ~np.isnan(source.data)
+            check_columns_observed(observed.sum(axis=0) if w is None else w @ observed)
+        return source
+
+
+class MissingDataGaussian(ChecksMissingColumns, EMEstimator):
     """Mean and covariance of a multivariate normal from data with missing entries.
 
     Missing entries are marked by NaN and are assumed missing at random. EM
@@ -313,16 +329,6 @@ class MissingDataGaussian(EMEstimator):
         if not np.isfinite(self.ridge):
             raise ValueError(f"ridge must be finite, got {self.ridge!r}")
         return MissingGaussianModel(ridge=self.ridge, center=observed_moments(X)[1])
-
-    def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> Any:
-        source = super()._make_source(X, sample_weight, chunk_size)
-        if not source.is_chunked:
-            # in memory, name an all-missing column before any iteration runs; chunked
-            # data are checked by the M-step, which sees the counts of all chunks
-            w = source.sample_weight
-            observed = ~np.isnan(source.data)
-            check_columns_observed(observed.sum(axis=0) if w is None else w @ observed)
-        return source
 
     def _fitted_attributes(self, params: MissingGaussianParams) -> dict[str, Any]:
         return {"mean_": np.asarray(params.mean), "covariance_": np.asarray(params.covariance)}

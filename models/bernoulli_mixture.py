@@ -247,8 +247,12 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         return BernoulliParams(weights=weights, probs=0.5 * (seeds + pbar))
 
     # -- E-step ----------------------------------------------------------------
-    def _log_weighted_prob_t(self, params: BernoulliParams, data: BinaryData) -> np.ndarray:
+    def _log_prob_t(
+        self, params: BernoulliParams, data: BinaryData, *, weighted: bool = True
+    ) -> np.ndarray:
         """``log w_k + log p(x_i | k)`` as a C-ordered array of shape (n_components, n_samples).
+
+        With ``weighted=False`` the ``log w_k`` term is left out.
 
         The transposed layout makes the per-sample reductions over components
         (max, sum) run over contiguous rows, several times faster than along
@@ -280,17 +284,16 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
             else:
                 bad += uf @ data.observed.T
             out[bad > 0.5] = -np.inf
-        out += safe_log(np.asarray(params.weights))[:, None]
+        if weighted:
+            out += safe_log(np.asarray(params.weights))[:, None]
         return out
 
     def log_component_prob(self, params: BernoulliParams, X: Any) -> np.ndarray:
         """``log p(x_i | k)`` over the observed entries, shape (n_samples, n_components)."""
-        out = self._log_weighted_prob_t(params, binary_data(X))
-        out -= safe_log(np.asarray(params.weights))[:, None]
-        return out.T
+        return self._log_prob_t(params, binary_data(X), weighted=False).T
 
     def log_weighted_prob(self, params: BernoulliParams, X: Any) -> np.ndarray:
-        return self._log_weighted_prob_t(params, binary_data(X)).T
+        return self._log_prob_t(params, binary_data(X)).T
 
     def e_step(
         self,
@@ -299,7 +302,7 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         sample_weight: np.ndarray | None = None,
     ) -> tuple[BernoulliStats, float]:
         data = binary_data(X)
-        a = self._log_weighted_prob_t(params, data)
+        a = self._log_prob_t(params, data)
         amax = a.max(axis=0)
         if not np.all(np.isfinite(amax)):
             # A row impossible under every component (only with alpha or beta = 1):

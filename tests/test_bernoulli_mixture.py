@@ -110,6 +110,13 @@ def test_log_weighted_prob_matches_loops_with_missing():
         model.log_weighted_prob(params, X), ref_log_weighted(X, params.weights, params.probs),
         rtol=1e-12, atol=1e-12,
     )
+    # log p(x | k) alone, also for a component of weight 0
+    dead = params.replace(weights=np.array([1.0, 0.0, 0.0]))
+    np.testing.assert_allclose(
+        model.log_component_prob(dead, X), ref_log_weighted(X, np.ones(3), params.probs),
+        rtol=1e-12, atol=1e-12,
+    )
+    assert np.all(np.isneginf(model.log_weighted_prob(dead, X)[:, 1:]))
 
 
 def test_missing_entries_are_marginalised_exactly():

@@ -16,12 +16,10 @@ explicitly in ``classes``. So an untrusted file cannot run code; at worst it
 yields an estimator with wrong numbers, which the model's ``check_params``
 rejects when they are invalid.
 
-The model object (``estimator._model``) is normally not stored: it holds no
-fitted state, and ``estimator._rebuild_model()`` rebuilds it from the
-constructor arguments and ``n_features_in_``. An estimator that cannot do that
-without data (``_rebuild_model`` raises ``NotImplementedError``) has its model
-stored by its attributes instead, as data only; loading then creates the
-emframe objects without calling their ``__init__`` (see ``_model_state``).
+The model object (``estimator._model``) is not stored: it holds no fitted
+state, and ``estimator._rebuild_model()`` rebuilds it from the constructor
+arguments and ``n_features_in_`` (and, if it needs to, ``params_``). An
+estimator that cannot do that without data cannot be saved.
 """
 
 from __future__ import annotations
@@ -51,7 +49,6 @@ FORMAT_VERSION = 1
 _META_KEY = "__emframe__"
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ATTR_RE = re.compile(r"^_?[A-Za-z][A-Za-z0-9_]*$")  # no dunder names
 # Fitted attributes are public names ending in "_" (scikit-learn's convention); nothing
 # else is restored, so a file cannot replace methods.
 _FITTED_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
@@ -103,9 +100,6 @@ class _Encoder:
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
-        #: Whether plain objects of emframe classes may be encoded by their attributes
-        #: (only for the model object, see ``_model_state``).
-        self.objects = False
 
     def _array(self, value: np.ndarray | np.generic, what: str) -> dict[str, Any]:
         arr = np.asarray(value)
@@ -151,18 +145,6 @@ class _Encoder:
                 raise TypeError(f"cannot save {what}: only dicts with string keys are supported")
             # a list of pairs keeps the insertion order through any JSON reader
             return {"__dict__": [[k, self.encode(v, f"{what}[{k!r}]")] for k, v in value.items()]}
-        if self.objects and _in_emframe(type(value).__module__) and hasattr(value, "__dict__"):
-            cls = type(value)
-            # Private attributes are caches by convention: stored as None (empty), refilled
-            # on use; anything else the object holds must be data.
-            state = {k: (None if k.startswith("_") else v) for k, v in vars(value).items()}
-            return {
-                "__object__": {
-                    "module": cls.__module__,
-                    "class": cls.__qualname__,
-                    "state": {k: self.encode(v, f"{what}.{k}") for k, v in state.items()},
-                }
-            }
         raise TypeError(
             f"cannot save {what} = {value!r} of type {type(value).__name__}: emframe files hold "
             "only None, bool, int, float, str, numpy arrays and scalars, parameter sets, and "
@@ -175,7 +157,6 @@ class _Decoder:
         self.arrays = arrays
         self.resolver = resolver
         self.path = path
-        self.objects = False
 
     def _corrupt(self, msg: str) -> ValueError:
         return ValueError(f"{self.path!r} is not a valid emframe model file: {msg}")
@@ -216,16 +197,6 @@ class _Decoder:
                     f"{cls.__name__} has fields {sorted(expected)}, the file has {sorted(fields)}"
                 )
             return cls(**{k: self.decode(v) for k, v in fields.items()})
-        if "__object__" in node and self.objects:
-            spec = _expect(node["__object__"], dict, self)
-            cls = self.resolver.resolve(spec.get("module"), spec.get("class"), object)
-            state = _expect(spec.get("state"), dict, self)
-            if not all(isinstance(k, str) and _ATTR_RE.match(k) for k in state):
-                raise self._corrupt(f"bad attribute names in the state of {cls.__name__}")
-            # no __init__, __new__ override or __setstate__ runs: the object only gets data
-            obj = object.__new__(cls)
-            obj.__dict__.update({k: self.decode(v) for k, v in state.items()})
-            return obj
         raise self._corrupt(f"unknown metadata node with keys {sorted(node)}")
 
 
@@ -276,8 +247,7 @@ class _Resolver:
             importlib.import_module("emframe.models")
         mod = sys.modules.get(module)
         cls = getattr(mod, name, None) if mod is not None else None
-        if not (isinstance(cls, type) and issubclass(cls, base)) or (
-                base is object and (cls.__module__ != module or issubclass(cls, BaseException))):
+        if not (isinstance(cls, type) and issubclass(cls, base)):
             raise ValueError(
                 f"{self.path!r} names {module}.{name}, which is not a known "
                 f"{base.__name__} subclass (was the file written by another version of emframe, "
@@ -345,13 +315,16 @@ def save(estimator: Any, path: str | os.PathLike[str], *, metadata: dict[str, An
             json.dumps(metadata, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
-    enc = _Encoder()
-    model_state = None
     if hasattr(estimator, "params_"):
         try:
             estimator._rebuild_model()
         except NotImplementedError:
-            model_state = _model_state(estimator, enc)
+            # refuse now rather than write a file that cannot be loaded
+            raise TypeError(
+                f"cannot save {cls.__name__}: it does not say how to rebuild its model "
+                "without data; its author must implement EMEstimator._rebuild_model"
+            ) from None
+    enc = _Encoder()
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -367,8 +340,6 @@ def save(estimator: Any, path: str | os.PathLike[str], *, metadata: dict[str, An
         },
         "metadata": metadata,
     }
-    if model_state is not None:
-        meta["model_state"] = model_state
     blob = json.dumps(meta, allow_nan=False, sort_keys=True).encode("utf-8")
     entries = dict(enc.arrays)
     entries[_META_KEY] = np.frombuffer(blob, dtype=np.uint8)
@@ -376,37 +347,6 @@ def save(estimator: Any, path: str | os.PathLike[str], *, metadata: dict[str, An
     with atomic_write(path, "wb") as fh:
         np.savez(fh, **entries)
     return path
-
-
-def _model_state(estimator: Any, enc: _Encoder) -> Any:
-    """The fitted model object, encoded by its public attributes.
-
-    Used when the estimator cannot rebuild its model without data (its
-    ``_rebuild_model`` raises ``NotImplementedError``). Only objects of emframe
-    classes whose public attributes are data (numbers, strings, arrays,
-    containers, parameter sets, other such emframe objects) can be stored this
-    way; private attributes (``_name``) are taken to be caches and come back as
-    None. Loading sets the attributes without calling ``__init__``.
-    """
-    from .model import EMModel
-
-    model = getattr(estimator, "_model", None)
-    cls = type(model)
-    if not isinstance(model, EMModel) or not _in_emframe(cls.__module__):
-        raise TypeError(
-            f"cannot save {type(estimator).__name__}: it does not say how to rebuild its model "
-            "without data; its author must implement EMEstimator._rebuild_model"
-        )
-    enc.objects = True
-    try:
-        return enc.encode(model, "the fitted model")
-    except TypeError as exc:
-        raise TypeError(
-            f"cannot save {type(estimator).__name__}: {exc}; its author can implement "
-            "EMEstimator._rebuild_model to rebuild the model from its hyperparameters instead"
-        ) from None
-    finally:
-        enc.objects = False
 
 
 def _emframe_version() -> str:
@@ -499,7 +439,6 @@ def load(path: str | os.PathLike[str], *, classes: Iterable[type] = ()) -> Any:
         If there is no such file.
     """
     from .estimator import EMEstimator
-    from .model import EMModel
 
     npz, meta, name = _open(path)
     with npz:
@@ -523,13 +462,6 @@ def load(path: str | os.PathLike[str], *, classes: Iterable[type] = ()) -> Any:
             if not (isinstance(key, str) and _FITTED_RE.match(key)) or key in valid:
                 raise ValueError(f"{name!r} is corrupted: bad fitted attribute name {key!r}")
             state[key] = dec.decode(node)
-        model = None
-        if meta.get("model_state") is not None:
-            dec.objects = True
-            model = dec.decode(meta["model_state"])
-            if not isinstance(model, EMModel):
-                raise ValueError(f"{name!r} is corrupted: the stored model is a "
-                                 f"{type(model).__name__}, not an EMModel")
     if not state:
         return estimator
     if "params_" not in state or not isinstance(state["params_"], Params):
@@ -537,9 +469,8 @@ def load(path: str | os.PathLike[str], *, classes: Iterable[type] = ()) -> Any:
     for key, value in state.items():
         setattr(estimator, key, value)
     try:
-        if model is None:
-            # the model object holds no fitted state: rebuild it from the hyperparameters
-            model = estimator._rebuild_model()
+        # the model object holds no fitted state: rebuild it from the hyperparameters
+        model = estimator._rebuild_model()
         model.check_params(estimator.params_)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise ValueError(f"{name!r}: the saved parameters do not fit {cls.__name__}: {exc}"

@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import emframe.models
 import numpy as np
 import pytest
 
@@ -50,17 +51,8 @@ def write(path, text):
     return str(path)
 
 
-def _models(*names):
-    import emframe.models as m
-
-    missing = [n for n in names if not hasattr(m, n)]
-    if missing:
-        pytest.skip(f"emframe.models has no {missing} yet")
-
-
 # -- each command on the shipped data, as a subprocess ---------------------------------------
 def test_fit_gmm_then_predict(tmp_path):
-    _models("GaussianMixture")
     model, plot = tmp_path / "faithful.npz", tmp_path / "faithful.png"
     r = run("fit", "gmm", FAITHFUL, "--components", "2", "--seed", "0", "--out", model,
             "--plot", plot)
@@ -89,7 +81,6 @@ def test_fit_gmm_then_predict(tmp_path):
 
 
 def test_predict_to_stdout_and_quiet(tmp_path):
-    _models("BernoulliMixture")
     model = tmp_path / "digits.npz"
     r = run("fit", "bernoulli", DIGITS, "--columns", "1-64", "-k", "3", "--max-iter", "5",
             "--quiet", "--out", model)
@@ -102,7 +93,6 @@ def test_predict_to_stdout_and_quiet(tmp_path):
 
 
 def test_impute_airquality(tmp_path):
-    _models("MissingDataGaussian")
     out = tmp_path / "filled.csv"
     r = run("impute", AIR, "--columns", "Ozone,Solar.R,Wind,Temp", "--out", out)
     assert r.returncode == 0, r.stderr
@@ -124,7 +114,6 @@ def test_impute_airquality(tmp_path):
 
 
 def test_poisson_hmm_fit_then_decode(tmp_path):
-    _models("PoissonHMM")
     model = tmp_path / "quakes.npz"
     r = run("fit", "poisson-hmm", QUAKES, "--columns", "count", "-k", "2", "--out", model,
             "--plot", tmp_path / "q.png", "--quiet")
@@ -142,7 +131,6 @@ def test_poisson_hmm_fit_then_decode(tmp_path):
 
 
 def test_select_gmm(tmp_path):
-    _models("GaussianMixture")
     best = tmp_path / "best.npz"
     r = run("select", "gmm", FAITHFUL, "--components", "1-3", "--quiet", "--out", best)
     assert r.returncode == 0, r.stderr
@@ -161,7 +149,6 @@ def test_select_gmm(tmp_path):
 
 
 def test_segment_coffee(tmp_path):
-    _models("GaussianMixture")
     import matplotlib.image as mpimg
 
     out = tmp_path / "seg.png"
@@ -231,7 +218,6 @@ def test_bad_csv_names_file_row_and_column(capsys, tmp_path, text, match):
 
 
 def test_missing_values_rejected_or_dropped(capsys, tmp_path):
-    _models("GaussianMixture")
     data = write(tmp_path / "m.csv", "x,y\n1,2\n2,3\n,4\n8,9\n9,8\n8,8\n1,1\n")
     code, _, err = call(capsys, "fit", "gmm", data, "-k", "2")
     assert code == 2
@@ -242,7 +228,6 @@ def test_missing_values_rejected_or_dropped(capsys, tmp_path):
 
 
 def test_missing_values_as_nan_text_and_npy(capsys, tmp_path):
-    _models("MissingDataGaussian")
     X = np.array([[1.0, 2.0], [2.0, np.nan], [3.0, 5.0], [4.0, 7.0], [np.nan, 1.0]])
     csv_path = write(tmp_path / "n.csv", "a,b\n1,2\n2,NaN\n3,5\n4,7\n,1\n")
     npy_path = tmp_path / "n.npy"
@@ -258,7 +243,6 @@ def test_missing_values_as_nan_text_and_npy(capsys, tmp_path):
 
 
 def test_value_checks_per_model(capsys, tmp_path):
-    _models("BernoulliMixture", "PoissonHMM", "CategoricalHMM", "MissingDataGaussian")
     data = write(tmp_path / "v.csv", "a,b\n0,1\n1,2\n1,0\n0,0\n")
     code, _, err = call(capsys, "fit", "bernoulli", data)
     assert code == 2 and "row 2 (line 3), column 2 'b': 2 is not 0 or 1" in err
@@ -317,7 +301,6 @@ def test_drop_missing_shortens_sequences():
 
 
 def test_hmm_lengths_column_on_the_command_line(capsys, tmp_path):
-    _models("PoissonHMM")
     counts = emframe.datasets.load_earthquakes()[1]
     ids = np.repeat([1, 2], [50, 57])
     lines = "\n".join(f"{i},{c}" for i, c in zip(ids, counts, strict=True))
@@ -340,7 +323,6 @@ def test_hmm_lengths_column_on_the_command_line(capsys, tmp_path):
 
 
 def test_never_overwrites_an_input(capsys, tmp_path):
-    _models("MissingDataGaussian", "GaussianMixture")
     data = tmp_path / "air.csv"
     data.write_bytes(Path(AIR).read_bytes())
     before = data.read_bytes()
@@ -364,7 +346,6 @@ def test_never_overwrites_an_input(capsys, tmp_path):
 
 
 def test_failed_output_leaves_no_file(capsys, tmp_path):
-    _models("GaussianMixture")
     out = tmp_path / "m.npz"
     out.write_bytes(b"previous")
     code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", out, "--plot",
@@ -377,7 +358,6 @@ def test_failed_output_leaves_no_file(capsys, tmp_path):
 
 
 def test_predict_and_decode_reject_wrong_models_and_data(capsys, tmp_path):
-    _models("GaussianMixture", "MissingDataGaussian")
     gmm = tmp_path / "g.npz"
     mvn = tmp_path / "m.npz"
     assert call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", gmm, "--max-iter", "3")[0] == 0
@@ -396,7 +376,6 @@ def test_predict_and_decode_reject_wrong_models_and_data(capsys, tmp_path):
 
 
 def test_select_ranges_and_covariance_types(capsys):
-    _models("GaussianMixture")
     assert cli.parse_range("1-3,6") == [1, 2, 3, 6]
     for bad in ("0-2", "3-1", "a", ""):
         with pytest.raises(Exception, match="component"):
@@ -416,7 +395,6 @@ def test_select_ranges_and_covariance_types(capsys):
 
 
 def test_warnings_are_one_line_messages(capsys):
-    _models("GaussianMixture")
     with warnings.catch_warnings():
         code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--max-iter", "1", "-k", "3")
     assert code == 0
@@ -458,3 +436,50 @@ def test_example_names_resolve_to_shipped_data(capsys):
     code, _, err = call(capsys, "fit", "gmm", "example:nope")
     assert code == 2 and "no shipped example data called 'nope'" in err
     assert "example:old_faithful" in err
+
+
+def test_gaussian_and_categorical_hmms(capsys, tmp_path):
+    X = emframe.datasets.load_old_faithful()
+    lengths = write(tmp_path / "len.txt", "100\n172\n")
+    model, plot = tmp_path / "g.npz", tmp_path / "g.png"
+    code, out, err = call(capsys, "fit", "gaussian-hmm", FAITHFUL, "--lengths", lengths, "-k",
+                          "2", "--covariance-type", "full", "--max-iter", "20", "-q",
+                          "--out", model, "--plot", plot)
+    assert code == 0, err
+    assert "means_" in out and "covars_" in out and "2 sequences" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    est = emframe.load(model)
+    assert est.covariance_type == "full"
+    code, out, err = call(capsys, "decode", model, FAITHFUL, "--lengths", lengths,
+                          "--algorithm", "map", "-q")
+    assert code == 0, err
+    _, rows = read_csv(out)
+    _, states = est.decode(X, [100, 172], algorithm="map")
+    assert [int(r[1]) for r in rows] == states.tolist()
+    code, out, err = call(capsys, "predict", model, FAITHFUL, "--lengths", lengths)
+    assert code == 0, err
+    header, rows = read_csv(out)
+    assert header == ["state", "p0", "p1"]
+    np.testing.assert_array_equal(np.array([r[1:] for r in rows], dtype=float),
+                                  est.predict_proba(X, [100, 172]))
+
+    symbols = np.minimum(emframe.datasets.load_earthquakes()[1] // 10, 3)
+    data = write(tmp_path / "sym.csv", "symbol\n" + "\n".join(map(str, symbols)) + "\n")
+    code, out, err = call(capsys, "fit", "categorical-hmm", data, "-k", "2", "-q")
+    assert code == 0, err
+    assert "emissionprob_ shape (2, 4)" in out
+
+
+def test_fit_plots_of_each_model_kind(capsys, tmp_path):
+    import matplotlib.image as mpimg
+
+    cases = [
+        ["fit", "bernoulli", DIGITS, "-c", "1-64", "-k", "4", "--max-iter", "5"],
+        ["fit", "mvn-missing", AIR, "-c", "Ozone,Temp"],
+        ["fit", "gmm", QUAKES, "-c", "count", "--max-iter", "10"],  # one column: the trace
+    ]
+    for i, args in enumerate(cases):
+        plot = tmp_path / f"p{i}.png"
+        code, _, err = call(capsys, *args, "-q", "--plot", plot)
+        assert code == 0, err
+        assert mpimg.imread(plot).ndim == 3

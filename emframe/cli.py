@@ -68,6 +68,9 @@ MODELS: dict[str, ModelSpec] = {
     for s in [
         ModelSpec("gmm", "GaussianMixture", "mixture", ("weights_", "means_", "covariances_"),
                   help="Gaussian mixture (clustering, density)"),
+        ModelSpec("gmm-missing", "MissingDataGaussianMixture", "mixture",
+                  ("weights_", "means_", "covariances_"), missing_ok=True,
+                  help="Gaussian mixture on data with missing values (empty cells)"),
         ModelSpec("bernoulli", "BernoulliMixture", "mixture", ("weights_", "probs_"),
                   values="binary", missing_ok=True,
                   help="mixture of independent Bernoullis on 0/1 data (empty = missing)"),
@@ -346,8 +349,8 @@ def check_values(data: Data, spec: ModelSpec, *, missing_ok: bool | None = None)
         i, j = (int(v) for v in np.argwhere(nan)[0])
         raise InputError(
             f"{data.where(i, j)}: missing value, but {spec.name} cannot handle missing values "
-            "(drop the rows with --drop-missing, choose other --columns, or impute them first "
-            "with 'emframe impute')"
+            "(use gmm-missing, drop the rows with --drop-missing, choose other --columns, or "
+            "impute them first with 'emframe impute')"
         )
     if spec.one_column and X.shape[1] != 1:
         raise InputError(f"{spec.name} models one column of symbols, but {X.shape[1]} columns "
@@ -872,8 +875,8 @@ def _add_common_fit_options(p: argparse.ArgumentParser, *, components: bool = Tr
         p.add_argument("--components", "-k", type=_positive_int, metavar="K",
                        help="number of components or hidden states (default 2)")
         p.add_argument("--covariance-type", choices=["full", "diag", "spherical", "tied"],
-                       help="covariance structure of gmm and gaussian-hmm (default full for "
-                       "gmm, diag for gaussian-hmm)")
+                       help="covariance structure of gmm, gmm-missing and gaussian-hmm (default full for "
+                       "the mixtures, diag for gaussian-hmm)")
         p.add_argument("--n-init", type=_positive_int, metavar="N",
                        help="restarts from different random starts; the best is kept")
     p.add_argument("--seed", type=_seed, default=0, metavar="S",

@@ -225,6 +225,16 @@ def test_missing_values_rejected_or_dropped(capsys, tmp_path):
     code, out, err = call(capsys, "fit", "gmm", data, "-k", "2", "--drop-missing", "-q")
     assert code == 0, err
     assert "6 rows" in out
+    model = tmp_path / "gm.npz"
+    code, out, err = call(capsys, "fit", "gmm-missing", AIR, "-c", "Ozone,Solar.R,Wind,Temp",
+                          "-k", "2", "-q", "--out", model)
+    assert code == 0, err
+    assert "153 rows" in out
+    code, out, err = call(capsys, "predict", model, AIR)  # rows with missing cells get labels
+    assert code == 0, err
+    X = emframe.datasets.load_airquality()[0][:, :4]
+    labels = [int(r[0]) for r in read_csv(out)[1]]
+    assert labels == emframe.load(model).predict(X).tolist()
 
 
 def test_missing_values_as_nan_text_and_npy(capsys, tmp_path):

@@ -424,6 +424,8 @@ MIXTURE_CASES = {
         _model("GaussianMixture")(2, covariance_type="spherical", random_state=0), _faithful()),
     "bernoulli": lambda: (_model("BernoulliMixture")(4, random_state=0, max_iter=30),
                           _digits_with_missing()),
+    "gmm-missing": lambda: (_model("MissingDataGaussianMixture")(2, random_state=0),
+                            _airquality()),
 }
 
 

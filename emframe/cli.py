@@ -875,8 +875,8 @@ def _add_common_fit_options(p: argparse.ArgumentParser, *, components: bool = Tr
         p.add_argument("--components", "-k", type=_positive_int, metavar="K",
                        help="number of components or hidden states (default 2)")
         p.add_argument("--covariance-type", choices=["full", "diag", "spherical", "tied"],
-                       help="covariance structure of gmm, gmm-missing and gaussian-hmm (default full for "
-                       "the mixtures, diag for gaussian-hmm)")
+                       help="covariance structure of gmm, gmm-missing and gaussian-hmm "
+                       "(default full for the mixtures, diag for gaussian-hmm)")
         p.add_argument("--n-init", type=_positive_int, metavar="N",
                        help="restarts from different random starts; the best is kept")
     p.add_argument("--seed", type=_seed, default=0, metavar="S",

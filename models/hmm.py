@@ -23,6 +23,7 @@ import numpy as np
 from emframe.data import DataSource
 from emframe.engine import IterationInfo
 from emframe.estimator import EMEstimator
+from emframe.exceptions import NotFittedError
 from emframe.hmm_inference import forward, forward_backward, validate_lengths, viterbi
 from emframe.model import EMModel
 from emframe.numerics import safe_log
@@ -519,11 +520,12 @@ class HMM(EMEstimator):
         return out
 
     def _attribute_name(self, field: str) -> str:
+        """The attribute holding ``field``; ``emission_params_`` for an emission without one."""
         for name in dir(type(self)):
             attr = getattr(type(self), name, None)
             if isinstance(attr, _ParamAttribute) and attr.field == field:
                 return name
-        return field
+        return "emission_params_"
 
     def _parse_letters(self, value: str | None, name: str, emission: Emission) -> set[str]:
         letters = self._letters(emission)
@@ -645,6 +647,8 @@ class HMM(EMEstimator):
                     name = self._attribute_name(field)
                     try:
                         value = getattr(self, name)
+                        if name == "emission_params_" and field != "*":
+                            value = getattr(value, field)  # a field of a custom emission
                     except AttributeError:
                         raise ValueError(
                             f"init_params={self.init_params!r} leaves out {letter!r}, so "
@@ -830,7 +834,12 @@ class HMM(EMEstimator):
         X : ndarray of shape (n_samples, n_features)
         states : ndarray of int, shape (n_samples,)
         """
-        self._check_is_fitted()
+        if "params_" not in self.__dict__:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet. To sample from parameters you "
+                "chose, set them as attributes and fit with init_params='' and max_iter=0 "
+                "(zero iterations keep them as they are)."
+            )
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         return self._model.sample(self.params_, int(n_samples), rng)

@@ -89,7 +89,9 @@ def test_cluster_scatter_has_one_ellipse_per_component(kind):
     }[kind]
     est = GaussianStub(means, covs, kind)
     X = means[rng.integers(0, 3, 90)] + rng.normal(size=(90, 3))
+    X_before = X.copy()
     ax = ep.plot_clusters(est, X, n_std=1.5, feature_names=("a", "b"))
+    np.testing.assert_array_equal(X, X_before)  # the data are not modified
     ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
     assert len(ellipses) == 3
     _, full_covs = ep._component_covariances(est)

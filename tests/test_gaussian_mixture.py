@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from emframe.models import GaussianMixture
 from emframe.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureParams
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 from sklearn.exceptions import ConvergenceWarning as SKConvergenceWarning
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
@@ -543,3 +545,58 @@ def test_registry_lists_valid_names():
         assert get_covariance_strategy(name).name == name
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         get_covariance_strategy(None)
+
+
+def test_large_dimension_uses_direct_path_and_matches_sklearn():
+    # d = 70 > 63: the quadratic expansion would need 2485 features, so every component is
+    # evaluated directly about its mean
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(150, 70)), rng.normal(size=(150, 70)) + 1.5])
+    init = sk_init(X, "full", K=2)
+    em = fit_quiet(GaussianMixture(2, max_iter=3, tol=0, **init), X)
+    sk = fit_quiet(SKGaussianMixture(2, max_iter=3, tol=0, **init), X)
+    p = em.params_
+    kern = GaussianKernel(get_covariance_strategy("full"), p.means, p.precisions_cholesky)
+    assert kern.fast.size == 0
+    for name in ("weights_", "means_", "covariances_"):
+        assert rel_err(getattr(em, name), getattr(sk, name)) < 1e-8, name
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    covariance_type=st.sampled_from(TYPES),
+    K=st.integers(1, 4),
+    d=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    offset=st.sampled_from([0.0, 1e3, -1e5]),
+)
+def test_kernel_matches_naive_density(covariance_type, K, d, seed, offset):
+    rng = np.random.default_rng(seed)
+    strategy = get_covariance_strategy(covariance_type)
+    X = rng.normal(size=(40, d)) * 2.0 + offset
+    means = rng.normal(size=(K, d)) + offset
+    weights = rng.dirichlet(np.ones(K))
+    A = rng.normal(size=(K, d, d))
+    full = np.einsum("kij,klj->kil", A, A) + 0.5 * np.eye(d)
+    covs = {
+        "full": lambda: full,
+        "tied": lambda: full[0],
+        "diag": lambda: np.diagonal(full, axis1=1, axis2=2).copy(),
+        "spherical": lambda: np.trace(full, axis1=1, axis2=2) / d,
+    }[covariance_type]()
+    dense = {
+        "full": lambda c: c,
+        "tied": lambda c: np.repeat(c[None], K, 0),
+        "diag": lambda c: np.stack([np.diag(v) for v in c]),
+        "spherical": lambda c: np.stack([v * np.eye(d) for v in c]),
+    }[covariance_type](covs)
+    pc = strategy.precisions_cholesky(covs)
+    kern = GaussianKernel(strategy, means, pc, weights=weights)
+    naive = np.stack([np.log(weights[k]) + sps.multivariate_normal(means[k], dense[k]).logpdf(X)
+                      for k in range(K)], axis=1)
+    np.testing.assert_allclose(kern.log_prob(X), naive, rtol=1e-9, atol=1e-9)
+    # moments from the kernel equal the exactly centred two-pass moments
+    resp = rng.dirichlet(np.ones(K), size=40)
+    a, b = kern.moments(X, resp), gaussian_moments(X, resp, strategy)
+    np.testing.assert_allclose(a.means(), b.means(), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(a.scatter(), b.scatter(), rtol=1e-9, atol=1e-9)

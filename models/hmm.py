@@ -609,7 +609,12 @@ class HMM(EMEstimator):
         return seqs
 
     def _build_model(self, X: Any) -> HMMModel:
-        raise NotImplementedError("HMM estimators build their model in fit")
+        # The model is built from the raw data and lengths by _build (in fit/partial_fit);
+        # the engine's hooks only ask for the one being built.
+        model = self.__dict__.get("_model_building")
+        if model is None:
+            raise NotImplementedError("HMM estimators build their model in fit")
+        return model
 
     def _is_warm(self) -> bool:
         return bool(getattr(self, "warm_start", False)) and "params_" in self.__dict__
@@ -731,6 +736,35 @@ class HMM(EMEstimator):
             del self._model_building
         self.__dict__.pop("_given", None)
         return self
+
+    def partial_fit(self, X: Any, lengths: Any = None, *, kappa: float = 0.6) -> HMM:
+        """Update the fit with one batch of whole sequences by online (stepwise) EM.
+
+        The first call initialises from the batch (or from given/fitted parameters, as
+        ``fit`` does); every call blends the batch's statistics into a running average
+        with step size ``(t + 2) ** -kappa`` and takes an M-step. Unlike ``fit``, the
+        log-likelihood is not guaranteed to increase from batch to batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of sequences, concatenated.
+        lengths : array-like of int, optional
+        kappa : float in (0.5, 1]
+
+        Returns
+        -------
+        self
+        """
+        if getattr(self, "_online_state", None) is not None:
+            return self._partial_fit_unit(self._check_data(X, lengths), None, kappa)
+        model, seqs = self._build(X, lengths)
+        self._check_n_features(seqs.X, reset=True)
+        self._model_building = model
+        try:
+            return self._partial_fit_unit(seqs, None, kappa)
+        finally:
+            del self._model_building
 
     # -- scoring -----------------------------------------------------------------------------------
     def score(self, X: Any, lengths: Any = None) -> float:

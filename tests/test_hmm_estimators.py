@@ -324,3 +324,17 @@ def test_generic_hmm_accepts_a_shipped_emission():
     np.testing.assert_allclose(generic.emission_params_.lambdas, named.lambdas_, rtol=1e-12)
     with pytest.raises(TypeError, match="emission must be an Emission"):
         HMM("poisson", 2).fit(X)
+
+
+def test_partial_fit_over_batches_of_sequences():
+    X = _gauss(seed=6, n=2000)
+    lengths = [100] * 20
+    online = GaussianHMM(3, "diag", random_state=0)
+    for i in range(0, 20, 4):
+        online.partial_fit(X[i * 100 : (i + 4) * 100], lengths[i : i + 4])
+    assert online.n_iter_ == 5 and online.loglik_history_.shape == (5,)
+    batch = _quiet_fit(GaussianHMM(3, "diag", random_state=0), X, lengths)
+    # one pass of online EM gets close to the batch optimum
+    assert online.score(X, lengths) > batch.score(X, lengths) - 0.02 * abs(batch.score(X, lengths))
+    with pytest.raises(ValueError, match="X has 3 features"):
+        online.partial_fit(np.zeros((10, 3)))

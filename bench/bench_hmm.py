@@ -1,0 +1,114 @@
+"""Benchmark: diagonal GaussianHMM, K=8 states, d=4 features, 10 EM iterations, tol=0.
+
+Two shapes of data: (a) 100 sequences x 1,000 steps, (b) 1 sequence x 100,000 steps.
+Prints the median seconds per iteration of emframe (numba and numpy backends) and of
+hmmlearn (if installed), on the same data and from the same initial parameters, and
+their ratio. Run: ``python bench/bench_hmm.py [--repeats N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+from emframe.hmm_inference import has_numba
+from emframe.models import GaussianHMM
+
+K, D, N_ITER = 8, 4, 10
+
+
+def make_data(n_seq: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sample from a sticky 8-state diagonal Gaussian HMM."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=3.0, size=(K, D))
+    scales = rng.uniform(0.5, 1.5, size=(K, D))
+    trans = np.full((K, K), 0.05 / (K - 1)) + np.eye(K) * (0.95 - 0.05 / (K - 1))
+    X = np.empty((n_seq * length, D))
+    for s in range(n_seq):
+        z = np.empty(length, dtype=int)
+        z[0] = rng.integers(K)
+        u = rng.random(length)
+        cdf = np.cumsum(trans, axis=1)
+        for t in range(1, length):
+            z[t] = np.searchsorted(cdf[z[t - 1]], u[t])
+        X[s * length : (s + 1) * length] = means[z] + scales[z] * rng.normal(size=(length, D))
+    return X, np.full(n_seq, length)
+
+
+def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "startprob": np.full(K, 1.0 / K),
+        "transmat": 0.5 * np.eye(K) + 0.5 * rng.dirichlet(np.ones(K), size=K),
+        "means": X[rng.choice(X.shape[0], K, replace=False)],
+        "covars": np.tile(X.var(axis=0), (K, 1)),
+    }
+
+
+def time_emframe(X, lengths, p, backend: str) -> tuple[float, float]:
+    model = GaussianHMM(K, "diag", init_params="", tol=0.0, max_iter=N_ITER, reg_covar=0.0,
+                        backend=backend)
+    model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
+    model.means_, model.covars_ = p["means"], p["covars"]
+    t0 = time.perf_counter()
+    model.fit(X, lengths)
+    return (time.perf_counter() - t0) / N_ITER, float(model.loglik_history_[-1])
+
+
+def time_hmmlearn(X, lengths, p) -> tuple[float, float]:
+    from hmmlearn.hmm import GaussianHMM as HL
+
+    model = HL(K, "diag", init_params="", n_iter=N_ITER, tol=-np.inf, covars_prior=0.0,
+               covars_weight=1.0, means_weight=0.0)
+    model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
+    model.means_, model.covars_ = p["means"], p["covars"]
+    t0 = time.perf_counter()
+    model.fit(X, lengths)
+    return (time.perf_counter() - t0) / N_ITER, float(model.score(X, lengths))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
+    args = parser.parse_args()
+    try:
+        import hmmlearn  # noqa: F401
+
+        peer = True
+    except ImportError:
+        peer = False
+    backends = ["numba", "numpy"] if has_numba() else ["numpy"]
+    shapes = {"(a) 100 x 1,000": (100, 1000), "(b) 1 x 100,000": (1, 100_000)}
+    print(f"diag GaussianHMM K={K} d={D}, {N_ITER} iterations, tol=0; "
+          f"median of {args.repeats} runs, seconds per iteration")
+    for name, (n_seq, length) in shapes.items():
+        X, lengths = make_data(n_seq, length)
+        p = initial_params(X)
+        cases = {f"emframe[{b}]": (lambda b=b: time_emframe(X, lengths, p, b)) for b in backends}
+        if peer:
+            cases["hmmlearn"] = lambda: time_hmmlearn(X, lengths, p)
+        for fn in cases.values():  # warm-up (numba compilation, caches)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn()
+        results = {}
+        for label, fn in cases.items():
+            times, ll = [], None
+            for _ in range(args.repeats):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t, ll = fn()
+                times.append(t)
+            results[label] = (float(np.median(times)), ll)
+        print(f"\n{name}")
+        ref = results.get("hmmlearn", (None, None))[0]
+        for label, (t, ll) in results.items():
+            ratio = f"  ratio to hmmlearn {t / ref:.2f}" if ref else ""
+            print(f"  {label:16s} {t * 1e3:9.2f} ms/iter  final loglik {ll:.6f}{ratio}")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 
 from emframe.conditional import (
     GaussianConditionals,
     conditional_gaussian,
+    lower_triangular_inverse,
     missing_patterns,
     observed_moments,
+    weighted_scatter,
 )
 from emframe.estimator import EMEstimator
 from emframe.model import EMModel
@@ -126,6 +127,7 @@ class MissingGaussianModel(EMModel[MissingGaussianParams, MissingGaussianStats])
         X: np.ndarray,
         sample_weight: np.ndarray | None = None,
     ) -> tuple[MissingGaussianStats, float]:
+        """Expected moments (filled-in rows plus conditional covariances) and log-likelihood."""
         cond = self.conditionals(params, X)
         missing = cond.patterns.missing
         w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
@@ -136,7 +138,7 @@ class MissingGaussianModel(EMModel[MissingGaussianParams, MissingGaussianStats])
         stats = MissingGaussianStats(
             weight=float(w.sum()),
             first=w @ xc,
-            scatter=(xc * w[:, None]).T @ xc + cond.weighted_cov_sum(w),
+            scatter=weighted_scatter(xc, w) + cond.weighted_cov_sum(w),
             observed=w @ ~missing,
         )
         return stats, float(w @ cond.log_pdf)
@@ -176,8 +178,7 @@ class MissingGaussianModel(EMModel[MissingGaussianParams, MissingGaussianStats])
     def log_prior(self, params: MissingGaussianParams) -> float:
         if self.ridge == 0.0:
             return 0.0
-        chol = cholesky_lower(params.covariance)
-        chol_inv = linalg.solve_triangular(chol, np.eye(len(chol)), lower=True)
+        chol_inv = lower_triangular_inverse(cholesky_lower(params.covariance))
         return -0.5 * self.ridge * float(np.sum(chol_inv**2))  # trace(inv(Sigma))
 
     def check_params(self, params: MissingGaussianParams) -> None:

@@ -496,6 +496,10 @@ class CovarianceStrategy(ABC):
     ) -> np.ndarray:
         """Map standard normal rows ``z`` (m, d) to rows with component k's covariance."""
 
+    @abstractmethod
+    def factor_diagonal(self, precisions_cholesky: np.ndarray) -> np.ndarray:
+        """Diagonal entries of the precision factors (all positive for a valid factor)."""
+
     # -- validation ----------------------------------------------------------
     @abstractmethod
     def _check_matrices(self, arr: np.ndarray, name: str) -> None:
@@ -526,8 +530,11 @@ class CovarianceStrategy(ABC):
         return arr
 
 
-class _PerComponentMatrices(CovarianceStrategy):
+class _MatrixCovariance(CovarianceStrategy):
     """Shared code of the full and tied structures, which hold d x d matrices."""
+
+    def factor_diagonal(self, precisions_cholesky: np.ndarray) -> np.ndarray:
+        return np.diagonal(precisions_cholesky, axis1=-2, axis2=-1)
 
     moments = FullMoments
     constraint = "spd"
@@ -546,7 +553,7 @@ class _PerComponentMatrices(CovarianceStrategy):
         """The (d, d) factor of component k."""
 
 
-class FullCovariance(_PerComponentMatrices):
+class FullCovariance(_MatrixCovariance):
     """Each component has its own full covariance matrix."""
 
     name = "full"
@@ -616,7 +623,7 @@ class FullCovariance(_PerComponentMatrices):
             _check_spd(mat, f"{name}[{k}] (component {k})")
 
 
-class TiedCovariance(_PerComponentMatrices):
+class TiedCovariance(_MatrixCovariance):
     """All components share one full covariance matrix."""
 
     name = "tied"
@@ -679,6 +686,9 @@ class _Variances(CovarianceStrategy):
     """Shared code of the diag and spherical structures, which hold variances."""
 
     constraint = "positive"
+
+    def factor_diagonal(self, precisions_cholesky: np.ndarray) -> np.ndarray:
+        return precisions_cholesky
 
     def precisions_cholesky(
         self, covariances: np.ndarray, reg_covar: float | None = None

@@ -222,9 +222,16 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         return out
 
     def initialize(self, X: Any, rng: np.random.Generator) -> GaussianMixtureParams:
+        """Initial parameters: the given init arrays, the rest from ``init_params``.
+
+        As in scikit-learn, responsibilities drawn by ``init_params`` go through
+        one M-step, then the user-given weights, means and precisions replace
+        their parts; when all three are given, no responsibilities are drawn.
+        """
         X = np.asarray(X, dtype=float)
         n, d = X.shape
         given = self.check_init(d)
+        start: dict[str, Any] = {}
         if len(given) < 3:
             if n < self.n_components:
                 raise ValueError(
@@ -232,15 +239,15 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
                     f"n_components = {self.n_components}"
                 )
             resp = INIT_METHODS[self.init_params](X, self.n_components, rng)
-            start = self.m_step(gaussian_moments(X, resp, self.strategy))
-            weights, means, cov = start.weights, start.means, start.covariances
-            pc = start.precisions_cholesky
-        weights = given.get("weights", weights) if len(given) < 3 else given["weights"]
-        means = given.get("means", means) if len(given) < 3 else given["means"]
+            start = self.m_step(gaussian_moments(X, resp, self.strategy)).as_dict()
         if "precisions" in given:
             pc = self.strategy.precisions_cholesky_from_precisions(given["precisions"])
-            cov = self.strategy.covariances_from_precisions_cholesky(pc)
-        return GaussianMixtureParams(weights, means, cov, pc)
+            start["precisions_cholesky"] = pc
+            start["covariances"] = self.strategy.covariances_from_precisions_cholesky(pc)
+        for name in ("weights", "means"):
+            if name in given:
+                start[name] = given[name]
+        return GaussianMixtureParams(**start)
 
     # -- EM ----------------------------------------------------------------
     def _kernel(self, params: GaussianMixtureParams) -> GaussianKernel:
@@ -349,9 +356,7 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         w = np.asarray(params.weights)
         if (w < 0).any() or abs(w.sum() - 1.0) > 1e-6:
             raise ValueError(f"weights must be non-negative and sum to 1, got {w}")
-        pc = np.asarray(params.precisions_cholesky)
-        diag = np.diagonal(pc, axis1=-2, axis2=-1) if self.strategy.moments.kind == "full" else pc
-        if not (diag > 0).all():
+        if not (self.strategy.factor_diagonal(np.asarray(params.precisions_cholesky)) > 0).all():
             raise ValueError("precisions_cholesky must have a positive diagonal")
 
     def n_parameters(self, params: GaussianMixtureParams) -> int:
@@ -393,7 +398,9 @@ class GaussianMixture(MixtureEstimator):
     verbose : int, default=0
     freeze : tuple of str, default=()
         Parameters held at their initial values: any of ``"weights"``,
-        ``"means"``, ``"covariances"``, ``"precisions_cholesky"``.
+        ``"means"``, ``"covariances"`` (freezing ``"covariances"`` or
+        ``"precisions_cholesky"`` fixes both). With frozen means the covariances
+        are centred at them.
     strict : bool, default=False
         Raise instead of warn if the log-likelihood ever decreases.
 

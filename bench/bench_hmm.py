@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from functools import partial
 
 import numpy as np
+from emframe.models import GaussianHMM
 
 from emframe.hmm_inference import has_numba
-from emframe.models import GaussianHMM
 
 K, D, N_ITER = 8, 4, 10
 
@@ -87,9 +88,9 @@ def main() -> None:
     for name, (n_seq, length) in shapes.items():
         X, lengths = make_data(n_seq, length)
         p = initial_params(X)
-        cases = {f"emframe[{b}]": (lambda b=b: time_emframe(X, lengths, p, b)) for b in backends}
+        cases = {f"emframe[{b}]": partial(time_emframe, X, lengths, p, b) for b in backends}
         if peer:
-            cases["hmmlearn"] = lambda: time_hmmlearn(X, lengths, p)
+            cases["hmmlearn"] = partial(time_hmmlearn, X, lengths, p)
         for fn in cases.values():  # warm-up (numba compilation, caches)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from emframe import reparam
 from emframe.data import DataSource
 from emframe.engine import IterationInfo
 from emframe.estimator import EMEstimator
@@ -324,6 +325,56 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
             return n
         em_frozen = [f for f in self.frozen if f not in ("startprob", "transmat")]
         return n + int(self.emission.n_parameters(params.emission, em_frozen))
+
+    # -- parameters as a vector, for SQUAREM -----------------------------------------------
+    @property
+    def param_constraints(self) -> dict[str, str]:  # type: ignore[override]
+        """Start and transition rows are simplices; the emission uses its own constraints."""
+        out = {"startprob": "simplex", "transmat": "simplex"}
+        if self.emission.param_constraints is not None:
+            out["emission"] = "emission"
+        return out
+
+    def _emission_fields(self) -> tuple[str, ...]:
+        cons = self.emission.param_constraints or {}
+        return tuple(f for f in cons if f not in self.frozen)
+
+    def params_to_vector(self, params: HMMParams, fields: tuple[str, ...]) -> np.ndarray:
+        parts = []
+        for f in fields:
+            if f == "emission":
+                cons = self.emission.param_constraints or {}
+                parts.append(reparam.to_vector(params.emission, cons, self._emission_fields()))
+            else:
+                parts.append(reparam.forward(getattr(params, f), "simplex"))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def params_from_vector(
+        self, vector: np.ndarray, like: HMMParams, fields: tuple[str, ...]
+    ) -> HMMParams:
+        values: dict[str, Any] = {}
+        # An extrapolation far out overflows: raise, so that SQUAREM steps back towards EM.
+        with np.errstate(over="raise", invalid="raise"):
+            self._from_vector(vector, like, fields, values)
+        return like.replace(**values)
+
+    def _from_vector(
+        self, vector: np.ndarray, like: HMMParams, fields: tuple[str, ...], values: dict
+    ) -> None:
+        start = 0
+        for f in fields:
+            if f == "emission":
+                cons = self.emission.param_constraints or {}
+                names = self._emission_fields()
+                n = sum(reparam.size(getattr(like.emission, g), cons[g]) for g in names)
+                em = reparam.from_vector(vector[start : start + n], like.emission, cons, names)
+                values["emission"] = self.emission.complete_params(like.emission, em)
+            else:
+                ref = getattr(like, f)
+                n = reparam.size(ref, "simplex")
+                # zeros of ``like`` stay zero: extrapolation keeps the topology
+                values[f] = reparam.back(vector[start : start + n], ref, "simplex")
+            start += n
 
     # -- inference beyond the engine ----------------------------------------------------
     def decode(self, params: HMMParams, X: Sequences, algorithm: str) -> tuple[float, np.ndarray]:
@@ -702,6 +753,7 @@ class HMM(EMEstimator):
         *,
         chunk_size: int | None = None,
         callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+        **engine_options: Any,
     ) -> HMM:
         """Estimate the parameters by Baum-Welch (EM).
 
@@ -718,6 +770,10 @@ class HMM(EMEstimator):
         callbacks : sequence of callables, optional
             Called with an :class:`~emframe.engine.IterationInfo` after every
             iteration; returning ``True`` stops.
+        **engine_options
+            Passed to the engine (:func:`~emframe.engine.fit_em`): ``accelerate="squarem"``
+            for SQUAREM steps (still monotone); ``method="online"`` with ``kappa`` for one
+            pass of online EM over the batches of ``chunk_size``.
 
         Returns
         -------
@@ -731,7 +787,7 @@ class HMM(EMEstimator):
         self._model_building = model
         try:
             # A fully-given start is never restarted; a warm start continues from params_.
-            self._run(model, DataSource(chunks), callbacks)
+            self._run(model, DataSource(chunks), callbacks, **engine_options)
         finally:
             del self._model_building
         self.__dict__.pop("_given", None)

@@ -71,6 +71,10 @@ class Emission(ABC):
 
     letters: ClassVar[Mapping[str, str]] = {}
     attributes: ClassVar[Mapping[str, str]] = {}
+    #: Constraint of each field for SQUAREM extrapolation (see :mod:`emframe.reparam`);
+    #: derived fields are left out and recomputed by :meth:`complete_params`. ``None``:
+    #: the emission is not extrapolated (SQUAREM then moves only start and transitions).
+    param_constraints: Mapping[str, str] | None = None
 
     # -- required ---------------------------------------------------------------
     @abstractmethod
@@ -173,6 +177,14 @@ class Emission(ABC):
         return {"e": ("*",)}
 
 
+def _check_precisions(strategy: CovarianceStrategy, pc: np.ndarray, what: str) -> None:
+    """Reject covariances so small that their precisions overflow (numerically singular)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.all(np.isfinite(strategy.precisions(np.asarray(pc))))
+    if not ok:
+        raise ValueError(f"{what} is numerically singular: its precision overflows")
+
+
 def _check_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
@@ -246,6 +258,7 @@ class CategoricalEmission(Emission):
     """
 
     letters: ClassVar[Mapping[str, str]] = {"e": "emissionprob"}
+    param_constraints: Mapping[str, str] | None = {"emissionprob": "simplex"}
     attributes: ClassVar[Mapping[str, str]] = {"emissionprob": "emissionprob_"}
 
     def __init__(self, n_symbols: int, emissionprob_prior: Any = 1.0) -> None:
@@ -384,6 +397,7 @@ class PoissonEmission(Emission):
     """Non-negative integer counts, independent Poisson features per state."""
 
     letters: ClassVar[Mapping[str, str]] = {"l": "lambdas"}
+    param_constraints: Mapping[str, str] | None = {"lambdas": "positive"}
     attributes: ClassVar[Mapping[str, str]] = {"lambdas": "lambdas_"}
 
     def check_X(self, X: Any) -> np.ndarray:
@@ -509,6 +523,7 @@ class GaussianEmission(Emission):
     def __init__(self, covariance_type: str = "diag", reg_covar: float = 1e-6) -> None:
         self.strategy = get_covariance_strategy(covariance_type)
         self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
+        self.param_constraints = {"means": "real", "covars": self.strategy.constraint}
         self._cache: tuple[Params, GaussianKernel] | None = None
 
     @property
@@ -582,6 +597,7 @@ class GaussianEmission(Emission):
             np.asarray(params.precisions_cholesky), self.strategy.shape(n_components, d),
             "precisions_cholesky",
         )
+        _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
 
     def n_parameters(self, params: GaussianParams, frozen: Collection[str] = ()) -> int:
         k, d = params.means.shape
@@ -664,6 +680,9 @@ class GMMEmission(Emission):
         self.mixture = GaussianMixtureModel(self.n_mix, covariance_type, reg_covar)
         self.strategy = self.mixture.strategy
         self.reg_covar = self.mixture.reg_covar
+        self.param_constraints = {
+            "weights": "simplex", "means": "real", "covars": self.strategy.constraint
+        }
         self._cache: tuple[Params, list[GaussianKernel]] | None = None
 
     @property
@@ -758,6 +777,7 @@ class GMMEmission(Emission):
         for k in range(n_components):
             try:
                 self.mixture.check_params(self.state_params(params, k))
+                _check_precisions(self.strategy, params.precisions_cholesky[k], "a covariance")
             except ValueError as exc:
                 raise ValueError(f"state {k}: {exc}") from None
 

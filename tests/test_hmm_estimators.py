@@ -338,3 +338,32 @@ def test_partial_fit_over_batches_of_sequences():
     assert online.score(X, lengths) > batch.score(X, lengths) - 0.02 * abs(batch.score(X, lengths))
     with pytest.raises(ValueError, match="X has 3 features"):
         online.partial_fit(np.zeros((10, 3)))
+
+
+def test_squarem_is_monotone_keeps_topology_and_saves_e_steps():
+    X = _gauss(seed=0, n=800)
+    plain = _quiet_fit(GMMHMM(2, 2, "diag", random_state=0, tol=1e-6, max_iter=3000), X)
+    fast = GMMHMM(2, 2, "diag", random_state=0, tol=1e-6, max_iter=3000)
+    _quiet_fit(fast, X, accelerate="squarem")
+    assert fast.converged_ and plain.converged_
+    # a slowly converging case (169 plain E-steps); SQUAREM does not always save steps
+    assert fast._fit_result.n_e_steps < plain._fit_result.n_e_steps / 2
+    h = fast.loglik_history_
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))
+    lr = GaussianHMM(3, init_params="mc", transmat_prior=2.0, random_state=0, max_iter=50)
+    lr.startprob_, lr.transmat_ = [1.0, 0.0, 0.0], [[0.8, 0.2, 0], [0, 0.8, 0.2], [0, 0, 1]]
+    _quiet_fit(lr, X, [200] * 4, accelerate="squarem")
+    assert np.all(lr.transmat_[np.tril_indices(3, -1)] == 0.0)
+    np.testing.assert_array_equal(lr.startprob_, [1.0, 0.0, 0.0])
+
+
+def test_online_method_over_sequence_batches():
+    X = _gauss(seed=6, n=2000)
+    lengths = [100] * 20
+    online = GaussianHMM(3, random_state=0, max_iter=3)
+    online.fit(X, lengths, chunk_size=400, method="online")
+    assert online.n_iter_ == 15  # 3 passes over 5 batches
+    batch = _quiet_fit(GaussianHMM(3, random_state=0), X, lengths)
+    assert online.score(X, lengths) > batch.score(X, lengths) - 0.02 * abs(batch.score(X, lengths))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        GaussianHMM(3).fit(X, lengths, acelerate="squarem")

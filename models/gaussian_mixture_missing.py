@@ -32,7 +32,7 @@ from emframe.numerics import log_normalize, safe_log
 from emframe.validation import check_random_state, check_scalar
 
 from .gaussian_mixture import GaussianMixture, GaussianMixtureModel, GaussianMixtureParams
-from .missing_gaussian import ChecksMissingColumns
+from .missing_gaussian import MissingDataEstimator
 
 __all__ = ["MissingDataGaussianMixture", "MissingGaussianMixtureModel"]
 
@@ -228,7 +228,7 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
         return out
 
 
-class MissingDataGaussianMixture(ChecksMissingColumns, GaussianMixture):
+class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
     """Gaussian mixture fitted by EM to data with missing entries (NaN).
 
     Takes exactly the parameters of
@@ -293,10 +293,6 @@ class MissingDataGaussianMixture(ChecksMissingColumns, GaussianMixture):
         model, X = self._checked(X)
         imputed, var = model.impute(self.params_, X)
         return (imputed, np.sqrt(var)) if return_std else imputed
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Same as :meth:`impute`."""
-        return self.impute(X)
 
     def sample_imputations(
         self, X: Any, n_imputations: int = 5, random_state: Any = None

@@ -236,11 +236,13 @@ def check_columns_observed(observed: np.ndarray) -> None:
         )
 
 
-class ChecksMissingColumns:
-    """Estimator mixin: name the all-missing columns of in-memory data before fitting.
+class MissingDataEstimator:
+    """Mixin shared by the missing-data estimators (put it before the estimator base).
 
-    (Chunked data are only seen chunk by chunk; the model's statistics must
-    catch those.)
+    It names the all-missing columns of in-memory data before fitting (chunked
+    data are only seen chunk by chunk; the model's statistics must catch those),
+    makes ``transform`` the subclass's ``impute``, and tells scikit-learn that
+    the estimator is a transformer that accepts NaN.
     """
 
     def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> Any:
@@ -251,8 +253,23 @@ class ChecksMissingColumns:
             check_columns_observed(observed.sum(axis=0) if w is None else w @ observed)
         return source
 
+    def transform(self, X: Any) -> np.ndarray:
+        """Same as ``impute(X)``: missing entries replaced by their conditional means."""
+        return self.impute(X)  # type: ignore[attr-defined]
 
-class MissingDataGaussian(ChecksMissingColumns, EMEstimator):
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then impute ``X`` (equals ``fit(X).transform(X)``)."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)  # type: ignore[attr-defined]
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import TransformerTags  # only scikit-learn calls this
+
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64"])
+        return tags
+
+
+class MissingDataGaussian(MissingDataEstimator, EMEstimator):
     """Mean and covariance of a multivariate normal from data with missing entries.
 
     Missing entries are marked by NaN and are assumed missing at random. EM
@@ -331,6 +348,15 @@ class MissingDataGaussian(ChecksMissingColumns, EMEstimator):
             raise ValueError(f"ridge must be finite, got {self.ridge!r}")
         return MissingGaussianModel(ridge=self.ridge, center=observed_moments(X)[1])
 
+    def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> Any:
+        source = super()._make_source(X, sample_weight, chunk_size)
+        if not source.is_chunked and len(source.data) < 2 and not self.ridge:
+            raise ValueError(
+                f"n_samples = {len(source.data)}: one sample determines no covariance; "
+                "pass at least 2 samples, or set ridge > 0"
+            )
+        return source
+
     def _fitted_attributes(self, params: MissingGaussianParams) -> dict[str, Any]:
         return {"mean_": np.asarray(params.mean), "covariance_": np.asarray(params.covariance)}
 
@@ -366,14 +392,6 @@ class MissingDataGaussian(ChecksMissingColumns, EMEstimator):
         if return_std:
             return imputed, np.sqrt(cond.conditional_variance())
         return imputed
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Same as :meth:`impute`: missing entries replaced by conditional means."""
-        return self.impute(X)
-
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
-        """Fit, then impute ``X`` (equals ``fit(X).transform(X)``)."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def sample_imputations(
         self, X: Any, n_imputations: int = 5, random_state: Any = None

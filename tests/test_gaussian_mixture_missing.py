@@ -349,3 +349,26 @@ def test_one_component_estimator_matches_missing_data_gaussian_estimate():
     np.testing.assert_allclose(mix.covariances_[0], single.covariance_, rtol=1e-7)
     assert mix.score(X) == pytest.approx(single.score(X), rel=1e-10)
     np.testing.assert_allclose(mix.impute(X), single.impute(X), rtol=1e-7, atol=1e-5)
+
+
+with warnings.catch_warnings():
+    # emframe estimators follow scikit-learn's conventions without inheriting its BaseEstimator
+    warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base")
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+
+    _sklearn_checks = parametrize_with_checks(
+        [MissingDataGaussianMixture(n_components=2, random_state=0)],
+        expected_failed_checks=lambda est: {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "initialisation does not see sample_weight (engine contract initialize(X, rng)),"
+                " as for GaussianMixture"
+            ),
+        },
+    )
+
+
+@_sklearn_checks
+def test_sklearn_conventions(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emframe.ConvergenceWarning)
+        check(estimator)

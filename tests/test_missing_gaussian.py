@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import multivariate_normal
 
+import emframe
 from emframe import NotFittedError, fit_em
 from emframe.conditional import conditional_gaussian, missing_patterns, observed_moments
 from emframe.testing import check_additive, check_model, check_valid_params
@@ -441,6 +442,9 @@ def test_clear_errors_on_bad_input(air):
         MissingDataGaussian().fit(bad)
     with pytest.raises(ValueError, match="Expected a 2-D array"):
         MissingDataGaussian().fit(air[:, 0])
+    with pytest.raises(ValueError, match="n_samples = 1: one sample determines no covariance"):
+        MissingDataGaussian().fit(air[:1])
+    MissingDataGaussian(ridge=1.0).fit(air[:1])  # a prior makes one sample enough
     with pytest.raises(NotFittedError):
         MissingDataGaussian().impute(air)
     est = MissingDataGaussian().fit(air)
@@ -475,3 +479,26 @@ def test_sklearn_clone_and_params():
     twin = clone(est)
     assert twin.get_params() == est.get_params()
     assert repr(est) == "MissingDataGaussian(ridge=0.5, tol=0.0001)"
+
+
+with warnings.catch_warnings():
+    # emframe estimators follow scikit-learn's conventions without inheriting its BaseEstimator
+    warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base")
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+
+    _sklearn_checks = parametrize_with_checks(
+        [MissingDataGaussian()],
+        expected_failed_checks=lambda est: {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "its data have fewer informative rows than columns, where the maximum-"
+                "likelihood covariance does not exist (ridge=0); the clear error is tested above"
+            ),
+        },
+    )
+
+
+@_sklearn_checks
+def test_sklearn_conventions(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emframe.ConvergenceWarning)
+        check(estimator)

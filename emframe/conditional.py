@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from .numerics import cholesky_lower
+from .numerics import cholesky_lower, log_det_cholesky
 
 __all__ = [
     "PatternGroup",
@@ -335,7 +335,7 @@ def conditional_gaussian(
     chol = cholesky_lower(covariance)
     chol_inv = lower_triangular_inverse(chol)  # Lambda = chol_inv' chol_inv
     precision = chol_inv.T @ chol_inv
-    log_det = 2.0 * float(np.sum(np.log(np.diag(chol))))
+    log_det = float(log_det_cholesky(chol))
     residual = np.where(mask, 0.0, X - mean)  # r with r_m = 0
     white = _matmul_rows(residual, chol_inv.T)
     quad = np.einsum("ij,ij->i", white, white)  # r' Lambda r
@@ -355,9 +355,7 @@ def conditional_gaussian(
         root = np.swapaxes(block_inv, 1, 2)
         covs.append(root @ block_inv)
         roots.append(root)
-        log_det_obs[g.rows] += 2.0 * np.sum(
-            np.log(np.diagonal(block_chol, axis1=1, axis2=2)), axis=1
-        )[g.row_pattern]
+        log_det_obs[g.rows] += log_det_cholesky(block_chol)[g.row_pattern]
         row_missing = g.row_missing
         b = np.take_along_axis(lam_r[g.rows], row_missing, axis=1)
         m_rows = block_inv[g.row_pattern]

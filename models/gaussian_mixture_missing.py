@@ -26,6 +26,7 @@ from emframe.conditional import (
     conditional_gaussian,
     missing_patterns,
     observed_moments,
+    weighted_scatter,
 )
 from emframe.covariance import GaussianMoments
 from emframe.numerics import log_normalize, safe_log
@@ -147,16 +148,17 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
         weight = np.ones(len(X)) if w is None else w
         weight = np.where(conds[0].patterns.n_observed > 0, weight, 0.0)
         resp = np.exp(log_resp) * weight[:, None]
-        kind = self.strategy.moments
         sum_x = np.empty(np.shape(params.means))
         sum_xx = []
         for k, c in enumerate(conds):
             r = resp[:, k]
             sum_x[k] = r @ c.residual
-            sum_xx.append(kind.direct(c.residual, r) + self._represent(c.weighted_cov_sum(r)))
+            sum_xx.append(self._represent(weighted_scatter(c.residual, r) + c.weighted_cov_sum(r)))
         # moments about the component means (the residuals' origin); adding them to
         # the kernel's moments shifts both exactly to a common reference
-        stats = kind(resp.sum(axis=0), np.array(params.means), sum_x, np.stack(sum_xx))
+        stats = self.strategy.moments(
+            resp.sum(axis=0), np.array(params.means), sum_x, np.stack(sum_xx)
+        )
         return stats, float(weight @ log_norm)
 
     def stats_from_resp(self, X: Any, resp: np.ndarray) -> GaussianMoments:

@@ -253,7 +253,9 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
     observed column means; EM then works with the incomplete data. A row with
     every entry missing carries no information and is ignored by the fit (it is
     assigned to components by their weights); a column with every entry
-    missing is an error.
+    missing is an error for in-memory data. With chunked data it is not
+    detected (the mixture's statistics carry no per-column counts): the
+    column's parameters are then unidentified and stay near their start.
     """
 
     _allow_nan = True

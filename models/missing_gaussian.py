@@ -240,7 +240,8 @@ class MissingDataEstimator:
     """Mixin shared by the missing-data estimators (put it before the estimator base).
 
     It names the all-missing columns of in-memory data before fitting (chunked
-    data are only seen chunk by chunk; the model's statistics must catch those),
+    data are only seen chunk by chunk: there only statistics that count observed
+    entries per column, as ``MissingGaussianStats`` do, can catch them),
     makes ``transform`` the subclass's ``impute``, and tells scikit-learn that
     the estimator is a transformer that accepts NaN.
     """

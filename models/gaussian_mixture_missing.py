@@ -255,7 +255,7 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
     assigned to components by their weights); a column with every entry
     missing is an error for in-memory data. With chunked data it is not
     detected (the mixture's statistics carry no per-column counts): the
-    column's parameters are then unidentified and stay near their start.
+    column's parameters are then unidentified and their fitted values meaningless.
     """
 
     _allow_nan = True

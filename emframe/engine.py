@@ -299,22 +299,25 @@ def _plain_steps(loop: _Loop, params: Params, fixed: dict[str, Any]) -> Params:
     return params
 
 
-#: Backtracking halvings of the SQUAREM step length before falling back to plain EM.
-SQUAREM_BACKTRACKS = 4
+#: SQUAREM's step-length bound starts at plain EM and is multiplied (divided)
+#: by this factor after a step that reached (failed at) the bound, as in
+#: Varadhan & Roland's reference implementation.
+SQUAREM_STEP_FACTOR = 4.0
 
 
 def _squarem_steps(loop: _Loop, params: Params, fixed: dict[str, Any]) -> Params:
     """SQUAREM (Varadhan & Roland 2008, scheme S3) with a monotone fallback.
 
-    Each cycle takes two EM steps from θ0, extrapolates along the squared
-    iteration ``θ0 - 2αr + α²v`` in the model's unconstrained coordinates, and
-    accepts the extrapolated point only if its objective is at least that of the
-    second EM step's starting point; otherwise it halves the step towards plain
-    EM (α = -1 gives θ2 exactly) and finally falls back to θ2, so every recorded
-    objective is at least the previous one.
+    Each cycle takes two EM steps from θ0 and extrapolates along the squared
+    iteration ``θ0 - 2αr + α²v`` in the model's unconstrained coordinates, with
+    ``|α|`` capped by an adaptive bound. The extrapolated point is kept only if
+    its objective is at least that of θ1; otherwise the cycle falls back to θ2,
+    plain EM, and the bound shrinks. So every recorded objective is at least the
+    previous one, and the guard still watches each step.
     """
     model = loop.model
     fields = tuple(f for f in model._constraints() if f not in fixed)
+    step_max = 1.0
     while loop.n_iter < loop.max_iter:
         s0, obj0 = loop.evaluate(params)
         p1 = loop.m_step(s0, fixed)
@@ -324,26 +327,35 @@ def _squarem_steps(loop: _Loop, params: Params, fixed: dict[str, Any]) -> Params
         p2 = loop.m_step(s1, fixed)
         if loop.record(obj1, p2):
             return p2
-        v0 = model.params_to_vector(params, fields)
-        r = model.params_to_vector(p1, fields) - v0
-        v = model.params_to_vector(p2, fields) - 2 * (v0 + r) + v0
-        nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
-        alpha = -nr / nv if nv > 0 else -1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v0 = model.params_to_vector(params, fields)
+            r = model.params_to_vector(p1, fields) - v0
+            v = model.params_to_vector(p2, fields) - v0 - 2 * r
+        step = 1.0
+        # a parameter on the boundary (a rate at 0) has no unconstrained coordinate
+        if np.all(np.isfinite(v0)) and np.all(np.isfinite(r)) and np.all(np.isfinite(v)):
+            nr, nv = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+            if nv > 0 and math.isfinite(nr / nv):
+                step = min(max(nr / nv, 1.0), step_max)
+        at_bound = step == step_max
         accepted = None
-        for _ in range(SQUAREM_BACKTRACKS + 1):
-            if not alpha < -1.0:
-                break
+        if step > 1.0:  # step 1 is θ2 itself, plain EM
             try:
-                trial = model.params_from_vector(v0 - 2 * alpha * r + alpha**2 * v, params, fields)
+                trial = model.params_from_vector(v0 + 2 * step * r + step**2 * v, params, fields)
                 trial = trial.replace(**fixed) if fixed else trial
                 model.check_params(trial)
                 s_t, obj_t = loop.evaluate(trial)
                 if obj_t >= obj1:
                     accepted = (s_t, obj_t)
-                    break
             except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-                pass  # an invalid or non-finite extrapolation: step back towards EM
-            alpha = (alpha - 1.0) / 2.0
+                pass  # an invalid or non-finite extrapolation: plain EM instead
+            if accepted is None:
+                if at_bound:
+                    step_max = max(1.0, step_max / SQUAREM_STEP_FACTOR)
+                params = p2
+                continue
+        if at_bound:
+            step_max *= SQUAREM_STEP_FACTOR
         if accepted is None:
             params = p2
             continue

@@ -54,7 +54,7 @@ def forward(value: np.ndarray, constraint: str) -> np.ndarray:
     if constraint == "real":
         out = a
     elif constraint == "positive":
-        out = np.log(a)
+        out = safe_log(a)  # a parameter at 0 gives -inf: the caller then does not extrapolate
     elif constraint == "simplex":
         # zeros are structural (kept zero on the way back), so any finite stand-in works
         out = np.where(a > 0, safe_log(a), 0.0)

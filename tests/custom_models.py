@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import gammaln, xlogy
 
 from emframe import MixtureEstimator, MixtureModel, Params, Stats
 
@@ -34,7 +34,8 @@ class PoissonMixture(MixtureModel):
 
     def log_weighted_prob(self, params, X):
         x = X[:, :1]
-        return np.log(params.weights) + x * np.log(params.rates) - params.rates - gammaln(x + 1)
+        # xlogy: a rate of exactly 0 is fine for a count of 0
+        return np.log(params.weights) + xlogy(x, params.rates) - params.rates - gammaln(x + 1)
 
     def stats_from_resp(self, X, resp):
         return PoissonStats(resp.sum(axis=0), resp.T @ X[:, 0])

@@ -26,9 +26,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
-from .numerics import cholesky_lower, log_det_cholesky
+from .numerics import cholesky_lower, log_det_cholesky, triangular_inverse
 
 __all__ = [
     "PatternGroup",
@@ -36,7 +35,6 @@ __all__ = [
     "GaussianConditionals",
     "missing_patterns",
     "conditional_gaussian",
-    "lower_triangular_inverse",
     "observed_moments",
     "weighted_scatter",
 ]
@@ -81,14 +79,6 @@ def weighted_scatter(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         xb = x[s : s + step]
         out += (xb * w[s : s + step, None]).T @ xb
     return out
-
-
-def lower_triangular_inverse(tri: np.ndarray) -> np.ndarray:
-    """Inverse of a non-singular lower-triangular matrix (LAPACK trtri: cheap when small)."""
-    inv, info = linalg.lapack.dtrtri(tri, lower=1)
-    if info != 0:
-        raise ValueError("singular triangular factor: the covariance is not positive definite")
-    return inv
 
 
 @dataclass(frozen=True)
@@ -333,7 +323,7 @@ def conditional_gaussian(
     mask = patterns.missing
     n, d = mask.shape
     chol = cholesky_lower(covariance)
-    chol_inv = lower_triangular_inverse(chol)  # Lambda = chol_inv' chol_inv
+    chol_inv = triangular_inverse(chol, lower=True)  # Lambda = chol_inv' chol_inv
     precision = chol_inv.T @ chol_inv
     log_det = float(log_det_cholesky(chol))
     residual = np.where(mask, 0.0, X - mean)  # r with r_m = 0

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import linalg
 
+from .numerics import triangular_inverse
 from .params import Stats
 
 __all__ = [
@@ -347,19 +348,11 @@ def _chol_lower(mat: np.ndarray, what: str, reg_covar: float | None) -> np.ndarr
         raise _not_pd_error(what, reg_covar) from None
 
 
-def _triangular_inverse(tri: np.ndarray, lower: bool) -> np.ndarray:
-    """Inverse of a non-singular triangular matrix (LAPACK trtri: fast on tiny matrices)."""
-    inv, info = linalg.lapack.dtrtri(tri, lower=int(lower))
-    if info != 0:
-        raise np.linalg.LinAlgError("singular triangular factor")
-    return inv
-
-
 def _upper_precision_cholesky(cov: np.ndarray, what: str, reg_covar: float | None) -> np.ndarray:
     """Upper-triangular ``U`` with ``U U^T = inv(cov)``."""
     chol = _chol_lower(cov, what, reg_covar)
     try:
-        return _triangular_inverse(chol, lower=True).T
+        return triangular_inverse(chol, lower=True).T
     except np.linalg.LinAlgError:
         raise _not_pd_error(what, reg_covar) from None
 
@@ -546,7 +539,7 @@ class _MatrixCovariance(CovarianceStrategy):
     def sample_noise(self, precisions_cholesky: np.ndarray, k: int, z: np.ndarray) -> np.ndarray:
         u = self._factor(precisions_cholesky, k)
         # U U^T = inv(C)  =>  y = U^{-T} z has covariance C; as rows, Y = Z U^{-1}.
-        return z @ _triangular_inverse(u, lower=False)
+        return z @ triangular_inverse(u, lower=False)
 
     @abstractmethod
     def _factor(self, precisions_cholesky: np.ndarray, k: int) -> np.ndarray:
@@ -594,7 +587,7 @@ class FullCovariance(_MatrixCovariance):
     def covariances_from_precisions_cholesky(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         out = []
         for u in precisions_cholesky:
-            inv_u = _triangular_inverse(u, lower=False)
+            inv_u = triangular_inverse(u, lower=False)
             out.append(inv_u.T @ inv_u)
         return np.stack(out)
 
@@ -654,7 +647,7 @@ class TiedCovariance(_MatrixCovariance):
 
     def covariances_from_precisions_cholesky(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         u = precisions_cholesky
-        inv_u = _triangular_inverse(u, lower=False)
+        inv_u = triangular_inverse(u, lower=False)
         return inv_u.T @ inv_u
 
     def precisions(self, precisions_cholesky: np.ndarray) -> np.ndarray:

@@ -19,14 +19,13 @@ import numpy as np
 from emframe.conditional import (
     GaussianConditionals,
     conditional_gaussian,
-    lower_triangular_inverse,
     missing_patterns,
     observed_moments,
     weighted_scatter,
 )
 from emframe.estimator import EMEstimator
 from emframe.model import EMModel
-from emframe.numerics import cholesky_lower
+from emframe.numerics import cholesky_lower, triangular_inverse
 from emframe.params import Params, Stats
 from emframe.validation import check_random_state, check_scalar
 
@@ -178,7 +177,7 @@ class MissingGaussianModel(EMModel[MissingGaussianParams, MissingGaussianStats])
     def log_prior(self, params: MissingGaussianParams) -> float:
         if self.ridge == 0.0:
             return 0.0
-        chol_inv = lower_triangular_inverse(cholesky_lower(params.covariance))
+        chol_inv = triangular_inverse(cholesky_lower(params.covariance), lower=True)
         return -0.5 * self.ridge * float(np.sum(chol_inv**2))  # trace(inv(Sigma))
 
     def check_params(self, params: MissingGaussianParams) -> None:

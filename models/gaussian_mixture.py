@@ -463,9 +463,12 @@ class GaussianMixture(MixtureEstimator):
         self.freeze = freeze
         self.strict = strict
 
+    #: The model class built from the hyperparameters (subclasses swap it).
+    _model_class: type[GaussianMixtureModel] = GaussianMixtureModel
+
     def _make_model(self, n_features: int) -> GaussianMixtureModel:
         """The model for the current hyperparameters, with init arrays checked."""
-        model = GaussianMixtureModel(
+        model = self._model_class(
             self.n_components,
             covariance_type=self.covariance_type,
             reg_covar=self.reg_covar,

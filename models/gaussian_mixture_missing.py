@@ -259,19 +259,7 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
     """
 
     _allow_nan = True
-
-    def _make_model(self, n_features: int) -> MissingGaussianMixtureModel:
-        model = MissingGaussianMixtureModel(
-            self.n_components,
-            covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar,
-            init_params=self.init_params,
-            weights_init=self.weights_init,
-            means_init=self.means_init,
-            precisions_init=self.precisions_init,
-        )
-        model.check_init(n_features)
-        return model
+    _model_class = MissingGaussianMixtureModel
 
     def _checked(self, X: Any) -> tuple[MissingGaussianMixtureModel, np.ndarray]:
         model = self._model_for_scoring()

@@ -445,6 +445,7 @@ class BernoulliMixture(MixtureEstimator):
         ``"random_from_data"``: each component starts halfway between a distinct
         random sample (missing entries replaced by the feature mean) and the
         feature means. ``"random"``: random responsibilities followed by an M-step.
+        Both use the first chunk of the data and ignore ``sample_weight``.
     random_state : None, int or numpy Generator
     verbose : int, default=0
     warm_start : bool, default=False

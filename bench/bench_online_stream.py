@@ -17,7 +17,6 @@ import time
 import tracemalloc
 
 import numpy as np
-
 from emframe.models import GaussianMixture
 
 MEANS = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 1.0], [0.0, 5.0, -2.0]])

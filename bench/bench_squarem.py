@@ -15,9 +15,9 @@ import time
 import warnings
 
 import numpy as np
+from emframe.models import GaussianHMM, GaussianMixture, MissingDataGaussian
 
 from emframe.datasets import load_old_faithful
-from emframe.models import GaussianHMM, GaussianMixture, MissingDataGaussian
 
 
 def overlapping_mixture(n=20_000, seed=0):
@@ -54,7 +54,8 @@ def problems():
     seq = hmm_data()
     return [
         ("GMM, Old Faithful (K=2, full)",
-         lambda: GaussianMixture(2, tol=1e-8, max_iter=10_000, init_params="random", random_state=3),
+         lambda: GaussianMixture(2, tol=1e-8, max_iter=10_000, init_params="random",
+                                 random_state=3),
          (faithful,)),
         ("GMM, overlapping (n=20k, K=3, full)",
          lambda: GaussianMixture(3, tol=1e-8, max_iter=10_000, random_state=0),

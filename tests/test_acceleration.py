@@ -84,3 +84,18 @@ def test_reparametrisation_round_trips_and_keeps_zeros(value, constraint):
         assert np.all(np.linalg.eigvalsh(out) > 0)
     if constraint in ("positive", "unit"):
         assert np.all(out > 0)
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 3),
+       cov=st.sampled_from(["full", "tied", "diag", "spherical"]))
+def test_squarem_never_lowers_the_likelihood_of_a_gaussian_mixture(seed, k, cov):
+    from emframe.models import GaussianMixture
+
+    r = np.random.default_rng(seed)
+    X = r.normal(size=(120, 2)) + r.integers(0, 3, 120)[:, None] * r.uniform(0.5, 2.0)
+    est = GaussianMixture(k, covariance_type=cov, tol=0, max_iter=25, random_state=seed % 1000,
+                          strict=True).fit(X, accelerate="squarem")
+    h = est.loglik_history_
+    assert np.all(h[1:] - h[:-1] >= -1e-9 * np.maximum(1, np.abs(h[:-1])))
+    assert np.all(np.isfinite(est.means_)) and est.weights_.sum() == pytest.approx(1.0)

@@ -27,7 +27,7 @@ import time
 import warnings
 
 import numpy as np
-from emframe.models.bernoulli_mixture import BernoulliMixtureModel, binary_data
+from emframe.models.mixtures.bernoulli import BernoulliMixtureModel, binary_data
 
 
 def median_time(fn, repeats: int) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from functools import partial
 import numpy as np
 from emframe.models import GaussianHMM
 
-from emframe.hmm_inference import has_numba
+from emframe.inference.hmm import has_numba
 
 K, D, N_ITER = 8, 4, 10
 

@@ -1,4 +1,4 @@
-"""Benchmark of emframe.hmm_inference.forward_backward.
+"""Benchmark of emframe.inference.hmm.recursions.
 
 Shapes: (a) 100 sequences x 1,000 steps, K = 8; (b) one sequence of 100,000 steps, K = 8.
 Prints the median (and minimum) wall time, measured with time.perf_counter over a few
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from emframe.hmm_inference import forward_backward, has_numba
+from emframe.inference.hmm import forward_backward, has_numba
 
 REPEATS = 7
 

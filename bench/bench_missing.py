@@ -35,11 +35,11 @@ import statistics
 import time
 
 import numpy as np
-from emframe.models.gaussian_mixture import GaussianMixtureModel
-from emframe.models.gaussian_mixture_missing import MissingGaussianMixtureModel
-from emframe.models.missing_gaussian import MissingGaussianModel, MissingGaussianParams
+from emframe.models.missing.gaussian import MissingGaussianModel, MissingGaussianParams
+from emframe.models.missing.gaussian_mixture import MissingGaussianMixtureModel
+from emframe.models.mixtures.gaussian import GaussianMixtureModel
 
-from emframe.conditional import observed_moments
+from emframe.inference.gaussian.conditional import observed_moments
 
 
 def median_time(fn, repeats: int) -> tuple[float, float, object]:

@@ -16,13 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from emframe.models import BernoulliMixture, GaussianMixture, PoissonHMM  # noqa: E402
 
 from emframe import plotting  # noqa: E402
-from emframe.cli import main  # noqa: E402
 from emframe.datasets import (  # noqa: E402
     coffee_path,
     load_digits_binary,
     load_earthquakes,
     load_old_faithful,
 )
+from emframe.interfaces.cli import main  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "images"
 

@@ -1,24 +1,32 @@
 """emframe: a general latent-variable EM framework on numpy and scipy.
 
-The engine (this package) fits any model that implements
-:class:`~emframe.model.EMModel`; the shipped models live in ``emframe.models``.
+The engine fits any model that implements :class:`~emframe.core.model.EMModel`;
+the shipped models live in ``emframe.models``. The layers, bottom up:
+
+- :mod:`emframe.core`: the model contract, parameters and statistics, the fit
+  loop, data sources and the estimator base;
+- :mod:`emframe.inference`: numerics the models share (Gaussian kernels and
+  covariance strategies, conditional Gaussians, HMM forward-backward);
+- :mod:`emframe.models`: the shipped models;
+- :mod:`emframe.interfaces`: the command line, model files, plots, data sets.
+
+:mod:`emframe.testing` is the conformance kit for models, shipped or your own.
 """
 
-from .data import DataSource
-from .engine import FitResult, IterationInfo, fit_em
-from .estimator import EMEstimator
-from .exceptions import (
+from emframe._version import __version__
+from emframe.core.data import DataSource
+from emframe.core.engine import FitResult, IterationInfo, fit_em
+from emframe.core.estimator import EMEstimator
+from emframe.core.exceptions import (
     ConvergenceWarning,
     MonotonicityError,
     MonotonicityWarning,
     NotFittedError,
 )
-from .io import load
-from .mixture import MixtureEstimator, MixtureModel
-from .model import EMModel
-from .params import Params, Stats
-
-__version__ = "0.1.0"
+from emframe.core.mixture import MixtureEstimator, MixtureModel
+from emframe.core.model import EMModel
+from emframe.core.params import Params, Stats
+from emframe.interfaces.io import load
 
 __all__ = [
     "ConvergenceWarning",
@@ -34,6 +42,7 @@ __all__ = [
     "NotFittedError",
     "Params",
     "Stats",
+    "__version__",
     "fit_em",
     "load",
 ]

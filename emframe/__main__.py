@@ -1,5 +1,5 @@
 """Run the command line: ``python -m emframe``."""
 
-from .cli import main
+from emframe.interfaces.cli import main
 
 raise SystemExit(main())

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataSource
-from .engine import MONOTONE_RTOL, run_em
-from .exceptions import MonotonicityWarning
-from .model import EMModel
-from .params import Params, Stats, _leaves
+from emframe.core.data import DataSource
+from emframe.core.engine import MONOTONE_RTOL, run_em
+from emframe.core.exceptions import MonotonicityWarning
+from emframe.core.model import EMModel
+from emframe.core.params import Params, Stats, _leaves
 
 __all__ = [
     "check_monotone",

@@ -1,18 +1,22 @@
-"""Shipped models: estimators built on the emframe engine."""
+"""Shipped models: estimators built on the emframe engine, grouped by family.
 
-from .bernoulli_mixture import BernoulliMixture
-from .gaussian_mixture import GaussianMixture
-from .gaussian_mixture_missing import MissingDataGaussianMixture
-from .hmm import HMM
-from .hmm_estimators import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
-from .missing_gaussian import MissingDataGaussian
+- :mod:`emframe.models.mixtures`: :class:`GaussianMixture`, :class:`BernoulliMixture`;
+- :mod:`emframe.models.hmm`: :class:`GaussianHMM`, :class:`CategoricalHMM`,
+  :class:`PoissonHMM`, :class:`GMMHMM` and the generic :class:`HMM`;
+- :mod:`emframe.models.missing`: :class:`MissingDataGaussian`,
+  :class:`MissingDataGaussianMixture`.
+"""
+
+from emframe.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emframe.models.missing import MissingDataGaussian, MissingDataGaussianMixture
+from emframe.models.mixtures import BernoulliMixture, GaussianMixture
 
 __all__ = [
     "BernoulliMixture",
     "CategoricalHMM",
+    "GMMHMM",
     "GaussianHMM",
     "GaussianMixture",
-    "GMMHMM",
     "HMM",
     "MissingDataGaussian",
     "MissingDataGaussianMixture",

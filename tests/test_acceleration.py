@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emframe import fit_em
-from emframe.reparam import back, forward
+from emframe.core.reparam import back, forward
 
 SLOW = poisson_data(600, 400, seed=1)  # rates 2 and 10: fine
 # strongly overlapping components converge slowly under plain EM

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from emframe.models import BernoulliMixture
-from emframe.models.bernoulli_mixture import (
+from emframe.models.mixtures.bernoulli import (
     BernoulliMixtureModel,
     BernoulliParams,
     BinaryData,

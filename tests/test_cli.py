@@ -1,6 +1,7 @@
 """The ``emframe`` command line, run as users run it: the real console script in a subprocess.
 
-A few in-process calls of ``emframe.cli.main`` cover the many bad-input cases quickly; every
+A few in-process calls of ``emframe.interfaces.cli.parser`` cover the many bad-input cases
+quickly; every
 command also runs at least once as ``python -m emframe`` on the shipped data, and once through
 the installed ``emframe`` entry point.
 """
@@ -18,8 +19,11 @@ import numpy as np
 import pytest
 
 import emframe
-from emframe import cli
 from emframe.datasets import path as data_path
+from emframe.interfaces.cli import fit as cli_fit
+from emframe.interfaces.cli import parser as cli_main
+from emframe.interfaces.cli import tables
+from emframe.interfaces.cli.specs import InputError
 
 FAITHFUL = str(data_path("old_faithful.csv"))
 AIR = str(data_path("airquality.csv"))
@@ -36,7 +40,7 @@ def run(*args, cwd=None):
 
 def call(capsys, *args):
     """The command line in-process: (exit status, stdout, stderr)."""
-    code = cli.main([str(a) for a in args])
+    code = cli_main.main([str(a) for a in args])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -270,44 +274,44 @@ def test_value_checks_per_model(capsys, tmp_path):
 
 
 def test_columns_by_name_number_and_range(capsys, tmp_path):
-    table = cli.read_table(AIR)
-    assert cli.select_columns(table, ["Ozone,3"]) == [0, 2]
-    assert cli.select_columns(table, ["Wind", "1-2"]) == [2, 0, 1]
-    assert cli.select_columns(table, None) == list(range(6))
-    with pytest.raises(cli.InputError, match=r"no column 'Ozon'.*\['Ozone'"):
-        cli.select_columns(table, ["Ozon"])
-    with pytest.raises(cli.InputError, match="names a column twice"):
-        cli.select_columns(table, ["Ozone,1"])
+    table = tables.read_table(AIR)
+    assert tables.select_columns(table, ["Ozone,3"]) == [0, 2]
+    assert tables.select_columns(table, ["Wind", "1-2"]) == [2, 0, 1]
+    assert tables.select_columns(table, None) == list(range(6))
+    with pytest.raises(InputError, match=r"no column 'Ozon'.*\['Ozone'"):
+        tables.select_columns(table, ["Ozon"])
+    with pytest.raises(InputError, match="names a column twice"):
+        tables.select_columns(table, ["Ozone,1"])
     code, _, err = call(capsys, "impute", AIR, "--columns", "7")
     assert code == 2 and "no column '7'" in err
 
 
 def test_lengths_from_a_column_or_a_file(tmp_path):
-    table = cli.read_table(write(tmp_path / "s.csv", "id,x\n5,1\n5,2\n7,3\n5,4\n5,5\n5,6\n"))
-    lengths, col, path = cli.read_lengths("id", table)
+    table = tables.read_table(write(tmp_path / "s.csv", "id,x\n5,1\n5,2\n7,3\n5,4\n5,5\n5,6\n"))
+    lengths, col, path = tables.read_lengths("id", table)
     assert lengths.tolist() == [2, 1, 3] and col == 0 and path is None
-    data = cli.load_data(str(tmp_path / "s.csv"), None, "id")
+    data = tables.load_data(str(tmp_path / "s.csv"), None, "id")
     assert data.names == ["x"] and data.lengths.tolist() == [2, 1, 3]
     lfile = write(tmp_path / "len.txt", "length\n4\n2\n")
-    lengths, col, path = cli.read_lengths(lfile, table)
+    lengths, col, path = tables.read_lengths(lfile, table)
     assert lengths.tolist() == [4, 2] and col is None and path == lfile
-    with pytest.raises(cli.InputError, match=r"sum to 5, but .*s.csv has 6 rows"):
-        cli.read_lengths(write(tmp_path / "l2.txt", "3\n2\n"), table)
-    with pytest.raises(cli.InputError, match="positive integers"):
-        cli.read_lengths(write(tmp_path / "l3.txt", "3\n2.5\n0.5\n"), table)
-    with pytest.raises(cli.InputError, match="neither a column"):
-        cli.read_lengths("nope", table)
-    with pytest.raises(cli.InputError, match="holds the sequence ids"):
-        cli.load_data(str(tmp_path / "s.csv"), ["id,x"], "id")
+    with pytest.raises(InputError, match=r"sum to 5, but .*s.csv has 6 rows"):
+        tables.read_lengths(write(tmp_path / "l2.txt", "3\n2\n"), table)
+    with pytest.raises(InputError, match="positive integers"):
+        tables.read_lengths(write(tmp_path / "l3.txt", "3\n2.5\n0.5\n"), table)
+    with pytest.raises(InputError, match="neither a column"):
+        tables.read_lengths("nope", table)
+    with pytest.raises(InputError, match="holds the sequence ids"):
+        tables.load_data(str(tmp_path / "s.csv"), ["id,x"], "id")
 
 
 def test_drop_missing_shortens_sequences():
-    table = cli.Table("t", ["x"], np.array([[1.0], [np.nan], [2.0], [np.nan], [3.0]]))
-    data = cli.Data(table, [0], table.values, np.array([2, 1, 2]))
-    out = cli.drop_missing_rows(data)
+    table = tables.Table("t", ["x"], np.array([[1.0], [np.nan], [2.0], [np.nan], [3.0]]))
+    data = tables.Data(table, [0], table.values, np.array([2, 1, 2]))
+    out = tables.drop_missing_rows(data)
     assert out.X.ravel().tolist() == [1.0, 2.0, 3.0] and out.lengths.tolist() == [1, 1, 1]
-    data = cli.Data(table, [0], table.values, np.array([1, 1, 3]))
-    assert cli.drop_missing_rows(data).lengths.tolist() == [1, 2]
+    data = tables.Data(table, [0], table.values, np.array([1, 1, 3]))
+    assert tables.drop_missing_rows(data).lengths.tolist() == [1, 2]
 
 
 def test_hmm_lengths_column_on_the_command_line(capsys, tmp_path):
@@ -386,10 +390,10 @@ def test_predict_and_decode_reject_wrong_models_and_data(capsys, tmp_path):
 
 
 def test_select_ranges_and_covariance_types(capsys):
-    assert cli.parse_range("1-3,6") == [1, 2, 3, 6]
+    assert cli_fit.parse_range("1-3,6") == [1, 2, 3, 6]
     for bad in ("0-2", "3-1", "a", ""):
         with pytest.raises(Exception, match="component"):
-            cli.parse_range(bad)
+            cli_fit.parse_range(bad)
     code, _, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "x-2")
     assert code == 2 and "invalid component range" in err
     code, out, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "1,2", "--covariance-type",
@@ -439,10 +443,10 @@ def test_readme_main_job_command_runs(tmp_path):
 
 
 def test_example_names_resolve_to_shipped_data(capsys):
-    assert cli.resolve_input("example:old_faithful") == FAITHFUL
-    assert cli.resolve_input("example:coffee") == COFFEE
-    assert cli.resolve_input("example:earthquakes.csv") == QUAKES
-    assert cli.resolve_input("data.csv") == "data.csv"
+    assert tables.resolve_input("example:old_faithful") == FAITHFUL
+    assert tables.resolve_input("example:coffee") == COFFEE
+    assert tables.resolve_input("example:earthquakes.csv") == QUAKES
+    assert tables.resolve_input("data.csv") == "data.csv"
     code, _, err = call(capsys, "fit", "gmm", "example:nope")
     assert code == 2 and "no shipped example data called 'nope'" in err
     assert "example:old_faithful" in err

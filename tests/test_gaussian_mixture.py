@@ -5,22 +5,22 @@ import warnings
 import numpy as np
 import pytest
 from emframe.models import GaussianMixture
-from emframe.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureParams
+from emframe.models.mixtures.gaussian import GaussianMixtureModel, GaussianMixtureParams
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 from sklearn.exceptions import ConvergenceWarning as SKConvergenceWarning
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
 
-import emframe.covariance as cov_mod
-from emframe.covariance import (
+import emframe.inference.gaussian.kernel as cov_mod
+from emframe.datasets import load_old_faithful
+from emframe.exceptions import ConvergenceWarning, NotFittedError
+from emframe.inference.gaussian import (
     COVARIANCE_TYPES,
     GaussianKernel,
     gaussian_moments,
     get_covariance_strategy,
 )
-from emframe.datasets import load_old_faithful
-from emframe.exceptions import ConvergenceWarning, NotFittedError
 from emframe.testing import check_complete_data_mle, check_model
 
 TYPES = ["full", "tied", "diag", "spherical"]
@@ -530,7 +530,7 @@ def test_fitted_arrays_are_read_only_views_of_params():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    from emframe.io import load
+    from emframe.interfaces.io import load
 
     X = blobs()
     gm = fit_quiet(GaussianMixture(3, covariance_type="tied", random_state=0), X)

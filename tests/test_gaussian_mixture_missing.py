@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 from emframe.models import GaussianMixture, MissingDataGaussian, MissingDataGaussianMixture
-from emframe.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureParams
-from emframe.models.gaussian_mixture_missing import MissingGaussianMixtureModel
-from emframe.models.missing_gaussian import MissingGaussianModel
+from emframe.models.missing.gaussian import MissingGaussianModel
+from emframe.models.missing.gaussian_mixture import MissingGaussianMixtureModel
+from emframe.models.mixtures.gaussian import GaussianMixtureModel, GaussianMixtureParams
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays

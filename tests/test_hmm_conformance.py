@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from emframe.models.hmm import HMMModel, Sequences
-from emframe.models.hmm_emissions import (
+from emframe.models.hmm.emissions import (
     CategoricalEmission,
     GaussianEmission,
     GMMEmission,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from emframe.models import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emframe.models.hmm import Sequences
-from emframe.models.hmm_emissions import PoissonEmission
+from emframe.models.hmm.emissions import PoissonEmission
 
 import emframe
 from emframe.exceptions import ConvergenceWarning, NotFittedError
@@ -219,7 +219,7 @@ def test_sequences_split_keeps_whole_sequences():
     assert sum(p.n_samples for p in parts) == 200
 
 
-@pytest.mark.skipif(not emframe.hmm_inference.has_numba(), reason="numba not installed")
+@pytest.mark.skipif(not emframe.inference.hmm.has_numba(), reason="numba not installed")
 def test_numba_and_numpy_backends_fit_the_same():
     X = _gauss(seed=5)
     fits = [GaussianHMM(3, random_state=0, max_iter=10, tol=0, backend=b).fit(X, LENGTHS)

@@ -13,8 +13,8 @@ import pytest
 from emframe.models import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from threadpoolctl import threadpool_limits
 
-from emframe.hmm_inference import forward_backward
-from emframe.numerics import logsumexp
+from emframe.core.numerics import logsumexp
+from emframe.inference.hmm import forward_backward
 
 hmm = pytest.importorskip("hmmlearn.hmm")
 

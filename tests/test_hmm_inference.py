@@ -1,4 +1,4 @@
-"""Tests of the pure HMM inference routines in emframe.hmm_inference.
+"""Tests of the pure HMM inference routines in emframe.inference.hmm.
 
 The oracle is brute force: enumerate every state path of tiny problems and sum or
 maximise their probabilities directly.
@@ -12,16 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from emframe import hmm_inference as hi
-from emframe.hmm_inference import (
+from emframe.inference.hmm import (
     Posterior,
     backward,
     forward,
     forward_backward,
     has_numba,
+    logspace,
     validate_lengths,
     viterbi,
 )
+from emframe.inference.hmm import common as hmm_common
+from emframe.inference.hmm import recursions as fb_mod
 
 BACKENDS = ["numpy"] + (["numba"] if has_numba() else [])
 needs_numba = pytest.mark.skipif(not has_numba(), reason="numba not installed")
@@ -201,7 +203,7 @@ def test_log_space_forward_backward_matches_brute_force(problem):
     lpi, lA, le, lengths = problem
     oracle = brute_force(lpi, lA, le, lengths)
     for use_numba in [False] + ([True] if has_numba() else []):
-        gamma, trans, seq_ll = hi._log_forward_backward(lpi, lA, le, lengths, use_numba)
+        gamma, trans, seq_ll = fb_mod._log_forward_backward(lpi, lA, le, lengths, use_numba)
         possible = np.isfinite(oracle["seq_ll"])
         post = Posterior(
             gamma, gamma[_starts(lengths)[possible]].sum(axis=0), trans, seq_ll.sum(), seq_ll
@@ -252,7 +254,8 @@ def test_forward_and_backward_without_numba(monkeypatch):
     expected_la, expected_ll = forward(lpi, lA, le, lengths)
     expected_lb = backward(lpi, lA, le, lengths)
     la_true, lb_true = brute_alpha_beta(lpi, lA, le, lengths)
-    monkeypatch.setattr(hi, "has_numba", lambda: False)
+    monkeypatch.setattr(hmm_common, "has_numba", lambda: False)
+    monkeypatch.setattr(fb_mod, "has_numba", lambda: False)
     la, ll = forward(lpi, lA, le, lengths)
     lb = backward(lpi, lA, le, lengths)
     finite = np.isfinite(la_true)
@@ -322,12 +325,13 @@ def test_hard_cases_match_brute_force(name, backend):
 def test_hard_cases_are_detected(name):
     start, trans, le = HARD_CASES[name]
     args = (np.array(start), np.array(trans), np.array(le), np.array([len(le)]))
-    assert hi._scaled_fb_numpy(*args)[3].all()
+    assert fb_mod._scaled_fb_numpy(*args)[3].all()
     if has_numba():
-        from emframe import _hmm_numba
+        from emframe.inference.hmm import _numba
 
-        failed = _hmm_numba.scaled_forward_backward(
-            *args[:3], np.array([0]), args[3], hi._IDENTITY_TOL, hi._MIN_SCALE, hi._LOG_TINY
+        failed = _numba.scaled_forward_backward(
+            *args[:3], np.array([0]), args[3],
+            hmm_common._IDENTITY_TOL, hmm_common._MIN_SCALE, hmm_common._LOG_TINY,
         )[3]
         assert failed.all()
 
@@ -383,23 +387,23 @@ def test_numpy_and_numba_agree(seed):
     np.testing.assert_array_equal(pa, pb)
     np.testing.assert_allclose(lpa, lpb, rtol=1e-12)
     # The log-space kernels agree with the numpy reference too.
-    starts = _starts(lengths)
-    from emframe import _hmm_numba
+    from emframe.inference.hmm import _numba
 
+    starts = _starts(lengths)
     for got, want in zip(
-        _hmm_numba.log_forward(lpi, lA, le, starts, lengths),
-        hi._log_forward_numpy(lpi, lA, le, lengths),
+        _numba.log_forward(lpi, lA, le, starts, lengths),
+        logspace._log_forward_numpy(lpi, lA, le, lengths),
         strict=True,
     ):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     for got, want in zip(
-        _hmm_numba.log_backward(lA, le, starts, lengths),
-        hi._log_backward_numpy(lA, le, lengths),
+        _numba.log_backward(lA, le, starts, lengths),
+        logspace._log_backward_numpy(lA, le, lengths),
         strict=True,
     ):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
-    ga, ta, la_ = hi._log_forward_backward(lpi, lA, le, lengths, False)
-    gb, tb, lb_ = hi._log_forward_backward(lpi, lA, le, lengths, True)
+    ga, ta, la_ = fb_mod._log_forward_backward(lpi, lA, le, lengths, False)
+    gb, tb, lb_ = fb_mod._log_forward_backward(lpi, lA, le, lengths, True)
     np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ta, tb, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(la_, lb_, rtol=1e-12)
@@ -523,7 +527,8 @@ def test_bad_inputs_raise():
 
 
 def test_numba_backend_without_numba(monkeypatch):
-    monkeypatch.setattr(hi, "has_numba", lambda: False)
+    monkeypatch.setattr(hmm_common, "has_numba", lambda: False)
+    monkeypatch.setattr(fb_mod, "has_numba", lambda: False)
     lpi, lA, le, _ = random_problem(np.random.default_rng(0), 2, [5])
     with pytest.raises(ValueError, match=r'pip install "emframe\[fast\]"'):
         forward_backward(lpi, lA, le, backend="numba")

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import emframe
-from emframe import io as emio
 from emframe.exceptions import NotFittedError
+from emframe.interfaces import io as emio
 
 
 class PoissonWithInit(PoissonMixtureEstimator):
@@ -307,8 +307,8 @@ def test_newer_format_version(fitted, tmp_path):
         ("os", "system", "outside emframe"),
         ("builtins", "eval", "outside emframe"),
         ("emframe.__main__", "main", "not a known EMEstimator"),
-        ("emframe.params", "Params", "not a known EMEstimator"),
-        ("emframe.estimator", "np", "not a known EMEstimator"),
+        ("emframe.core.params", "Params", "not a known EMEstimator"),
+        ("emframe.core.estimator", "np", "not a known EMEstimator"),
         ("emframe;import os", "X", "invalid module name"),
         ("emframe.models", "os.system", "invalid class name"),
     ],

@@ -1,4 +1,4 @@
-"""MissingDataGaussian and emframe.conditional: oracles, conformance and the estimator surface."""
+"""MissingDataGaussian and conditional Gaussians: oracles, conformance, the estimator surface."""
 
 import re
 import warnings
@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from emframe.models import MissingDataGaussian
-from emframe.models.missing_gaussian import MissingGaussianModel, MissingGaussianParams
+from emframe.models.missing.gaussian import MissingGaussianModel, MissingGaussianParams
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -14,7 +14,11 @@ from scipy.stats import multivariate_normal
 
 import emframe
 from emframe import NotFittedError, fit_em
-from emframe.conditional import conditional_gaussian, missing_patterns, observed_moments
+from emframe.inference.gaussian.conditional import (
+    conditional_gaussian,
+    missing_patterns,
+    observed_moments,
+)
 from emframe.testing import check_additive, check_model, check_valid_params
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -67,7 +71,7 @@ def incomplete_data(draw, max_d=4, max_n=40):
     return X
 
 
-# -- emframe.conditional: exact oracles ------------------------------------------------------------
+# -- emframe.inference.gaussian.conditional: exact oracles ----------------------------
 
 
 @settings(max_examples=40, deadline=None)

@@ -5,7 +5,7 @@ import pytest
 from custom_models import PoissonMixture, PoissonMixtureEstimator, PoissonParams, poisson_data
 
 from emframe import fit_em
-from emframe.online import OnlineState, online_update, step_size
+from emframe.core.online import OnlineState, online_update, step_size
 
 X = poisson_data(6000, 4000, seed=2)
 START = PoissonParams(np.array([0.5, 0.5]), np.array([1.0, 5.0]))

@@ -52,7 +52,7 @@ def test_engine_never_imports_a_model():
 
 
 def test_importing_the_engine_loads_no_model():
-    code = "import sys, emframe, emframe.testing, emframe.io; " \
+    code = "import sys, emframe, emframe.testing, emframe.interfaces.io; " \
            "print(any(m.startswith('emframe.models') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,7 +10,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Ellipse
 
 from emframe import fit_em
-from emframe import plotting as ep
+from emframe.interfaces import plotting as ep
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -203,7 +203,7 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
     # importing the module itself never needs matplotlib
     import subprocess
 
-    code = ("import sys; sys.modules['matplotlib'] = None; import emframe.plotting, emframe.io; "
-            "print('ok')")
+    code = ("import sys; sys.modules['matplotlib'] = None; "
+            "import emframe.plotting, emframe.interfaces.io; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

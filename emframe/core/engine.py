@@ -1,0 +1,232 @@
+"""The single EM fit loop shared by every model."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from emframe.core.acceleration import ACCELERATORS
+from emframe.core.data import DataSource
+from emframe.core.exceptions import ConvergenceWarning
+from emframe.core.loop import MONOTONE_RTOL, _check_finite, _Loop, total_log_likelihood
+from emframe.core.model import EMModel
+from emframe.core.online import check_batch_size, check_kappa, run_online
+from emframe.core.params import Params
+from emframe.core.results import FitResult, IterationInfo
+from emframe.core.validation import check_random_state, check_scalar
+
+__all__ = ["MONOTONE_RTOL", "FitResult", "IterationInfo", "check_freeze", "fit_em", "run_em"]
+
+
+def check_freeze(freeze: Iterable[str] | None, params: Params) -> tuple[str, ...]:
+    """Validate the names of parameters to hold fixed."""
+    if freeze is None:
+        return ()
+    if isinstance(freeze, str):
+        freeze = (freeze,)
+    names = tuple(freeze)
+    valid = params.field_names()
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(
+            f"cannot freeze {unknown}: {type(params).__name__} has parameters {list(valid)}"
+        )
+    return names
+
+
+
+def run_em(
+    model: EMModel,
+    source: DataSource,
+    params: Params,
+    *,
+    tol: float,
+    max_iter: int,
+    freeze: Sequence[str] = (),
+    strict: bool = False,
+    verbose: int = 0,
+    callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
+    init: int = 0,
+    accelerate: str | None = None,
+) -> FitResult:
+    """Run EM from ``params`` until the tolerance or ``max_iter`` is reached.
+
+    The convergence test compares the mean per-sample objective of successive
+    parameter sets, so ``tol`` means the same for any number of samples. A
+    callback returning ``True`` stops the run. ``accelerate="squarem"`` takes
+    SQUAREM steps instead of plain EM steps; the monotonicity guarantee holds
+    either way.
+    """
+    step = _check_accelerate(accelerate)
+    fixed = {name: getattr(params, name) for name in freeze}
+    loop = _Loop(
+        model, source, tol=tol, max_iter=max_iter, strict=strict, verbose=verbose,
+        callbacks=callbacks, init=init,
+    )
+    params = step(loop, params, fixed) if max_iter > 0 else params
+    return loop.finish(params)
+
+
+def _check_accelerate(accelerate: str | None) -> Callable[[_Loop, Params, dict[str, Any]], Params]:
+    try:
+        return ACCELERATORS[accelerate]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown accelerate={accelerate!r}; use None (plain EM) or 'squarem'"
+        ) from None
+
+
+def _fit_online(model: EMModel, source: DataSource, params: Params, **kw: Any) -> FitResult:
+    state, history, _ = run_online(model, source, params, **kw)
+    final, n = total_log_likelihood(model, state.params, source)
+    _check_finite(final, "log-likelihood", len(history), model)
+    return FitResult(
+        params=state.params,
+        log_likelihood=final,
+        loglik_history=np.asarray(history),
+        converged=False,
+        n_iter=len(history),
+        n_samples=n,
+        n_e_steps=len(history) + 1,
+    )
+
+
+def fit_em(
+    model: EMModel,
+    data: Any,
+    *,
+    init_params: Params | None = None,
+    sample_weight: np.ndarray | None = None,
+    chunk_size: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    n_init: int = 1,
+    random_state: Any = None,
+    freeze: Iterable[str] | None = None,
+    strict: bool = False,
+    verbose: int = 0,
+    callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+    warn_convergence: bool = True,
+    accelerate: str | None = None,
+    method: str = "batch",
+    batch_size: int | None = None,
+    kappa: float = 0.6,
+    shuffle: bool = True,
+) -> FitResult:
+    """Fit ``model`` by EM and return the best of ``n_init`` restarts.
+
+    Parameters
+    ----------
+    model : EMModel
+    data : array-like, DataSource, list of chunks or callable
+        See :class:`~emframe.core.data.DataSource`.
+    init_params : Params, optional
+        Start from these parameters (one run; ``n_init`` is ignored).
+    sample_weight : ndarray of shape (n_samples,), optional
+    chunk_size : int, optional
+        Run the E-step on slices of this many rows and sum the statistics.
+    transform : callable, optional
+        Applied to each chunk as it is read (for example validation).
+    tol : float
+        Stop when the mean per-sample log-likelihood changes by less than this.
+    max_iter : int
+        Maximum number of M-steps per restart.
+    n_init : int
+        Number of restarts from independent seeds; the best is kept.
+    random_state : None, int or numpy Generator
+    freeze : iterable of str, optional
+        Names of parameter fields held at their initial values.
+    strict : bool
+        Raise :class:`MonotonicityError` instead of warning when the
+        log-likelihood decreases.
+    verbose : int
+        Print progress to stderr when positive.
+    callbacks : sequence of callables, optional
+        Each is called with an :class:`IterationInfo` after every iteration;
+        one returning ``True`` stops the restart.
+    warn_convergence : bool
+        Emit :class:`ConvergenceWarning` when the kept restart did not converge.
+    accelerate : {None, "squarem"}
+        ``"squarem"`` extrapolates the EM map (Varadhan & Roland 2008) and falls
+        back to plain EM whenever that would lower the likelihood.
+    method : {"batch", "online"}
+        ``"online"`` runs stepwise EM (Cappé & Moulines 2009) on batches; then
+        ``max_iter`` counts passes over the data, there is no tolerance test,
+        ``loglik_history`` holds each batch's log-likelihood before its update,
+        and ``log_likelihood`` is that of all the data after the last batch.
+    batch_size : int, optional
+        Rows per online batch for array data (chunks are used as they come).
+    kappa : float in (0.5, 1]
+        Online step-size exponent: ``rho_t = (t + 2) ** -kappa``.
+    shuffle : bool
+        Shuffle array rows before each online pass.
+
+    Returns
+    -------
+    FitResult
+    """
+    check_scalar(tol, "tol", (int, float), min_value=0.0)
+    check_scalar(max_iter, "max_iter", (int, np.integer), min_value=0)
+    check_scalar(n_init, "n_init", (int, np.integer), min_value=1)
+    _check_accelerate(accelerate)
+    if method not in ("batch", "online"):
+        raise ValueError(f"unknown method={method!r}; use 'batch' or 'online'")
+    if method == "online":
+        kappa = check_kappa(kappa)
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
+        if accelerate is not None:
+            raise ValueError("accelerate applies to batch EM, not to method='online'")
+    elif batch_size is not None:
+        raise ValueError("batch_size applies to method='online'; use chunk_size for batch EM")
+    if not isinstance(data, DataSource):
+        data = DataSource(data, sample_weight=sample_weight, chunk_size=chunk_size,
+                          transform=transform)
+    elif sample_weight is not None or chunk_size is not None:
+        raise TypeError("pass sample_weight and chunk_size to the DataSource, not to fit_em")
+    rng = check_random_state(random_state)
+    callbacks = tuple(callbacks or ())
+    runs = 1 if init_params is not None else int(n_init)
+    seeds = rng.integers(0, 2**63 - 1, size=runs)
+    init_data = None
+    best: FitResult | None = None
+    best_index = 0
+    finals = []
+    for i in range(runs):
+        if init_params is not None:
+            model.check_params(init_params)
+            params = init_params
+        else:
+            if init_data is None:
+                init_data = data.first()
+            params = model.initialize(init_data, np.random.default_rng(seeds[i]))
+        names = check_freeze(freeze, params)
+        if method == "online":
+            result = _fit_online(
+                model, data, params, kappa=kappa, batch_size=batch_size, max_iter=int(max_iter),
+                freeze=names, shuffle=shuffle, rng=np.random.default_rng(seeds[i]),
+                verbose=verbose, callbacks=callbacks, init=i,
+            )
+        else:
+            result = run_em(
+                model, data, params, tol=tol, max_iter=int(max_iter), freeze=names,
+                strict=strict, verbose=verbose, callbacks=callbacks, init=i,
+                accelerate=accelerate,
+            )
+        finals.append(result.log_likelihood)
+        if best is None or result.log_likelihood > best.log_likelihood:
+            best, best_index = result, i
+    assert best is not None
+    if warn_convergence and method == "batch" and not best.converged and max_iter > 0 and tol > 0:
+        warnings.warn(
+            f"{type(model).__name__}: EM did not converge in max_iter={max_iter} iterations "
+            f"(tol={tol}); increase max_iter or tol, or try other initialisations",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return dataclasses.replace(best, best_init=best_index, init_log_likelihoods=tuple(finals))

@@ -1,0 +1,351 @@
+"""scikit-learn style estimator surface over an :class:`~emframe.core.model.EMModel`."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emframe.core.data import DataSource
+from emframe.core.engine import FitResult, IterationInfo, check_freeze, fit_em
+from emframe.core.exceptions import not_fitted_error
+from emframe.core.model import EMModel
+from emframe.core.online import OnlineState, check_kappa, online_update
+from emframe.core.params import Params
+from emframe.core.serialization import save
+from emframe.core.validation import check_array, check_random_state, check_sample_weight
+
+
+class EMEstimator:
+    """Base class for estimators fitted by the EM engine.
+
+    Follows scikit-learn's conventions: constructor arguments are stored
+    unchanged and validated in :meth:`fit`; ``fit`` returns ``self``; fitted
+    attributes end in ``_``; ``get_params``/``set_params`` make estimators
+    cloneable.
+
+    Subclasses implement :meth:`_build_model` and :meth:`_fitted_attributes`,
+    and expose these common constructor arguments: ``tol``, ``max_iter``,
+    ``n_init``, ``random_state``, ``verbose``, ``warm_start``, ``freeze``,
+    ``strict``.
+
+    Fitted attributes set by the base: ``params_`` (the immutable parameter
+    set), ``converged_``, ``n_iter_``, ``loglik_history_`` (the total, or with a
+    prior the penalised, log-likelihood after each iteration, entry 0 at the
+    initial parameters), ``n_e_steps_`` (passes over the data, including the
+    final evaluation), ``n_features_in_`` for array data.
+    """
+
+    #: Whether NaN in X marks missing values (otherwise it is an error).
+    _allow_nan: bool = False
+    _estimator_type: str = "density_estimator"
+
+    # -- parameters ---------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments as a dict, for cloning and grid search."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> EMEstimator:
+        """Set constructor arguments; returns ``self``."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {valid!r}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = []
+        for name in self._get_param_names():
+            default = sig.parameters[name].default
+            value = getattr(self, name)
+            if default is inspect.Parameter.empty or not _same(value, default):
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self) -> Any:
+        # Only scikit-learn calls this, so importing it here adds no dependency.
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            classifier_tags=None,
+            regressor_tags=None,
+            input_tags=InputTags(allow_nan=self._allow_nan),
+        )
+
+    # -- hooks for subclasses ------------------------------------------------
+    def _build_model(self, X: Any) -> EMModel:
+        """The model for these hyperparameters; validate them here."""
+        raise NotImplementedError
+
+    def _fitted_attributes(self, params: Params) -> dict[str, Any]:
+        """Attributes (ending in ``_``) that expose ``params`` to users."""
+        return {}
+
+    def _rebuild_model(self) -> EMModel:
+        """The model for the current hyperparameters, rebuilt without data by ``emframe.load``.
+
+        ``params_`` and ``n_features_in_`` are already restored when it is called. The
+        default calls :meth:`_build_model` on a placeholder array of zeros of shape
+        (1, n_features_in_); override it when ``_build_model`` needs real data.
+        """
+        return self._build_model(np.zeros((1, getattr(self, "n_features_in_", 1))))
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        """Validate X; with ``reset`` record ``n_features_in_``, else check against it."""
+        X = check_array(X, allow_nan=self._allow_nan)
+        self._check_n_features(X, reset=reset)
+        return X
+
+    def _check_n_features(self, X: Any, *, reset: bool) -> None:
+        d = X.shape[1]
+        if reset:
+            self.n_features_in_ = d
+        elif d != self.n_features_in_:
+            raise ValueError(
+                f"X has {d} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
+    # -- fitting -------------------------------------------------------------
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise not_fitted_error(
+                f"This {type(self).__name__} instance is not fitted yet. "
+                "Call 'fit' with appropriate arguments before using this estimator."
+            )
+
+    def _warm_params(self) -> Params | None:
+        """Parameters to continue from under ``warm_start``, or None."""
+        if getattr(self, "warm_start", False) and hasattr(self, "params_"):
+            return self.params_
+        return None
+
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        chunk_size: int | None = None,
+        callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+        **engine_options: Any,
+    ) -> EMEstimator:
+        """Fit the model by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or a list of such chunks
+            Training data. With ``chunk_size`` (for example on a ``numpy.memmap``)
+            or a list of chunks, the E-step runs chunk by chunk and memory stays
+            bounded by one chunk; the fit equals the in-memory one.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative per-sample weights (array data only).
+        chunk_size : int, optional
+            Rows per E-step chunk for array data.
+        callbacks : sequence of callables, optional
+            Called with an :class:`~emframe.core.engine.IterationInfo` after every
+            iteration; returning ``True`` stops the run.
+        **engine_options
+            Passed to :func:`~emframe.core.engine.fit_em`: ``accelerate="squarem"``;
+            ``method="online"`` with ``batch_size``, ``kappa`` and ``shuffle``.
+
+        Returns
+        -------
+        self
+        """
+        source = self._make_source(X, sample_weight, chunk_size)
+        model = self._build_model(source.first())
+        self._run(model, source, callbacks, **engine_options)
+        return self
+
+    def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> DataSource:
+        chunked = chunk_size is not None or isinstance(X, (list, tuple)) and _is_chunk_list(X)
+        chunked = chunked or callable(X)
+        if not chunked:
+            X = self._validate_X(X, reset=True)
+            w = check_sample_weight(sample_weight, X.shape[0])
+            return DataSource(X, sample_weight=w)
+        first = {"seen": False}
+
+        def validate(chunk: Any) -> np.ndarray:
+            out = self._validate_X(chunk, reset=not first["seen"])
+            first["seen"] = True
+            return out
+
+        w = None
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, np.shape(X)[0])
+        return DataSource(X, sample_weight=w, chunk_size=chunk_size, transform=validate)
+
+    def _run(
+        self,
+        model: EMModel,
+        source: DataSource,
+        callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+        **engine_options: Any,
+    ) -> FitResult:
+        unknown = set(engine_options) - _ENGINE_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"fit() got unexpected keyword argument(s) {sorted(unknown)}; "
+                f"engine options are {sorted(_ENGINE_OPTIONS)}"
+            )
+        warm = self._warm_params()
+        result = fit_em(
+            model,
+            source,
+            init_params=warm,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            random_state=self.random_state,
+            freeze=self.freeze,
+            strict=self.strict,
+            verbose=self.verbose,
+            callbacks=callbacks,
+            **engine_options,
+        )
+        self._model = model
+        self._fit_result = result
+        self._online_state = None
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.n_e_steps_ = result.n_e_steps
+        self.loglik_history_ = result.loglik_history
+        self.lower_bound_ = result.log_likelihood
+        self._set_params(result.params)
+        return result
+
+    def _set_params(self, params: Params) -> None:
+        self.params_ = params
+        for name, value in self._fitted_attributes(params).items():
+            setattr(self, name, value)
+
+    # -- online ----------------------------------------------------------------
+    def partial_fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, kappa: float = 0.6
+    ) -> EMEstimator:
+        """Update the fit with one batch by online (stepwise) EM.
+
+        The first call initialises from the batch (or continues from fitted
+        parameters under ``warm_start``); each call then blends the batch's
+        statistics into the running average with step size
+        ``(t + 2) ** -kappa`` (Cappé & Moulines 2009) and takes an M-step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_batch, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_batch,), optional
+        kappa : float in (0.5, 1]
+
+        Returns
+        -------
+        self
+        """
+        first = getattr(self, "_online_state", None) is None
+        X = self._validate_X(X, reset=first and not hasattr(self, "params_"))
+        w = check_sample_weight(sample_weight, X.shape[0])
+        return self._partial_fit_unit(X, w, kappa)
+
+    def _partial_fit_unit(self, data: Any, w: np.ndarray | None, kappa: float) -> EMEstimator:
+        """Online step on one validated data unit (estimators with their own units call this)."""
+        kappa = check_kappa(kappa)
+        state = getattr(self, "_online_state", None)
+        if state is None:
+            model = self._build_model(data)
+            params = self._warm_params()
+            if params is None:
+                params = model.initialize(data, check_random_state(self.random_state))
+            names = check_freeze(self.freeze, params)
+            state = OnlineState(params, fixed={n: getattr(params, n) for n in names})
+            self._model = model
+            self.loglik_history_ = np.zeros(0)
+        state, ll = online_update(self._model, state, data, kappa=kappa, sample_weight=w)
+        self._online_state = state
+        self.loglik_history_ = np.append(self.loglik_history_, ll)
+        self.n_iter_ = len(self.loglik_history_)
+        self.converged_ = False
+        self._set_params(state.params)
+        return self
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
+             ) -> Path:
+        """Save the estimator to ``path`` in emframe's pickle-free model format.
+
+        Load it back with ``emframe.load(path)``; the file is written atomically.
+        See :mod:`emframe.core.serialization` for the format.
+        """
+        return save(self, path, metadata=metadata)
+
+    # -- scoring ---------------------------------------------------------------
+    def _model_for_scoring(self) -> EMModel:
+        self._check_is_fitted()
+        return self._model
+
+    def log_likelihood(self, X: Any) -> float:
+        """Total log-likelihood of ``X`` under the fitted parameters."""
+        model = self._model_for_scoring()
+        X = self._validate_X(X, reset=False)
+        return float(model.log_likelihood(self.params_, X))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean per-sample log-likelihood of ``X``."""
+        model = self._model_for_scoring()
+        X = self._validate_X(X, reset=False)
+        return float(model.log_likelihood(self.params_, X)) / model.n_samples(X)
+
+    def n_parameters(self) -> int:
+        """Number of free parameters of the fitted model."""
+        return int(self._model_for_scoring().n_parameters(self.params_))
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        model = self._model_for_scoring()
+        X = self._validate_X(X, reset=False)
+        ll = float(model.log_likelihood(self.params_, X))
+        return -2.0 * ll + self.n_parameters() * math.log(model.n_samples(X))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        model = self._model_for_scoring()
+        X = self._validate_X(X, reset=False)
+        return -2.0 * float(model.log_likelihood(self.params_, X)) + 2.0 * self.n_parameters()
+
+
+_ENGINE_OPTIONS = frozenset({"accelerate", "method", "batch_size", "kappa", "shuffle"})
+
+
+def _is_chunk_list(X: Sequence[Any]) -> bool:
+    return len(X) > 0 and all(isinstance(c, np.ndarray) and c.ndim == 2 for c in X)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) if not isinstance(a, np.ndarray) else False
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,214 @@
+"""One restart's bookkeeping: E-steps over the data source, the history, the guard, stopping."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from emframe.core.data import DataSource
+from emframe.core.exceptions import MonotonicityError, MonotonicityWarning
+from emframe.core.model import EMModel
+from emframe.core.params import Params, Stats
+from emframe.core.results import FitResult, IterationInfo
+
+#: Relative size of a likelihood drop that is still floating-point noise.
+MONOTONE_RTOL = 1e-9
+
+
+def e_step_all(model: EMModel, params: Params, source: DataSource) -> tuple[Stats, float, float]:
+    """Run the E-step chunk by chunk and sum the statistics.
+
+    Returns
+    -------
+    stats : Stats
+        Statistics summed over all chunks.
+    log_likelihood : float
+        Total (weighted) log-likelihood of the data under ``params``.
+    n_samples : float
+        Number of samples seen (sum of weights when weighted).
+    """
+    total: Stats | None = None
+    loglik = 0.0
+    n = 0.0
+    for chunk, w in source:
+        if w is None:
+            stats, ll = model.e_step(params, chunk)
+            n += model.n_samples(chunk)
+        else:
+            stats, ll = _weighted_e_step(model, params, chunk, w)
+            n += float(np.sum(w))
+        total = stats if total is None else total + stats
+        loglik += float(ll)
+    if total is None:
+        raise ValueError("the data source is empty: it yielded no chunk")
+    return total, loglik, n
+
+
+def _weighted_e_step(model: EMModel, params: Params, chunk: Any, w: np.ndarray) -> Any:
+    try:
+        return model.e_step(params, chunk, sample_weight=w)
+    except TypeError as exc:
+        if "sample_weight" in str(exc):
+            raise TypeError(
+                f"{type(model).__name__}.e_step does not accept sample_weight, so this model "
+                "cannot be fitted with sample weights"
+            ) from None
+        raise
+
+
+def total_log_likelihood(model: EMModel, params: Params, source: DataSource) -> tuple[float, float]:
+    """(Penalised) log-likelihood of all the data under ``params``, and the sample count."""
+    loglik = 0.0
+    n = 0.0
+    for chunk, w in source:
+        if w is None:
+            loglik += float(model.log_likelihood(params, chunk))
+            n += model.n_samples(chunk)
+        else:
+            loglik += float(_weighted_e_step(model, params, chunk, w)[1])
+            n += float(np.sum(w))
+    return loglik + float(model.log_prior(params)), n
+
+
+class _Guard:
+    """Watches the objective for drops that exact EM cannot produce."""
+
+    def __init__(self, model: EMModel, strict: bool) -> None:
+        self.model = model
+        self.strict = strict
+
+    def __call__(self, prev: float, cur: float, iteration: int) -> None:
+        drop = prev - cur
+        if drop > MONOTONE_RTOL * max(1.0, abs(prev)):
+            msg = (
+                f"log-likelihood decreased by {drop:.6g} at iteration {iteration} "
+                f"(from {prev:.10g} to {cur:.10g}); exact EM never decreases it, so "
+                f"{type(self.model).__name__}'s E-step, M-step or log-likelihood is inconsistent"
+            )
+            if self.strict:
+                raise MonotonicityError(msg)
+            warnings.warn(msg, MonotonicityWarning, stacklevel=4)
+
+
+def _check_finite(value: float, what: str, iteration: int, model: EMModel) -> None:
+    if not math.isfinite(value):
+        raise ValueError(
+            f"the {what} is {value} at iteration {iteration} of {type(model).__name__}; "
+            "the data or the initial parameters give zero probability to some sample"
+        )
+
+
+def _check_new_params(model: EMModel, params: Params, iteration: int) -> None:
+    try:
+        model.check_params(params)
+    except ValueError as exc:
+        raise ValueError(
+            f"the M-step of {type(model).__name__} at iteration {iteration} produced "
+            f"invalid parameters: {exc}"
+        ) from None
+
+
+class _Loop:
+    """Bookkeeping shared by every way of stepping: E-steps, history, guard, stopping.
+
+    A step strategy calls :meth:`evaluate` for each E-step it needs and
+    :meth:`record` for each point it accepts into the history.
+    """
+
+    def __init__(
+        self,
+        model: EMModel,
+        source: DataSource,
+        *,
+        tol: float,
+        max_iter: int,
+        strict: bool,
+        verbose: int,
+        callbacks: Sequence[Callable[[IterationInfo], Any]],
+        init: int,
+    ) -> None:
+        self.model = model
+        self.source = source
+        self.tol = tol
+        self.max_iter = max_iter
+        self.guard = _Guard(model, strict)
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.init = init
+        self.history: list[float] = []
+        self.n_iter = 0
+        self.n_e_steps = 0
+        self.n = 1.0
+        self.converged = False
+        self.start = time.perf_counter()
+
+    def evaluate(self, params: Params) -> tuple[Stats, float]:
+        """One E-step over all the data: summed statistics and the objective."""
+        stats, loglik, self.n = e_step_all(self.model, params, self.source)
+        self.n_e_steps += 1
+        obj = loglik + float(self.model.log_prior(params))
+        _check_finite(obj, "log-likelihood", self.n_iter, self.model)
+        return stats, obj
+
+    def m_step(self, stats: Stats, fixed: dict[str, Any]) -> Params:
+        params = self.model.constrained_m_step(stats, fixed)
+        _check_new_params(self.model, params, self.n_iter + 1)
+        return params
+
+    def record(self, obj: float, new_params: Params) -> bool:
+        """Accept the objective of the current point and the M-step from it; True = stop."""
+        self.n_iter += 1
+        change = math.nan
+        if self.history:
+            self.guard(self.history[-1], obj, self.n_iter - 1)
+            change = (obj - self.history[-1]) / self.n
+        self.history.append(obj)
+        elapsed = time.perf_counter() - self.start
+        if self.verbose:
+            print(
+                f"[emframe] init {self.init} iter {self.n_iter:4d}  loglik {obj:.10g}  "
+                f"change/sample {change:.3e}  time {elapsed:.2f}s",
+                file=sys.stderr,
+            )
+        info = IterationInfo(self.init, self.n_iter, obj, change, new_params, elapsed)
+        stop = any([bool(cb(info)) for cb in self.callbacks])
+        if abs(change) < self.tol:
+            self.converged = True
+            return True
+        return stop or self.n_iter >= self.max_iter
+
+    def finish(self, params: Params) -> FitResult:
+        final, n_final = total_log_likelihood(self.model, params, self.source)
+        _check_finite(final, "log-likelihood", self.n_iter, self.model)
+        if self.history:
+            self.guard(self.history[-1], final, self.n_iter)
+        else:
+            self.n = n_final
+        self.history.append(final)
+        return FitResult(
+            params=params,
+            log_likelihood=final,
+            loglik_history=np.asarray(self.history),
+            converged=self.converged,
+            n_iter=self.n_iter,
+            n_samples=self.n,
+            n_e_steps=self.n_e_steps + 1,
+        )
+
+
+def _plain_steps(loop: _Loop, params: Params, fixed: dict[str, Any]) -> Params:
+    while loop.n_iter < loop.max_iter:
+        stats, obj = loop.evaluate(params)
+        params_new = loop.m_step(stats, fixed)
+        stop = loop.record(obj, params_new)
+        params = params_new
+        if stop:
+            break
+    return params
+

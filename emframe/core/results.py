@@ -1,0 +1,77 @@
+"""What a fit reports: the per-iteration record callbacks see, and the result of a fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emframe.core.params import Params
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a callback sees after each EM iteration.
+
+    Attributes
+    ----------
+    init : int
+        Index of the restart (0-based).
+    iteration : int
+        Number of M-steps done so far in this restart.
+    log_likelihood : float
+        (Penalised) log-likelihood of the parameters *before* this iteration's M-step.
+    change : float
+        Change of the mean per-sample log-likelihood since the previous iteration
+        (``nan`` on the first).
+    params : Params
+        Parameters after this iteration's M-step.
+    elapsed : float
+        Seconds since this restart began.
+    """
+
+    init: int
+    iteration: int
+    log_likelihood: float
+    change: float
+    params: Params
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of :func:`fit_em`: the best restart.
+
+    Attributes
+    ----------
+    params : Params
+        Fitted parameters.
+    log_likelihood : float
+        (Penalised) log-likelihood of ``params`` on the data.
+    loglik_history : ndarray of shape (n_iter + 1,)
+        ``loglik_history[i]`` is the (penalised) log-likelihood after ``i``
+        M-steps; entry 0 is at the initial parameters, the last at ``params``.
+    converged : bool
+    n_iter : int
+        Number of M-steps done.
+    n_samples : float
+        Number of samples (sum of the weights when weighted).
+    n_e_steps : int
+        E-steps (passes over the data) done in the kept restart, including the
+        final evaluation; SQUAREM needs more per iteration than plain EM.
+    best_init : int
+        Index of the restart kept.
+    init_log_likelihoods : tuple of float
+        Final (penalised) log-likelihood of every restart.
+    """
+
+    params: Params
+    log_likelihood: float
+    loglik_history: np.ndarray
+    converged: bool
+    n_iter: int
+    n_samples: float
+    best_init: int = 0
+    init_log_likelihoods: tuple[float, ...] = field(default=())
+    n_e_steps: int = 0
+

@@ -1,0 +1,133 @@
+"""Commands that apply a saved model: ``predict``, ``decode`` and ``impute``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from emframe.interfaces.cli.running import Progress, _with_lengths
+from emframe.interfaces.cli.specs import MODELS, InputError, _spec_of
+from emframe.interfaces.cli.tables import (
+    Data,
+    _fmt,
+    check_output,
+    check_values,
+    load_data,
+    resolve_input,
+    write_csv,
+)
+from emframe.interfaces.io import load, read_metadata
+
+
+def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
+    try:
+        est = load(path)
+        meta = read_metadata(path)["metadata"] or {}
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from None
+    if not hasattr(est, "params_"):
+        raise InputError(f"{path}: the saved model is not fitted")
+    return est, meta
+
+
+def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) -> Data:
+    spec = _spec_of(est)
+    lengths = getattr(args, "lengths", None)
+    if lengths is not None and (spec is None or spec.kind != "hmm"):
+        raise InputError("--lengths applies to HMMs only")
+    data = load_data(args.data, args.columns, lengths, default_columns=meta.get("columns"),
+                     lengths_column=meta.get("lengths_column")
+                     if spec is not None and spec.kind == "hmm" else None)
+    d = getattr(est, "n_features_in_", data.X.shape[1])
+    if data.X.shape[1] != d:
+        raise InputError(
+            f"{args.data}: {data.X.shape[1]} columns chosen ({data.names}), but the model was "
+            f"fitted on {d} ({meta.get('columns', '?')}); choose them with --columns"
+        )
+    if spec is not None:
+        check_values(data, spec)
+    return data
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
+    check_output(args.out, [args.model_file, args.data, args.lengths])
+    est, meta = _load_model(args.model_file)
+    if not hasattr(est, "predict_proba"):
+        raise InputError(f"{args.model_file}: a {type(est).__name__} has no labels to predict; "
+                         "use 'emframe impute' for missing data")
+    data = _data_for_model(args, est, meta)
+    spec = _spec_of(est)
+    labels = np.asarray(_with_lengths(est.predict, spec, data))
+    proba = np.asarray(_with_lengths(est.predict_proba, spec, data))
+    name = "state" if spec is not None and spec.kind == "hmm" else "label"
+    header = [name] + [f"p{k}" for k in range(proba.shape[1])]
+    rows = ([int(lab)] + [_fmt(p) for p in row] for lab, row in zip(labels, proba, strict=True))
+    write_csv(args.out, header, rows)
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
+    check_output(args.out, [args.model_file, args.data, args.lengths])
+    est, meta = _load_model(args.model_file)
+    if not hasattr(est, "decode"):
+        raise InputError(f"{args.model_file}: a {type(est).__name__} is not an HMM; decode "
+                         "needs a model saved by 'emframe fit gaussian-hmm|categorical-hmm|"
+                         "poisson-hmm'")
+    data = _data_for_model(args, est, meta)
+    logprob, states = est.decode(data.X, data.lengths, algorithm=args.algorithm)
+    if data.lengths is not None and len(data.lengths) > 1:
+        seq = np.repeat(np.arange(len(data.lengths)), data.lengths)
+        write_csv(args.out, ["sequence", "state"],
+                  ([int(s), int(z)] for s, z in zip(seq, states, strict=True)))
+    else:
+        write_csv(args.out, ["state"], ([int(z)] for z in states))
+    if not args.quiet:
+        print(f"{args.algorithm} path: log-probability {float(logprob):.6f}", file=sys.stderr)
+    return 0
+
+
+# -- impute ------------------------------------------------------------------------------------
+def cmd_impute(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
+    check_output(args.out, [args.data])
+    spec = MODELS["mvn-missing"]
+    data = load_data(args.data, args.columns)
+    check_values(data, spec)
+    missing = np.isnan(data.X)
+    est = spec.estimator_class(**{k: v for k, v in
+                                  (("max_iter", args.max_iter), ("tol", args.tol),
+                                   ("ridge", args.ridge)) if v is not None})
+    est.fit(data.X, callbacks=[Progress(args.quiet)])
+    imputed = est.impute(data.X)
+    table = data.table
+    header = list(table.names)
+    out = np.array(table.values, copy=True)
+    out[:, data.columns] = imputed
+    rows = []
+    for i in range(out.shape[0]):
+        row = []
+        for j in range(out.shape[1]):
+            if j in data.columns or table.raw is None:
+                # observed cells keep their text, so the file changes only where it was empty
+                keep = table.raw is not None and not math.isnan(table.values[i, j])
+                row.append(table.raw[i][j].strip() if keep else _fmt(out[i, j]))
+            else:
+                row.append(table.raw[i][j])
+        rows.append(row)
+    write_csv(args.out, header, rows)
+    if not args.quiet:
+        per_col = ", ".join(f"{n} {int(c)}" for n, c in zip(data.names, missing.sum(0),
+                                                          strict=True) if c)
+        print(f"imputed {int(missing.sum())} missing cells in {int(missing.any(1).sum())} rows "
+              f"({per_col or 'none'}); {est.n_iter_} iterations, "
+              f"{'converged' if est.converged_ else 'NOT converged'}", file=sys.stderr)
+    return 0
+
+
+# -- select ----------------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""What the command line knows about each model, and its error type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PROG = "emframe"
+#: Cell texts read as a missing value (besides the empty cell).
+MISSING = frozenset({"", "nan", "NaN", "NAN", "NA", "na"})
+
+
+class InputError(Exception):
+    """Bad command-line usage or bad input data: exit status 2."""
+
+
+# -- models ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """How the command line builds, checks and describes one model."""
+
+    name: str
+    cls_name: str
+    kind: str  # "mixture", "hmm" or "gaussian"
+    attributes: tuple[str, ...]
+    values: str = "real"  # "real", "binary" or "counts"
+    missing_ok: bool = False
+    one_column: bool = False
+    help: str = ""
+
+    @property
+    def estimator_class(self) -> type:
+        from emframe import models
+
+        try:
+            return getattr(models, self.cls_name)
+        except AttributeError:
+            raise RuntimeError(
+                f"model {self.name!r} needs emframe.models.{self.cls_name}, which this "
+                "installation of emframe does not provide"
+            ) from None
+
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec("gmm", "GaussianMixture", "mixture", ("weights_", "means_", "covariances_"),
+                  help="Gaussian mixture (clustering, density)"),
+        ModelSpec("gmm-missing", "MissingDataGaussianMixture", "mixture",
+                  ("weights_", "means_", "covariances_"), missing_ok=True,
+                  help="Gaussian mixture on data with missing values (empty cells)"),
+        ModelSpec("bernoulli", "BernoulliMixture", "mixture", ("weights_", "probs_"),
+                  values="binary", missing_ok=True,
+                  help="mixture of independent Bernoullis on 0/1 data (empty = missing)"),
+        ModelSpec("gaussian-hmm", "GaussianHMM", "hmm",
+                  ("startprob_", "transmat_", "means_", "covars_"),
+                  help="hidden Markov model with Gaussian emissions"),
+        ModelSpec("categorical-hmm", "CategoricalHMM", "hmm",
+                  ("startprob_", "transmat_", "emissionprob_"), values="counts",
+                  one_column=True, help="hidden Markov model over symbols 0..S-1 (one column)"),
+        ModelSpec("poisson-hmm", "PoissonHMM", "hmm", ("startprob_", "transmat_", "lambdas_"),
+                  values="counts", help="hidden Markov model with Poisson emissions (counts)"),
+        ModelSpec("mvn-missing", "MissingDataGaussian", "gaussian", ("mean_", "covariance_"),
+                  missing_ok=True, help="multivariate normal fitted to data with missing values"),
+    ]
+}
+
+
+def _spec_of(estimator: Any) -> ModelSpec | None:
+    for spec in MODELS.values():
+        if type(estimator).__name__ == spec.cls_name:
+            return spec
+    return None
+
+

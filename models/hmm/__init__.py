@@ -1,0 +1,26 @@
+"""Hidden Markov models: the model, its estimators and the emission strategies.
+
+- :mod:`.model`: :class:`HMMModel` (the EM model) and :class:`Sequences` (its data unit);
+- :mod:`.estimator`: :class:`HMM`, hmmlearn's surface over any emission;
+- :mod:`.estimators`: :class:`GaussianHMM`, :class:`CategoricalHMM`, :class:`PoissonHMM`,
+  :class:`GMMHMM`;
+- :mod:`.emissions`: the emission strategies, and :class:`Emission` to write your own.
+"""
+
+from emframe.models.hmm.emissions import Emission
+from emframe.models.hmm.estimator import HMM
+from emframe.models.hmm.estimators import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emframe.models.hmm.model import HMMModel, HMMParams, HMMStats, Sequences
+
+__all__ = [
+    "GMMHMM",
+    "HMM",
+    "CategoricalHMM",
+    "Emission",
+    "GaussianHMM",
+    "HMMModel",
+    "HMMParams",
+    "HMMStats",
+    "PoissonHMM",
+    "Sequences",
+]

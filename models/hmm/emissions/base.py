@@ -1,0 +1,199 @@
+"""Emission components for hidden Markov models.
+
+An emission is a small strategy object: it knows how to score every step against
+every state (the T×K log-likelihood matrix the inference routines need), how to
+turn state posteriors into additive weighted statistics, and how to maximise them.
+It holds no data and no fitted state, so one instance can serve many fits.
+
+Shipped: :class:`GaussianEmission` (four covariance types), :class:`CategoricalEmission`,
+:class:`PoissonEmission` and :class:`GMMEmission` (a Gaussian mixture per state).
+Any subclass of :class:`Emission` can be plugged into :class:`~emframe.models.hmm.HMM`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from emframe.core.params import Params, Stats
+from emframe.core.validation import check_array, check_finite_params
+from emframe.inference.gaussian import (
+    CovarianceStrategy,
+)
+
+__all__ = ["Emission", "kmeanspp_centres"]
+
+
+class Emission(ABC):
+    """Base class of HMM emission components.
+
+    A subclass implements :meth:`initialize`, :meth:`log_likelihood`,
+    :meth:`statistics` and :meth:`m_step`; the rest has usable defaults.
+    Statistics must be additive over steps (sums of posterior-weighted terms), so
+    that the E-step on whole sequences can be chunked.
+
+    Class attributes
+    ----------------
+    letters : mapping of str to str
+        hmmlearn-style letters for ``init_params`` / ``params``, mapped to parameter
+        field names (for example ``{"m": "means", "c": "covars"}``). Empty means the
+        whole emission is addressed by the single letter ``"e"``.
+    attributes : mapping of str to str
+        Public estimator attribute of each parameter field (``{"means": "means_"}``).
+    """
+
+    letters: ClassVar[Mapping[str, str]] = {}
+    attributes: ClassVar[Mapping[str, str]] = {}
+    #: Constraint of each field for SQUAREM extrapolation (see :mod:`emframe.core.reparam`);
+    #: derived fields are left out and recomputed by :meth:`complete_params`. ``None``:
+    #: the emission is not extrapolated (SQUAREM then moves only start and transitions).
+    param_constraints: Mapping[str, str] | None = None
+
+    # -- required ---------------------------------------------------------------
+    @abstractmethod
+    def initialize(self, X: np.ndarray, n_components: int, rng: np.random.Generator) -> Params:
+        """Initial emission parameters for ``n_components`` states, drawn with ``rng``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Validated training data (the concatenated sequences).
+        n_components : int
+        rng : numpy Generator
+        """
+
+    @abstractmethod
+    def log_likelihood(self, params: Params, X: np.ndarray) -> np.ndarray:
+        """Log-likelihood of every step under every state.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            ``log p(x_t | z_t = k)``; ``-inf`` where impossible, never NaN.
+        """
+
+    @abstractmethod
+    def statistics(self, params: Params, X: np.ndarray, posteriors: np.ndarray) -> Stats:
+        """Posterior-weighted sufficient statistics.
+
+        Parameters
+        ----------
+        params : Params
+            The parameters of this E-step (emissions that need none ignore them;
+            others use them, e.g. as a reference point or for within-state posteriors).
+        X : ndarray of shape (n_samples, n_features)
+        posteriors : ndarray of shape (n_samples, n_components)
+            Weights of every step in every state (rows sum to one in an E-step).
+
+        Returns
+        -------
+        Stats
+            Additive: the statistics of two disjoint sets of steps add up to those
+            of their union.
+        """
+
+    @abstractmethod
+    def m_step(self, stats: Stats) -> Params:
+        """Parameters maximising the expected complete-data log-likelihood."""
+
+    # -- optional -----------------------------------------------------------------
+    def check_X(self, X: Any) -> np.ndarray:
+        """Validate data and return it as a 2-D float array (never modified in place)."""
+        return check_array(X)
+
+    def constrained_m_step(self, stats: Stats, fixed: Mapping[str, Any]) -> Params:
+        """M-step with the fields in ``fixed`` held at the given values.
+
+        The default is exact when the update of each field does not depend on the
+        others; emissions where it does (a covariance on its mean) override it.
+        """
+        params = self.m_step(stats)
+        return self.complete_params(params, fixed) if fixed else params
+
+    def complete_params(self, params: Params, values: Mapping[str, Any]) -> Params:
+        """``params`` with some fields replaced and any derived fields recomputed."""
+        return params.replace(**values)
+
+    def log_prior(self, params: Params) -> float:
+        """Log prior density of the emission parameters (MAP emissions override it)."""
+        return 0.0
+
+    def check_params(self, params: Params, n_components: int) -> None:
+        """Raise ``ValueError`` unless ``params`` are valid for ``n_components`` states."""
+        check_finite_params(params)
+
+    def n_parameters(self, params: Params, frozen: Collection[str] = ()) -> int:
+        """Number of free emission parameters (fields in ``frozen`` are not free)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define n_parameters")
+
+    def sample(self, params: Params, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One observation from state ``states[t]`` for every ``t``; shape (n, n_features)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement sampling")
+
+    def to_attribute(self, field: str, value: Any) -> Any:
+        """Public form of a parameter field (the identity unless overridden)."""
+        return value
+
+    def from_attribute(self, field: str, value: Any, n_components: int, n_features: int) -> Any:
+        """Validate and convert a user-supplied attribute into the parameter field."""
+        arr = np.array(value, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{self.attributes.get(field, field)} contains NaN or inf")
+        return arr
+
+    # -- helpers --------------------------------------------------------------------
+    @property
+    def field_letters(self) -> dict[str, tuple[str, ...]]:
+        """Letter -> tuple of the parameter fields it stands for."""
+        if self.letters:
+            return {k: (v,) for k, v in self.letters.items()}
+        return {"e": ("*",)}
+
+
+def _check_precisions(strategy: CovarianceStrategy, pc: np.ndarray, what: str) -> None:
+    """Reject covariances so small that their precisions overflow (numerically singular)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.all(np.isfinite(strategy.precisions(np.asarray(pc))))
+    if not ok:
+        raise ValueError(f"{what} is numerically singular: its precision overflows")
+
+
+def _check_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+
+
+def _check_stochastic_rows(p: np.ndarray, name: str, atol: float = 1e-6) -> None:
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    sums = p.sum(axis=-1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
+    if bad.size:
+        raise ValueError(
+            f"each row of {name} must sum to 1, but row {int(bad[0])} sums to "
+            f"{float(np.ravel(sums)[bad[0]]):.6g}"
+        )
+
+
+def kmeanspp_centres(X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows of ``X`` chosen by k-means++ seeding (D² sampling), shape (n, n_features).
+
+    Spreads the initial state means over the data, so restarts differ but are sensible.
+    """
+    idx = [int(rng.integers(X.shape[0]))]
+    d2 = np.sum((X - X[idx[0]]) ** 2, axis=1)
+    for _ in range(1, n):
+        total = d2.sum()
+        # Fewer distinct points than states: fall back to uniform draws.
+        if total > 0:
+            i = int(rng.choice(X.shape[0], p=d2 / total))
+        else:
+            i = int(rng.integers(X.shape[0]))
+        idx.append(i)
+        d2 = np.minimum(d2, np.sum((X - X[i]) ** 2, axis=1))
+    return X[idx].copy()
+
+

@@ -1,0 +1,168 @@
+"""Categorical emissions: one discrete distribution over symbols per state."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from emframe.models.hmm.emissions.base import (
+    Emission,
+    _check_shape,
+    _check_stochastic_rows,
+)
+
+from emframe.core.numerics import normalize, safe_log
+from emframe.core.params import Params, Stats
+from emframe.core.validation import check_array
+
+__all__ = ["CategoricalEmission", "CategoricalParams", "CategoricalStats", "check_symbols"]
+
+
+# ----------------------------------------------------------------------------------------
+# Categorical
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalParams(Params):
+    """Categorical emission parameters.
+
+    Attributes
+    ----------
+    emissionprob : ndarray of shape (n_components, n_symbols)
+        ``emissionprob[k, s] = p(x = s | state k)``; rows sum to one.
+    """
+
+    emissionprob: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalStats(Stats):
+    """``counts[k, s]``: expected number of emissions of symbol ``s`` from state ``k``."""
+
+    counts: np.ndarray
+
+
+class CategoricalEmission(Emission):
+    """Integer symbols ``0 .. n_symbols - 1`` (one column), a categorical distribution per state.
+
+    Parameters
+    ----------
+    n_symbols : int
+        Size of the alphabet.
+    emissionprob_prior : float or array-like of shape (n_components, n_symbols), default 1.0
+        Dirichlet concentration for every row of ``emissionprob`` (MAP); 1 is no prior.
+    """
+
+    letters: ClassVar[Mapping[str, str]] = {"e": "emissionprob"}
+    param_constraints: Mapping[str, str] | None = {"emissionprob": "simplex"}
+    attributes: ClassVar[Mapping[str, str]] = {"emissionprob": "emissionprob_"}
+
+    def __init__(self, n_symbols: int, emissionprob_prior: Any = 1.0) -> None:
+        self.n_symbols = int(n_symbols)
+        self.emissionprob_prior = emissionprob_prior
+
+    def check_X(self, X: Any) -> np.ndarray:
+        return check_symbols(X, self.n_symbols)
+
+    def initialize(
+        self, X: np.ndarray, n_components: int, rng: np.random.Generator
+    ) -> CategoricalParams:
+        freq = np.bincount(X[:, 0].astype(np.intp), minlength=self.n_symbols) / X.shape[0]
+        # Half the empirical frequencies, half a random draw: every entry positive, states differ.
+        noise = rng.dirichlet(np.ones(self.n_symbols), size=n_components)
+        return CategoricalParams(0.5 * freq + 0.5 * noise)
+
+    def log_likelihood(self, params: CategoricalParams, X: np.ndarray) -> np.ndarray:
+        return safe_log(params.emissionprob).T[X[:, 0].astype(np.intp)]
+
+    def statistics(
+        self, params: CategoricalParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> CategoricalStats:
+        x = X[:, 0].astype(np.intp)
+        counts = np.stack(
+            [np.bincount(x, weights=posteriors[:, k], minlength=self.n_symbols)
+             for k in range(posteriors.shape[1])]
+        )
+        return CategoricalStats(counts)
+
+    def _alpha_minus_one(self, k: int) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.emissionprob_prior, dtype=float) - 1.0,
+                               (k, self.n_symbols))
+
+    def m_step(self, stats: CategoricalStats) -> CategoricalParams:
+        w = stats.counts + self._alpha_minus_one(stats.counts.shape[0])
+        out = normalize(w, axis=1)
+        # A state that emitted nothing (zero posterior mass) is unused; keep it uniform.
+        empty = out.sum(axis=1) == 0
+        out[empty] = 1.0 / self.n_symbols
+        return CategoricalParams(out)
+
+    def log_prior(self, params: CategoricalParams) -> float:
+        a1 = self._alpha_minus_one(params.emissionprob.shape[0])
+        if not np.any(a1):
+            return 0.0
+        # log(1) where there is no prior: 0 * log(0) must not give NaN
+        return float(np.sum(a1 * safe_log(np.where(a1 != 0, params.emissionprob, 1.0))))
+
+    def check_params(self, params: CategoricalParams, n_components: int) -> None:
+        _check_shape(params.emissionprob, (n_components, self.n_symbols), "emissionprob_")
+        _check_stochastic_rows(params.emissionprob, "emissionprob_")
+
+    def n_parameters(self, params: CategoricalParams, frozen: Collection[str] = ()) -> int:
+        if "emissionprob" in frozen:
+            return 0
+        return int(params.emissionprob.shape[0] * (self.n_symbols - 1))
+
+    def sample(
+        self, params: CategoricalParams, states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        cdf = np.cumsum(params.emissionprob[states], axis=1)
+        u = rng.random(states.shape[0]) * cdf[:, -1]
+        x = np.minimum((u[:, None] >= cdf).sum(axis=1), self.n_symbols - 1)
+        return x[:, None].astype(np.int64)
+
+    def from_attribute(self, field: str, value: Any, n_components: int, n_features: int) -> Any:
+        arr = super().from_attribute(field, value, n_components, n_features)
+        _check_shape(arr, (n_components, self.n_symbols), "emissionprob_")
+        _check_stochastic_rows(arr, "emissionprob_")
+        return arr
+
+
+def check_symbols(X: Any, n_symbols: int | None = None) -> np.ndarray:
+    """Validate a column of integer symbols; return it as a float array of shape (n, 1).
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not one column, holds NaN, non-integers, negatives, or symbols
+        ``>= n_symbols``.
+    """
+    X = check_array(X)
+    if X.shape[1] != 1:
+        raise ValueError(
+            f"X must be one column of integer symbols, shape (n_samples, 1), got shape {X.shape}"
+        )
+    x = X[:, 0]
+    bad = np.flatnonzero(x != np.round(x))
+    if bad.size:
+        raise ValueError(
+            f"X must hold integer symbols, but X[{int(bad[0])}] = {x[bad[0]]:g} is not an integer"
+        )
+    bad = np.flatnonzero(x < 0)
+    if bad.size:
+        raise ValueError(
+            f"X must hold symbols 0, 1, 2, ...; X[{int(bad[0])}] = {x[bad[0]]:g} is negative"
+        )
+    if n_symbols is not None:
+        bad = np.flatnonzero(x >= n_symbols)
+        if bad.size:
+            raise ValueError(
+                f"symbol {x[bad[0]]:g} at X[{int(bad[0])}] is out of range: the model has "
+                f"n_features={n_symbols} symbols (0 to {n_symbols - 1})"
+            )
+    return X
+
+

@@ -1,0 +1,185 @@
+"""Gaussian emissions, with every covariance structure of the Gaussian kernel."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Collection, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from emframe.models.hmm.emissions.base import (
+    Emission,
+    _check_precisions,
+    _check_shape,
+    kmeanspp_centres,
+)
+
+from emframe.core.params import Params
+from emframe.core.validation import check_scalar
+from emframe.inference.gaussian import (
+    CovarianceStrategy,
+    GaussianKernel,
+    GaussianMoments,
+    gaussian_moments,
+    get_covariance_strategy,
+)
+
+__all__ = ["GaussianEmission", "GaussianParams"]
+
+
+# ----------------------------------------------------------------------------------------
+# Gaussian
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianParams(Params):
+    """Gaussian emission parameters (shapes as in hmmlearn's ``covars_`` setter).
+
+    Attributes
+    ----------
+    means : ndarray of shape (n_components, n_features)
+    covars : ndarray
+        (K,) spherical, (K, d) diag, (K, d, d) full or (d, d) tied.
+    precisions_cholesky : ndarray, same shape as ``covars``
+        Derived from ``covars`` (see :mod:`emframe.inference.gaussian`), so scoring needs no
+        inverse.
+    """
+
+    means: np.ndarray
+    covars: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+def _data_covariance(
+    X: np.ndarray, strategy: CovarianceStrategy, reg_covar: float, n: int
+) -> np.ndarray:
+    """Covariance of all of ``X`` in the strategy's shape for ``n`` components (each the same)."""
+    one = strategy.covariances(
+        gaussian_moments(X, np.ones((X.shape[0], 1)), strategy), reg_covar
+    )
+    target = strategy.shape(n, X.shape[1])
+    # Tied covariances are shared already; per-component ones are repeated.
+    return one.copy() if one.shape == target else np.repeat(one, n, axis=0)
+
+
+class GaussianEmission(Emission):
+    """Multivariate Gaussian emissions with a covariance structure per state.
+
+    The covariance type is a strategy object from :mod:`emframe.inference.gaussian`, which
+    also supplies the fast log-density/moment kernel and the M-step.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "diag", "spherical", "tied"}, default "diag"
+    reg_covar : float, default 1e-6
+        Added to the variances in every M-step (keeps covariances positive definite).
+    """
+
+    letters: ClassVar[Mapping[str, str]] = {"m": "means", "c": "covars"}
+    attributes: ClassVar[Mapping[str, str]] = {"means": "means_", "covars": "covars_"}
+
+    def __init__(self, covariance_type: str = "diag", reg_covar: float = 1e-6) -> None:
+        self.strategy = get_covariance_strategy(covariance_type)
+        self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
+        self.param_constraints = {"means": "real", "covars": self.strategy.constraint}
+        self._cache: tuple[Params, GaussianKernel] | None = None
+
+    @property
+    def covariance_type(self) -> str:
+        return self.strategy.name
+
+    def _kernel(self, params: GaussianParams) -> GaussianKernel:
+        # The E-step scores and then accumulates with the same parameters: build once.
+        cache = self._cache
+        if cache is not None and cache[0] is params:
+            return cache[1]
+        kernel = GaussianKernel(self.strategy, params.means, params.precisions_cholesky)
+        self._cache = (params, kernel)
+        return kernel
+
+    def initialize(
+        self, X: np.ndarray, n_components: int, rng: np.random.Generator
+    ) -> GaussianParams:
+        means = kmeanspp_centres(X, n_components, rng)
+        covars = _data_covariance(X, self.strategy, self.reg_covar, n_components)
+        pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
+        return GaussianParams(means, covars, pc)
+
+    def log_likelihood(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
+        return self._kernel(params).log_prob(X)
+
+    def statistics(
+        self, params: GaussianParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> GaussianMoments:
+        # Moments about a point fixed by params: chunks scored with the same params add exactly.
+        return self._kernel(params).moments(X, posteriors)
+
+    def m_step(self, stats: GaussianMoments) -> GaussianParams:
+        return self.constrained_m_step(stats, {})
+
+    def constrained_m_step(
+        self, stats: GaussianMoments, fixed: Mapping[str, Any]
+    ) -> GaussianParams:
+        # With frozen means the covariances are centred at them: the exact conditional maximiser.
+        frozen_means = fixed.get("means")
+        means = stats.means() if frozen_means is None else frozen_means
+        if "covars" in fixed:
+            covars = fixed["covars"]
+        else:
+            covars = self.strategy.covariances(stats, self.reg_covar, about=frozen_means)
+        pc = fixed.get("precisions_cholesky")
+        if pc is None or "covars" not in fixed:
+            pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
+        return GaussianParams(means, covars, pc)
+
+    def complete_params(self, params: GaussianParams, values: Mapping[str, Any]) -> GaussianParams:
+        out = params.replace(**values)
+        if "covars" in values and "precisions_cholesky" not in values:
+            out = out.replace(
+                precisions_cholesky=self.strategy.precisions_cholesky(out.covars, self.reg_covar)
+            )
+        return out
+
+    def check_params(self, params: GaussianParams, n_components: int) -> None:
+        means = np.asarray(params.means)
+        if means.ndim != 2 or means.shape[0] != n_components:
+            raise ValueError(
+                f"means_ must have shape (n_components={n_components}, n_features), "
+                f"got {means.shape}"
+            )
+        if not np.all(np.isfinite(means)):
+            raise ValueError("means_ has non-finite values")
+        d = means.shape[1]
+        self.strategy.check_covariances(params.covars, n_components, d, name="covars_")
+        _check_shape(
+            np.asarray(params.precisions_cholesky), self.strategy.shape(n_components, d),
+            "precisions_cholesky",
+        )
+        _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+
+    def n_parameters(self, params: GaussianParams, frozen: Collection[str] = ()) -> int:
+        k, d = params.means.shape
+        n = 0 if "means" in frozen else k * d
+        return n + (0 if "covars" in frozen else self.strategy.n_parameters(k, d))
+
+    def sample(
+        self, params: GaussianParams, states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        d = params.means.shape[1]
+        z = rng.standard_normal((states.shape[0], d))
+        out = params.means[states].copy()
+        for k in np.unique(states):
+            rows = states == k
+            out[rows] += self.strategy.sample_noise(params.precisions_cholesky, int(k), z[rows])
+        return out
+
+    def from_attribute(self, field: str, value: Any, n_components: int, n_features: int) -> Any:
+        if field == "covars":
+            return self.strategy.check_covariances(value, n_components, n_features, "covars_")
+        arr = super().from_attribute(field, value, n_components, n_features)
+        _check_shape(arr, (n_components, n_features), "means_")
+        return arr
+
+

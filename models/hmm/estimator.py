@@ -1,0 +1,534 @@
+"""The HMM estimator: hmmlearn's surface (``lengths``, ``startprob_``, ...) over an HMMModel."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from emframe.models.hmm.emissions import Emission
+from emframe.models.hmm.model import (
+    _BACKENDS,
+    _DECODERS,
+    HMMModel,
+    Sequences,
+)
+
+from emframe.core.data import DataSource
+from emframe.core.engine import IterationInfo
+from emframe.core.estimator import EMEstimator
+from emframe.core.exceptions import NotFittedError
+from emframe.core.params import Params
+from emframe.core.validation import check_random_state, check_scalar
+from emframe.inference.hmm import validate_lengths
+
+__all__ = ["HMM"]
+
+
+
+# ----------------------------------------------------------------------------------------
+# Estimator
+# ----------------------------------------------------------------------------------------
+
+
+def _store_args(obj: Any, args: Mapping[str, Any]) -> None:
+    """Store constructor arguments unchanged (scikit-learn's convention)."""
+    for name, value in args.items():
+        if name not in ("self", "__class__"):
+            setattr(obj, name, value)
+
+
+class _ParamAttribute:
+    """A fitted attribute (``startprob_``, ``means_``, ...) backed by the parameter set.
+
+    Before ``fit`` it stores a user-supplied initial value (hmmlearn style: leave its
+    letter out of ``init_params``). After ``fit`` it reads ``params_``, and assigning
+    to it replaces that field of ``params_`` (validated), so the attribute and the
+    parameters used for scoring can never disagree.
+    """
+
+    def __init__(self, field: str, doc: str = "") -> None:
+        self.field = field
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._get_param_attribute(self.field, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._set_param_attribute(self.field, self.name, value)
+
+    def __delete__(self, obj: Any) -> None:
+        obj.__dict__.get("_given", {}).pop(self.field, None)
+
+
+class HMM(EMEstimator):
+    """Hidden Markov model over a pluggable emission component, fitted by Baum-Welch.
+
+    Follows hmmlearn's conventions: ``X`` is the concatenation of all sequences and
+    ``lengths`` their lengths; initial parameters can be given as attributes
+    (``startprob_``, ``transmat_``, emission attributes) and left out of
+    ``init_params``; ``params`` lists the parameters EM updates.
+
+    Parameters
+    ----------
+    emission : Emission
+        The emission component (see :mod:`emframe.models.hmm.emissions`).
+    n_components : int, default 1
+        Number of hidden states.
+    startprob_prior : float or array-like of shape (n_components,), default 1.0
+        Dirichlet concentration of the start probabilities (>= 1; 1 means no prior).
+    transmat_prior : float or array-like of shape (n_components, n_components), default 1.0
+        Dirichlet concentration of each transition row (>= 1; 1 means no prior).
+    algorithm : {"viterbi", "map"}, default "viterbi"
+        Default decoder of :meth:`decode` and :meth:`predict`.
+    init_params : str, optional
+        Letters of the parameters initialised by ``fit``: ``"s"`` start, ``"t"``
+        transitions, and the emission's letters. Parameters whose letter is absent
+        are taken from the attributes set before ``fit``; ``""`` means all were
+        given. Default: all letters.
+    params : str, optional
+        Letters of the parameters updated by EM; the others stay at their initial
+        values. Default: all letters.
+    tol : float, default 1e-4
+        Stop when the mean per-step log-likelihood improves by less than this.
+    max_iter : int, default 100
+        Maximum EM iterations per restart (hmmlearn's ``n_iter``).
+    n_init : int, default 1
+        Number of restarts; the one with the highest (penalised) log-likelihood is kept.
+    random_state : None, int or numpy Generator
+    verbose : int, default 0
+    warm_start : bool, default False
+        Continue from the previous fit's parameters.
+    strict : bool, default False
+        Raise instead of warning if the log-likelihood ever decreases.
+    backend : {"auto", "numpy", "numba"}, default "auto"
+        Inference backend; "auto" uses the numba kernels when numba is installed.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    emission_params_ : Params
+        The emission parameters (named estimators expose them as ``means_`` etc.).
+    params_ : HMMParams
+    converged_, n_iter_, loglik_history_, n_features_in_
+    """
+
+    _estimator_type = "density_estimator"
+
+    startprob_ = _ParamAttribute("startprob", "Start probabilities, shape (n_components,).")
+    transmat_ = _ParamAttribute(
+        "transmat", "Transition matrix, shape (n_components, n_components); rows sum to one."
+    )
+    emission_params_ = _ParamAttribute("*", "Emission parameters (a Params instance).")
+
+    def __init__(
+        self,
+        emission: Emission | None = None,
+        n_components: int = 1,
+        *,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str | None = None,
+        params: str | None = None,
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
+
+    # -- hooks for the named subclasses -------------------------------------------------
+    def _make_emission(self, X: Any) -> Emission:
+        """The emission component for these hyperparameters.
+
+        ``X`` is the raw training data, or None when a loaded estimator is rebuilt.
+        """
+        if not isinstance(self.emission, Emission):
+            raise TypeError(
+                "emission must be an Emission instance (see emframe.models.hmm.emissions), "
+                f"got {type(self.emission).__name__}"
+            )
+        return self.emission
+
+    # -- letters ----------------------------------------------------------------------------
+    def _letters(self, emission: Emission) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {"s": ("startprob",), "t": ("transmat",)}
+        out.update(emission.field_letters)
+        return out
+
+    def _attribute_name(self, field: str) -> str:
+        """The attribute holding ``field``; ``emission_params_`` for an emission without one."""
+        for name in dir(type(self)):
+            attr = getattr(type(self), name, None)
+            if isinstance(attr, _ParamAttribute) and attr.field == field:
+                return name
+        return "emission_params_"
+
+    def _parse_letters(self, value: str | None, name: str, emission: Emission) -> set[str]:
+        letters = self._letters(emission)
+        if value is None:
+            return set(letters)
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string of letters, got {value!r}")
+        unknown = sorted(set(value) - set(letters))
+        if unknown:
+            valid = ", ".join(
+                f"{c!r} ({'/'.join(self._attribute_name(f) for f in fs)})"
+                for c, fs in letters.items()
+            )
+            raise ValueError(
+                f"unknown letter(s) {unknown} in {name}={value!r}; valid letters for "
+                f"{type(self).__name__} are {valid}"
+            )
+        return set(value)
+
+    # -- attributes -------------------------------------------------------------------------
+    def _get_param_attribute(self, field: str, name: str) -> Any:
+        if "params_" in self.__dict__:
+            p = self.params_
+            if field in ("startprob", "transmat"):
+                return getattr(p, field)
+            if field == "*":
+                return p.emission
+            value = getattr(p.emission, field)
+            model = self.__dict__.get("_model")  # absent while emframe.load rebuilds it
+            return value if model is None else model.emission.to_attribute(field, value)
+        given = self.__dict__.get("_given", {})
+        if field in given:
+            return given[field]
+        raise AttributeError(
+            f"{type(self).__name__} has no attribute {name!r}: fit the model, or set it "
+            "before fit to give an initial value"
+        )
+
+    def _set_param_attribute(self, field: str, name: str, value: Any) -> None:
+        if "params_" not in self.__dict__:
+            # Validated at fit time, when n_components and n_features are known.
+            frozen = np.array(value, dtype=float) if not isinstance(value, Params) else value
+            if isinstance(frozen, np.ndarray):
+                frozen.flags.writeable = False
+            self.__dict__.setdefault("_given", {})[field] = frozen
+            return
+        model: HMMModel = self._model
+        p = self.params_
+        if field in ("startprob", "transmat"):
+            new = p.replace(**{field: np.array(value, dtype=float)})
+        elif field == "*":
+            new = p.replace(emission=value)
+        else:
+            conv = model.emission.from_attribute(
+                field, value, model.n_components, self.n_features_in_
+            )
+            new = p.replace(emission=model.emission.complete_params(p.emission, {field: conv}))
+        try:
+            model.check_params(new)
+        except ValueError as exc:
+            raise ValueError(f"invalid value for {name}: {exc}") from None
+        self.params_ = new
+
+    # -- validation ---------------------------------------------------------------------------
+    def _validate_hyper(self) -> None:
+        check_scalar(self.n_components, "n_components", (int, np.integer), min_value=1)
+        if self.algorithm not in _DECODERS:
+            raise ValueError(f"algorithm must be one of {_DECODERS}, got {self.algorithm!r}")
+        if self.backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+
+    def _validate_sequences(self, X: Any, lengths: Any, emission: Emission) -> Sequences:
+        X = emission.check_X(X)
+        return Sequences(X, validate_lengths(lengths, X.shape[0]))
+
+    def _check_data(self, X: Any, lengths: Any) -> Sequences:
+        """Validate data for scoring against the fitted model."""
+        self._check_is_fitted()
+        seqs = self._validate_sequences(X, lengths, self._model.emission)
+        self._check_n_features(seqs.X, reset=False)
+        return seqs
+
+    def _build_model(self, X: Any) -> HMMModel:
+        # The model is built from the raw data and lengths by _build (in fit/partial_fit);
+        # the engine's hooks only ask for the one being built.
+        model = self.__dict__.get("_model_building")
+        if model is None:
+            raise NotImplementedError("HMM estimators build their model in fit")
+        return model
+
+    def _is_warm(self) -> bool:
+        return bool(getattr(self, "warm_start", False)) and "params_" in self.__dict__
+
+    def _new_model(
+        self, emission: Emission, initial: Mapping[str, Any], update_letters: set[str]
+    ) -> HMMModel:
+        letters = self._letters(emission)
+        frozen = [f for c, fs in letters.items() if c not in update_letters for f in fs]
+        return HMMModel(
+            emission, int(self.n_components),
+            startprob_prior=self.startprob_prior, transmat_prior=self.transmat_prior,
+            initial=initial, frozen=frozen, backend=self.backend,
+        )
+
+    def _build(self, X_raw: Any, lengths: Any) -> tuple[HMMModel, Sequences]:
+        self._validate_hyper()
+        emission = self._make_emission(X_raw)
+        seqs = self._validate_sequences(X_raw, lengths, emission)
+        k = int(self.n_components)
+        init_letters = self._parse_letters(self.init_params, "init_params", emission)
+        update_letters = self._parse_letters(self.params, "params", emission)
+        letters = self._letters(emission)
+        initial: dict[str, Any] = {}
+        if self._is_warm():
+            p = self.params_
+            initial = {"startprob": p.startprob, "transmat": p.transmat, "*": p.emission}
+            all_given = True
+        else:
+            all_given = not (init_letters & set(letters))
+            for letter, fields in letters.items():
+                if letter in init_letters:
+                    continue
+                for field in fields:
+                    name = self._attribute_name(field)
+                    try:
+                        value = getattr(self, name)
+                        if name == "emission_params_" and field != "*":
+                            value = getattr(value, field)  # a field of a custom emission
+                    except AttributeError:
+                        raise ValueError(
+                            f"init_params={self.init_params!r} leaves out {letter!r}, so "
+                            f"{name} must be set before fit (or add {letter!r} to init_params)"
+                        ) from None
+                    if field in ("startprob", "transmat", "*"):
+                        initial[field] = value
+                    else:
+                        initial[field] = emission.from_attribute(
+                            field, value, k, seqs.X.shape[1]
+                        )
+        model = self._new_model(emission, initial, update_letters)
+        # All given (or warm): one run from those values, checked together; restarts
+        # would all coincide.
+        self._all_given = model.initialize(seqs, np.random.default_rng(0)) if all_given else None
+        return model, seqs
+
+    def _rebuild_model(self) -> HMMModel:
+        """The model of a loaded estimator, rebuilt from its hyperparameters and ``params_``.
+
+        The topology (which start/transition entries may be non-zero) is taken from the
+        zeros of the fitted ``startprob_`` and ``transmat_``.
+        """
+        emission = self._make_emission(None)
+        p = self.params_
+        initial = {"startprob": p.startprob, "transmat": p.transmat, "*": p.emission}
+        return self._new_model(
+            emission, initial, self._parse_letters(self.params, "params", emission)
+        )
+
+    @property
+    def freeze(self) -> tuple[str, ...]:
+        """Engine ``freeze`` names derived from ``params`` (read-only)."""
+        model = self.__dict__.get("_model_building") or self.__dict__.get("_model")
+        return model.engine_freeze if model is not None else ()
+
+    def _warm_params(self) -> Params | None:
+        # Set by _build: the given (or warm-start) parameters, else None (random restarts).
+        return self.__dict__.get("_all_given")
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        lengths: Any = None,
+        *,
+        chunk_size: int | None = None,
+        callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
+        **engine_options: Any,
+    ) -> HMM:
+        """Estimate the parameters by Baum-Welch (EM).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            All sequences, concatenated.
+        lengths : array-like of int, shape (n_sequences,), optional
+            Length of each sequence (summing to ``n_samples``); default one sequence.
+        chunk_size : int, optional
+            Run the E-step on batches of whole sequences of at most this many steps
+            (a longer sequence is its own batch) and sum the statistics; the result
+            equals the unchunked fit.
+        callbacks : sequence of callables, optional
+            Called with an :class:`~emframe.core.engine.IterationInfo` after every
+            iteration; returning ``True`` stops.
+        **engine_options
+            Passed to the engine (:func:`~emframe.core.engine.fit_em`): ``accelerate="squarem"``
+            for SQUAREM steps (still monotone); ``method="online"`` with ``kappa`` for one
+            pass of online EM over the batches of ``chunk_size``.
+
+        Returns
+        -------
+        self
+        """
+        if chunk_size is not None:
+            check_scalar(chunk_size, "chunk_size", (int, np.integer), min_value=1)
+        model, seqs = self._build(X, lengths)
+        self._check_n_features(seqs.X, reset=True)
+        chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
+        self._model_building = model
+        try:
+            # A fully-given start is never restarted; a warm start continues from params_.
+            self._run(model, DataSource(chunks), callbacks, **engine_options)
+        finally:
+            del self._model_building
+        self.__dict__.pop("_given", None)
+        return self
+
+    def partial_fit(self, X: Any, lengths: Any = None, *, kappa: float = 0.6) -> HMM:
+        """Update the fit with one batch of whole sequences by online (stepwise) EM.
+
+        The first call initialises from the batch (or from given/fitted parameters, as
+        ``fit`` does); every call blends the batch's statistics into a running average
+        with step size ``(t + 2) ** -kappa`` and takes an M-step. Unlike ``fit``, the
+        log-likelihood is not guaranteed to increase from batch to batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of sequences, concatenated.
+        lengths : array-like of int, optional
+        kappa : float in (0.5, 1]
+
+        Returns
+        -------
+        self
+        """
+        if getattr(self, "_online_state", None) is not None:
+            return self._partial_fit_unit(self._check_data(X, lengths), None, kappa)
+        model, seqs = self._build(X, lengths)
+        self._check_n_features(seqs.X, reset=True)
+        self._model_building = model
+        try:
+            return self._partial_fit_unit(seqs, None, kappa)
+        finally:
+            del self._model_building
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def score(self, X: Any, lengths: Any = None) -> float:
+        """Total log-likelihood of ``X`` (hmmlearn's convention, not a per-sample mean).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int, shape (n_sequences,), optional
+
+        Returns
+        -------
+        float
+        """
+        seqs = self._check_data(X, lengths)
+        return self._model.log_likelihood(self.params_, seqs)
+
+    def log_likelihood(self, X: Any, lengths: Any = None) -> float:
+        """Total log-likelihood of ``X``; the same as :meth:`score`."""
+        return self.score(X, lengths)
+
+    def score_sequences(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """Log-likelihood of every sequence, shape (n_sequences,)."""
+        seqs = self._check_data(X, lengths)
+        return self._model.sequence_log_likelihood(self.params_, seqs)
+
+    def score_samples(self, X: Any, lengths: Any = None) -> tuple[float, np.ndarray]:
+        """Total log-likelihood and state posteriors (hmmlearn's convention).
+
+        Returns
+        -------
+        log_prob : float
+            Total log-likelihood of ``X``.
+        posteriors : ndarray of shape (n_samples, n_components)
+            ``p(z_t = k | the whole sequence holding t)``.
+        """
+        seqs = self._check_data(X, lengths)
+        post = self._model.posterior(self.params_, seqs)
+        return float(post.log_likelihood), post.posteriors
+
+    def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """State posteriors, shape (n_samples, n_components)."""
+        return self.score_samples(X, lengths)[1]
+
+    def decode(
+        self, X: Any, lengths: Any = None, algorithm: str | None = None
+    ) -> tuple[float, np.ndarray]:
+        """Most likely state sequence.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        lengths : array-like of int, optional
+        algorithm : {"viterbi", "map"}, optional
+            Default: the estimator's ``algorithm``. "viterbi" finds the jointly most
+            probable path; "map" takes the most probable state at every step.
+
+        Returns
+        -------
+        log_prob : float
+            For "viterbi", ``log p(path, X)``. For "map", the sum of the log posterior
+            probabilities of the chosen states (hmmlearn sums the probabilities
+            themselves, which is not a log-probability).
+        states : ndarray of int, shape (n_samples,)
+        """
+        algorithm = self.algorithm if algorithm is None else algorithm
+        if algorithm not in _DECODERS:
+            raise ValueError(f"algorithm must be one of {_DECODERS}, got {algorithm!r}")
+        seqs = self._check_data(X, lengths)
+        return self._model.decode(self.params_, seqs, algorithm)
+
+    def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """Most likely states (with the estimator's ``algorithm``), shape (n_samples,)."""
+        return self.decode(X, lengths)[1]
+
+    def bic(self, X: Any, lengths: Any = None) -> float:
+        """Bayesian information criterion (lower is better); n = number of steps."""
+        seqs = self._check_data(X, lengths)
+        ll = self._model.log_likelihood(self.params_, seqs)
+        return -2.0 * ll + self.n_parameters() * math.log(seqs.n_samples)
+
+    def aic(self, X: Any, lengths: Any = None) -> float:
+        """Akaike information criterion (lower is better)."""
+        seqs = self._check_data(X, lengths)
+        return -2.0 * self._model.log_likelihood(self.params_, seqs) + 2.0 * self.n_parameters()
+
+    def sample(
+        self, n_samples: int = 1, random_state: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one sequence from the fitted model.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of steps.
+        random_state : None, int or Generator, optional
+            Defaults to the estimator's ``random_state``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        states : ndarray of int, shape (n_samples,)
+        """
+        if "params_" not in self.__dict__:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet. To sample from parameters you "
+                "chose, set them as attributes and fit with init_params='' and max_iter=0 "
+                "(zero iterations keep them as they are)."
+            )
+        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        return self._model.sample(self.params_, int(n_samples), rng)
+

@@ -1,0 +1,305 @@
+"""The named HMM estimators: GaussianHMM, CategoricalHMM, PoissonHMM and GMMHMM.
+
+Each is the generic :class:`~emframe.models.hmm.HMM` with a fixed emission
+component built from its hyperparameters, and the emission parameters exposed
+under hmmlearn's attribute names (``means_``, ``covars_``, ``emissionprob_``,
+``lambdas_``, ``weights_``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from emframe.models.hmm.emissions import (
+    CategoricalEmission,
+    GaussianEmission,
+    GMMEmission,
+    PoissonEmission,
+    check_symbols,
+)
+from emframe.models.hmm.estimator import HMM, _ParamAttribute, _store_args
+
+from emframe.core.validation import check_scalar
+
+__all__ = ["CategoricalHMM", "GaussianHMM", "GMMHMM", "PoissonHMM"]
+
+_COMMON_DOC = """
+    startprob_prior : float or array-like of shape (n_components,), default 1.0
+        Dirichlet concentration of the start probabilities (MAP; >= 1, 1 = no prior).
+    transmat_prior : float or array-like of shape (n_components, n_components), default 1.0
+        Dirichlet concentration of every transition row (MAP; >= 1, 1 = no prior).
+        Zeros of an initial ``transmat_`` stay zero in any case.
+    algorithm : {"viterbi", "map"}, default "viterbi"
+        Decoder used by :meth:`predict` and :meth:`decode`.
+    init_params : str
+        Letters of the parameters ``fit`` initialises; the others are read from
+        the attributes set before ``fit``. ``""`` means all were given.
+    params : str
+        Letters of the parameters EM updates; the others stay at their initial values.
+    tol : float, default 1e-4
+        Stop when the mean per-step log-likelihood improves by less than this.
+    max_iter : int, default 100
+        Maximum EM iterations per restart (hmmlearn's ``n_iter``).
+    n_init : int, default 1
+        Restarts from independent random initialisations; the best is kept.
+    random_state : None, int or numpy Generator
+    verbose : int, default 0
+    warm_start : bool, default False
+        Continue from the parameters of the previous fit.
+    strict : bool, default False
+        Raise instead of warning if the log-likelihood ever decreases.
+    backend : {"auto", "numpy", "numba"}, default "auto"
+        Forward-backward backend; "auto" uses numba when it is installed."""
+
+
+class CategoricalHMM(HMM):
+    __doc__ = f"""HMM with categorical emissions: one column of integer symbols 0 .. n_features-1.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    n_features : int, optional
+        Number of symbols. Default: ``emissionprob_.shape[1]`` when given before
+        ``fit``, else one more than the largest symbol in the training data.
+    emissionprob_prior : float or array-like of shape (n_components, n_features), default 1.0
+        Dirichlet concentration of every row of ``emissionprob_`` (MAP; >= 1).
+    {_COMMON_DOC}
+
+    Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"e"`` emissionprob_.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    emissionprob_ : ndarray of shape (n_components, n_features)
+        ``emissionprob_[k, s] = p(symbol s | state k)``.
+    converged_, n_iter_, loglik_history_, params_
+    """
+
+    emissionprob_ = _ParamAttribute(
+        "emissionprob", "Emission probabilities, shape (n_components, n_features)."
+    )
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        n_features: int | None = None,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        emissionprob_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "ste",
+        params: str = "ste",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
+
+    def _make_emission(self, X: Any) -> CategoricalEmission:
+        if self.n_features is not None:
+            check_scalar(self.n_features, "n_features", (int, np.integer), min_value=1)
+            n_symbols = int(self.n_features)
+        elif (
+            X is None or self._is_warm() or "e" not in (self.init_params or "")
+        ) and hasattr(self, "emissionprob_"):
+            # The alphabet of the given (or fitted) emission probabilities.
+            n_symbols = int(np.shape(self.emissionprob_)[1])
+        else:
+            n_symbols = int(check_symbols(X)[:, 0].max()) + 1
+        prior = np.asarray(self.emissionprob_prior, dtype=float)
+        if not np.all(np.isfinite(prior)) or np.any(prior < 1.0):
+            raise ValueError(
+                f"emissionprob_prior must be >= 1 everywhere (1 means no prior), got "
+                f"{self.emissionprob_prior!r}"
+            )
+        try:
+            np.broadcast_to(prior, (int(self.n_components), n_symbols))
+        except ValueError:
+            raise ValueError(
+                f"emissionprob_prior must broadcast to shape (n_components, n_features) = "
+                f"({self.n_components}, {n_symbols}), got shape {prior.shape}"
+            ) from None
+        return CategoricalEmission(n_symbols, prior)
+
+
+class PoissonHMM(HMM):
+    __doc__ = f"""HMM with Poisson emissions: non-negative integer counts, one or more features.
+
+    Features are independent given the state, each with its own rate.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    {_COMMON_DOC}
+
+    Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"l"`` lambdas_.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    lambdas_ : ndarray of shape (n_components, n_features)
+        Poisson rate of every feature in every state.
+    converged_, n_iter_, loglik_history_, params_
+    """
+
+    lambdas_ = _ParamAttribute("lambdas", "Rates, shape (n_components, n_features).")
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stl",
+        params: str = "stl",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
+
+    def _make_emission(self, X: Any) -> PoissonEmission:
+        return PoissonEmission()
+
+
+class GaussianHMM(HMM):
+    __doc__ = f"""HMM with multivariate Gaussian emissions.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    covariance_type : {{"diag", "full", "spherical", "tied"}}, default "diag"
+        Structure of the state covariances (hmmlearn's default is "diag" too).
+    reg_covar : float, default 1e-6
+        Added to the variances in every M-step so they stay positive definite. 0
+        gives the textbook Baum-Welch update.
+    {_COMMON_DOC}
+
+    Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"m"`` means_, ``"c"`` covars_.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    means_ : ndarray of shape (n_components, n_features)
+    covars_ : ndarray
+        In the compact shape of ``covariance_type``, the same when read and when
+        set: (n_components,) spherical, (n_components, n_features) diag,
+        (n_components, n_features, n_features) full, (n_features, n_features) tied.
+        (hmmlearn returns full matrices when read but expects this shape when set.)
+    converged_, n_iter_, loglik_history_, params_
+    """
+
+    means_ = _ParamAttribute("means", "State means, shape (n_components, n_features).")
+    covars_ = _ParamAttribute("covars", "State covariances in the covariance_type's shape.")
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        covariance_type: str = "diag",
+        *,
+        reg_covar: float = 1e-6,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stmc",
+        params: str = "stmc",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
+
+    def _make_emission(self, X: Any) -> GaussianEmission:
+        return GaussianEmission(self.covariance_type, self.reg_covar)
+
+
+class GMMHMM(HMM):
+    __doc__ = f"""HMM whose states emit a mixture of ``n_mix`` Gaussians.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    n_mix : int, default 1
+        Gaussian components per state.
+    covariance_type : {{"diag", "full", "spherical", "tied"}}, default "diag"
+        "tied" shares one matrix between the components of a state (as in hmmlearn).
+    reg_covar : float, default 1e-6
+        Added to the variances in every M-step.
+    {_COMMON_DOC}
+
+    Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"w"`` weights_, ``"m"`` means_,
+    ``"c"`` covars_.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    weights_ : ndarray of shape (n_components, n_mix)
+    means_ : ndarray of shape (n_components, n_mix, n_features)
+    covars_ : ndarray
+        (n_components, n_mix) spherical, (n_components, n_mix, n_features) diag,
+        (n_components, n_mix, n_features, n_features) full,
+        (n_components, n_features, n_features) tied.
+    converged_, n_iter_, loglik_history_, params_
+
+    Notes
+    -----
+    The covariance update is the textbook one, centred at the new means. hmmlearn's
+    GMMHMM centres it at the previous iteration's means (a generalised-EM step), so
+    the two agree exactly only when the means or the covariances are held fixed.
+    """
+
+    weights_ = _ParamAttribute("weights", "Mixture weights, shape (n_components, n_mix).")
+    means_ = _ParamAttribute("means", "Means, shape (n_components, n_mix, n_features).")
+    covars_ = _ParamAttribute("covars", "Covariances in the covariance_type's shape.")
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        n_mix: int = 1,
+        covariance_type: str = "diag",
+        *,
+        reg_covar: float = 1e-6,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stmcw",
+        params: str = "stmcw",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
+
+    def _make_emission(self, X: Any) -> GMMEmission:
+        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar)

@@ -1,0 +1,505 @@
+"""Gaussian mixture model fitted by exact EM.
+
+:class:`GaussianMixtureModel` is the pure model (parameters in, parameters out);
+:class:`GaussianMixture` is the scikit-learn style estimator over it. The
+covariance structure is a strategy object from :mod:`emframe.inference.gaussian`, which
+also supplies the fast E-step kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from emframe.core.mixture import MixtureEstimator, MixtureModel
+from emframe.core.params import Params
+from emframe.core.validation import check_array, check_scalar
+from emframe.inference.gaussian import (
+    GaussianKernel,
+    GaussianMoments,
+    gaussian_moments,
+    get_covariance_strategy,
+)
+
+__all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureParams", "INIT_METHODS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianMixtureParams(Params):
+    """Parameters of a Gaussian mixture with K components in d dimensions.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (K,)
+        Mixing weights, summing to one.
+    means : ndarray of shape (K, d)
+    covariances : ndarray
+        (K, d, d) full, (d, d) tied, (K, d) diag or (K,) spherical.
+    precisions_cholesky : ndarray
+        Same shape as ``covariances``: the upper-triangular ``U`` with
+        ``U U^T = inv(covariance)`` (full, tied) or ``1/sqrt(variance)``.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+def _kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n_components`` seeds chosen by k-means++ (D^2 sampling)."""
+    n = X.shape[0]
+    idx = [int(rng.integers(n))]
+    d2 = np.einsum("ij,ij->i", X - X[idx[0]], X - X[idx[0]])
+    for _ in range(1, n_components):
+        total = d2.sum()
+        if total > 0:
+            i = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
+            i = min(i, n - 1)
+        else:  # every point coincides with a chosen seed
+            i = int(rng.integers(n))
+        idx.append(i)
+        diff = X - X[i]
+        np.minimum(d2, np.einsum("ij,ij->i", diff, diff), out=d2)
+    return np.asarray(idx)
+
+
+def _one_hot(n: int, n_components: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    resp = np.zeros((n, n_components))
+    resp[rows, cols] = 1.0
+    return resp
+
+
+def _resp_kmeans(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    with warnings.catch_warnings():
+        # scipy warns about empty clusters and divides 0/0 on duplicate points;
+        # an empty cluster simply gives a component with no initial data.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _, labels = kmeans2(X, n_components, minit="++", seed=rng)
+    return _one_hot(X.shape[0], n_components, np.arange(X.shape[0]), labels)
+
+
+def _resp_kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    idx = _kmeans_plusplus(X, n_components, rng)
+    return _one_hot(X.shape[0], n_components, idx, np.arange(n_components))
+
+
+def _resp_random(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    resp = rng.uniform(size=(X.shape[0], n_components))
+    return resp / resp.sum(axis=1, keepdims=True)
+
+
+def _resp_random_from_data(
+    X: np.ndarray, n_components: int, rng: np.random.Generator
+) -> np.ndarray:
+    idx = rng.choice(X.shape[0], size=n_components, replace=False)
+    return _one_hot(X.shape[0], n_components, idx, np.arange(n_components))
+
+
+#: Initial responsibilities for each ``init_params`` value.
+INIT_METHODS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+    "kmeans": _resp_kmeans,
+    "k-means++": _resp_kmeans_plusplus,
+    "random": _resp_random,
+    "random_from_data": _resp_random_from_data,
+}
+
+
+def _check_init_params(init_params: Any) -> str:
+    if isinstance(init_params, str) and init_params in INIT_METHODS:
+        return init_params
+    valid = ", ".join(repr(k) for k in INIT_METHODS)
+    raise ValueError(f"init_params must be one of {valid}; got {init_params!r}")
+
+
+def _check_weights(weights: Any, n_components: int) -> np.ndarray:
+    w = check_array(weights, "weights_init", ensure_2d=False, copy=True)
+    if w.shape != (n_components,):
+        raise ValueError(
+            f"weights_init must have shape ({n_components},) (one weight per component), "
+            f"got {w.shape}"
+        )
+    if (w < 0).any() or (w > 1).any():
+        raise ValueError(
+            f"weights_init must lie in [0, 1]; got min {w.min():.6g}, max {w.max():.6g}"
+        )
+    if abs(w.sum() - 1.0) > 1e-8:
+        raise ValueError(f"weights_init must sum to 1; got sum {w.sum():.10g}")
+    return w
+
+
+def _check_means(means: Any, n_components: int, n_features: int) -> np.ndarray:
+    m = check_array(means, "means_init", ensure_2d=False, copy=True)
+    if m.shape != (n_components, n_features):
+        raise ValueError(
+            f"means_init must have shape (n_components, n_features) = "
+            f"({n_components}, {n_features}), got {m.shape}"
+        )
+    return m
+
+
+class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments]):
+    """Gaussian mixture as a pure EM model.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar : float
+        Non-negative number added to the variances in every M-step.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+        How initial responsibilities are drawn when not all of
+        ``weights_init``, ``means_init`` and ``precisions_init`` are given.
+    weights_init, means_init, precisions_init : array-like, optional
+        Initial values overriding the ones from ``init_params``; checked against
+        the data in :meth:`check_init`.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+        init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+    ) -> None:
+        self.n_components = check_scalar(
+            n_components, "n_components", numbers.Integral, min_value=1
+        )
+        self.strategy = get_covariance_strategy(covariance_type)
+        self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
+        self.init_params = _check_init_params(init_params)
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        # SQUAREM extrapolates these; complete_params derives the precision factors.
+        self.param_constraints = {
+            "weights": "simplex",
+            "means": "real",
+            "covariances": self.strategy.constraint,
+        }
+
+    @property
+    def covariance_type(self) -> str:
+        return self.strategy.name
+
+    # -- initialisation ----------------------------------------------------
+    def check_init(self, n_features: int) -> dict[str, np.ndarray]:
+        """Validate the user-given initial values against ``n_features``.
+
+        Returns
+        -------
+        dict
+            The validated arrays, keyed ``weights``, ``means``, ``precisions``
+            (only those given).
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape, weights off the simplex, or precisions that are not
+            symmetric positive definite (naming the component).
+        """
+        K = self.n_components
+        out = {}
+        if self.weights_init is not None:
+            out["weights"] = _check_weights(self.weights_init, K)
+        if self.means_init is not None:
+            out["means"] = _check_means(self.means_init, K, n_features)
+        if self.precisions_init is not None:
+            out["precisions"] = self.strategy.check_precisions(
+                self.precisions_init, K, n_features, name="precisions_init"
+            )
+        return out
+
+    def initialize(self, X: Any, rng: np.random.Generator) -> GaussianMixtureParams:
+        """Initial parameters: the given init arrays, the rest from ``init_params``.
+
+        As in scikit-learn, responsibilities drawn by ``init_params`` go through
+        one M-step, then the user-given weights, means and precisions replace
+        their parts; when all three are given, no responsibilities are drawn.
+        """
+        X = np.asarray(X, dtype=float)
+        n, d = X.shape
+        given = self.check_init(d)
+        start: dict[str, Any] = {}
+        if len(given) < 3:
+            if n < self.n_components:
+                raise ValueError(
+                    f"Expected n_samples >= n_components, but got n_samples = {n}, "
+                    f"n_components = {self.n_components}"
+                )
+            resp = INIT_METHODS[self.init_params](X, self.n_components, rng)
+            start = self.m_step(gaussian_moments(X, resp, self.strategy)).as_dict()
+        if "precisions" in given:
+            pc = self.strategy.precisions_cholesky_from_precisions(given["precisions"])
+            start["precisions_cholesky"] = pc
+            start["covariances"] = self.strategy.covariances_from_precisions_cholesky(pc)
+        for name in ("weights", "means"):
+            if name in given:
+                start[name] = given[name]
+        return GaussianMixtureParams(**start)
+
+    # -- EM ----------------------------------------------------------------
+    def _kernel(self, params: GaussianMixtureParams) -> GaussianKernel:
+        return GaussianKernel(
+            self.strategy, params.means, params.precisions_cholesky, weights=params.weights
+        )
+
+    def log_weighted_prob(self, params: GaussianMixtureParams, X: Any) -> np.ndarray:
+        return self._kernel(params).log_prob(np.asarray(X, dtype=float))
+
+    def e_step(
+        self,
+        params: GaussianMixtureParams,
+        X: Any,
+        sample_weight: np.ndarray | None = None,
+    ) -> tuple[GaussianMoments, float]:
+        """Posterior-weighted moments and the (weighted) log-likelihood, in one fused pass.
+
+        Returns
+        -------
+        stats : GaussianMoments
+            Referenced at a point fixed by ``params``, so statistics of chunks
+            scored with the same parameters add exactly.
+        log_likelihood : float
+        """
+        X = np.asarray(X, dtype=float)
+        return self._kernel(params).mixture_e_step(X, sample_weight)
+
+    def stats_from_resp(self, X: Any, resp: np.ndarray) -> GaussianMoments:
+        return gaussian_moments(np.asarray(X, dtype=float), resp, self.strategy)
+
+    def m_step(self, stats: GaussianMoments) -> GaussianMixtureParams:
+        return self.constrained_m_step(stats, {})
+
+    def constrained_m_step(
+        self, stats: GaussianMoments, fixed: Mapping[str, Any]
+    ) -> GaussianMixtureParams:
+        """M-step holding the parameters in ``fixed`` at their values.
+
+        With frozen means the covariances are centred at the frozen means, so
+        the step is the exact conditional maximiser. ``covariances`` and
+        ``precisions_cholesky`` describe the same thing: freezing either
+        freezes both.
+        """
+        nk = stats.nk_eff
+        weights = fixed["weights"] if "weights" in fixed else nk / nk.sum()
+        frozen_means = fixed.get("means")
+        means = stats.means() if frozen_means is None else frozen_means
+        cov, pc = fixed.get("covariances"), fixed.get("precisions_cholesky")
+        if cov is None and pc is None:
+            cov = self.strategy.covariances(stats, self.reg_covar, about=frozen_means)
+            pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
+        elif pc is None:
+            pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
+        elif cov is None:
+            cov = self.strategy.covariances_from_precisions_cholesky(pc)
+        return GaussianMixtureParams(weights, means, cov, pc)
+
+    def complete_params(
+        self, like: GaussianMixtureParams, values: Mapping[str, Any]
+    ) -> GaussianMixtureParams:
+        """``like`` with extrapolated ``values``; the precision factors follow the covariances."""
+        params = like.replace(**values)
+        if "covariances" in values:
+            pc = self.strategy.precisions_cholesky(params.covariances, self.reg_covar)
+            params = params.replace(precisions_cholesky=pc)
+        return params
+
+    # -- sampling and checks -----------------------------------------------
+    def sample_components(
+        self, params: GaussianMixtureParams, labels: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """One draw from component ``labels[i]`` for each i, shape (len(labels), d)."""
+        d = params.means.shape[1]
+        out = np.empty((len(labels), d))
+        for k in np.unique(labels):
+            rows = labels == k
+            z = rng.standard_normal((int(rows.sum()), d))
+            out[rows] = params.means[k] + self.strategy.sample_noise(
+                params.precisions_cholesky, int(k), z
+            )
+        return out
+
+    def check_params(self, params: GaussianMixtureParams) -> None:
+        """Shapes, finiteness, weights on the simplex, positive Cholesky diagonals."""
+        K = self.n_components
+        means = np.asarray(params.means)
+        if means.ndim != 2 or means.shape[0] != K:
+            raise ValueError(f"means must have shape ({K}, n_features), got {means.shape}")
+        d = means.shape[1]
+        shape = self.strategy.shape(K, d)
+        for name, value, expected in [
+            ("weights", params.weights, (K,)),
+            ("covariances", params.covariances, shape),
+            ("precisions_cholesky", params.precisions_cholesky, shape),
+        ]:
+            arr = np.asarray(value)
+            if arr.shape != expected:
+                raise ValueError(
+                    f"{name} must have shape {expected} for covariance_type="
+                    f"{self.covariance_type!r} with {K} components, got {arr.shape}"
+                )
+        for name, value in params.as_dict().items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"parameter {name!r} has non-finite values")
+        w = np.asarray(params.weights)
+        if (w < 0).any() or abs(w.sum() - 1.0) > 1e-6:
+            raise ValueError(f"weights must be non-negative and sum to 1, got {w}")
+        if not (self.strategy.factor_diagonal(np.asarray(params.precisions_cholesky)) > 0).all():
+            raise ValueError("precisions_cholesky must have a positive diagonal")
+
+    def n_parameters(self, params: GaussianMixtureParams) -> int:
+        K, d = np.asarray(params.means).shape
+        return int(self.strategy.n_parameters(K, d) + K * d + K - 1)
+
+
+class GaussianMixture(MixtureEstimator):
+    """Gaussian mixture model estimated by EM, with scikit-learn's interface.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Structure of the component covariances.
+    tol : float, default=1e-3
+        Stop when the mean per-sample log-likelihood improves by less than this.
+    reg_covar : float, default=1e-6
+        Non-negative number added to the variances, keeping covariances
+        positive definite.
+    max_iter : int, default=100
+        Maximum number of EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the one with the highest likelihood is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        ``"kmeans"``: responsibilities from k-means labels;
+        ``"k-means++"``: one k-means++ seed per component;
+        ``"random"``: random responsibilities;
+        ``"random_from_data"``: one random data point per component.
+    weights_init : array-like of shape (n_components,), optional
+    means_init : array-like of shape (n_components, n_features), optional
+    precisions_init : array-like, optional
+        Initial precisions (inverse covariances) in the covariance type's
+        shape. If all three are given, ``init_params`` is not used.
+    random_state : None, int or numpy Generator, optional
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters (one initialisation).
+    verbose : int, default=0
+    freeze : tuple of str, default=()
+        Parameters held at their initial values: any of ``"weights"``,
+        ``"means"``, ``"covariances"`` (freezing ``"covariances"`` or
+        ``"precisions_cholesky"`` fixes both). With frozen means the covariances
+        are centred at them.
+    strict : bool, default=False
+        Raise instead of warn if the log-likelihood ever decreases.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        Shape depends on ``covariance_type`` (see :mod:`emframe.inference.gaussian`).
+    precisions_cholesky_ : ndarray
+    precisions_ : ndarray
+    params_ : GaussianMixtureParams
+    converged_ : bool
+    n_iter_ : int
+    loglik_history_ : ndarray of shape (n_iter_ + 1,)
+        Total log-likelihood before each M-step, and after the last one.
+    lower_bound_ : float
+        Final total log-likelihood.
+    n_features_in_ : int
+
+    Notes
+    -----
+    The fitted arrays are read-only views of ``params_``: assigning a new array
+    to an attribute does not change the model, which always predicts from
+    ``params_``.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        freeze: tuple[str, ...] = (),
+        strict: bool = False,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.freeze = freeze
+        self.strict = strict
+
+    #: The model class built from the hyperparameters (subclasses swap it).
+    _model_class: type[GaussianMixtureModel] = GaussianMixtureModel
+
+    def _make_model(self, n_features: int) -> GaussianMixtureModel:
+        """The model for the current hyperparameters, with init arrays checked."""
+        model = self._model_class(
+            self.n_components,
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+            init_params=self.init_params,
+            weights_init=self.weights_init,
+            means_init=self.means_init,
+            precisions_init=self.precisions_init,
+        )
+        model.check_init(n_features)
+        return model
+
+    def _build_model(self, X: Any) -> GaussianMixtureModel:
+        n, d = np.shape(X)
+        model = self._make_model(d)
+        if n < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components, but got n_samples = {n}, "
+                f"n_components = {self.n_components}"
+            )
+        return model
+
+    def _rebuild_model(self) -> GaussianMixtureModel:
+        return self._make_model(self.n_features_in_)
+
+    def _fitted_attributes(self, params: GaussianMixtureParams) -> dict[str, Any]:
+        precisions = self._model.strategy.precisions(params.precisions_cholesky)
+        precisions.flags.writeable = False
+        return {
+            "weights_": params.weights,
+            "means_": params.means,
+            "covariances_": params.covariances,
+            "precisions_cholesky_": params.precisions_cholesky,
+            "precisions_": precisions,
+        }

@@ -13,8 +13,8 @@ the engine's loop runs, on data prepared once per fit by ``binary_data``.
 
 Run::
 
-    /work/venv/bin/python bench/bench_bernoulli.py            # full size
-    /work/venv/bin/python bench/bench_bernoulli.py --n 100000 # quick
+    python bench/bench_bernoulli.py            # full size
+    python bench/bench_bernoulli.py --n 100000 # quick
 
 Prints the median (and minimum) seconds per iteration of each variant, and ratios.
 """

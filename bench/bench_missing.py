@@ -23,8 +23,8 @@ emframe is timed as the engine runs it: ``model.e_step`` + ``model.m_step``.
 
 Run from the repository root::
 
-    /work/venv/bin/python bench/bench_missing.py            # full size
-    /work/venv/bin/python bench/bench_missing.py --n 20000  # quick
+    python bench/bench_missing.py            # full size
+    python bench/bench_missing.py --n 20000  # quick
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    /work/venv/bin/python docs/make_figures_bernoulli.py
+    python docs/make_figures_bernoulli.py
 
 Writes docs/images/bernoulli_components.png and docs/images/bernoulli_imputation.png.
 The fits use the same settings and seeds as the code blocks of the page.

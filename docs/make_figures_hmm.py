@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    /work/venv/bin/python docs/make_figures_hmm.py
+    python docs/make_figures_hmm.py
 
 Writes docs/images/hmm_earthquakes.png: the annual counts of major earthquakes with
 the Viterbi-decoded rate of 2- and 3-state Poisson HMMs drawn over them. The fits use

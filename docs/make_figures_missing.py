@@ -1,6 +1,6 @@
 """Draw the figures of docs/missing_data.md into docs/images/ (run from the repository root).
 
-    /work/venv/bin/python docs/make_figures_missing.py
+    python docs/make_figures_missing.py
 """
 
 from __future__ import annotations

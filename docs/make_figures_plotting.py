@@ -1,6 +1,6 @@
 """Draw the figures of docs/plotting.md and docs/cli.md into docs/images/ (run from the root).
 
-    /work/venv/bin/python docs/make_figures_plotting.py
+    python docs/make_figures_plotting.py
 """
 
 from __future__ import annotations

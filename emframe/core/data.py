@@ -20,6 +20,7 @@ class DataSource:
         - a list or tuple of chunks;
         - a callable returning a fresh iterator of chunks on every call (for
           data generated or read on the fly).
+
         A one-shot iterator or generator is rejected, because EM passes over the
         data once per iteration.
     sample_weight : ndarray of shape (n_samples,), optional

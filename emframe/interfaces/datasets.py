@@ -1,4 +1,4 @@
-"""Loaders for the real example data sets shipped in ``emframe/data`` (sources in its README)."""
+"""Loaders for the real data sets shipped in ``emframe/interfaces/data`` (sources in its README)."""
 
 from __future__ import annotations
 

@@ -305,7 +305,7 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
     params_ : MissingGaussianParams
     converged_ : bool
     n_iter_ : int
-    loglik_history_ : ndarray of shape (n_iter_ + 1,)
+    loglik_history_ : ndarray of shape (n_iter + 1,)
         Observed-data log-likelihood (penalised when ``ridge > 0``) at the
         initial parameters and after every iteration.
     n_features_in_ : int

@@ -462,7 +462,7 @@ class BernoulliMixture(MixtureEstimator):
         Probability that each feature is 1 in each component.
     converged_ : bool
     n_iter_ : int
-    loglik_history_ : ndarray of shape (n_iter_ + 1,)
+    loglik_history_ : ndarray of shape (n_iter + 1,)
         Penalised log-likelihood at the initial parameters and after each M-step.
     n_features_in_ : int
     params_ : BernoulliParams

@@ -415,7 +415,7 @@ class GaussianMixture(MixtureEstimator):
     params_ : GaussianMixtureParams
     converged_ : bool
     n_iter_ : int
-    loglik_history_ : ndarray of shape (n_iter_ + 1,)
+    loglik_history_ : ndarray of shape (n_iter + 1,)
         Total log-likelihood before each M-step, and after the last one.
     lower_bound_ : float
         Final total log-likelihood.

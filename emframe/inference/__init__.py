@@ -1,0 +1,1 @@
+"""Exact inference numerics, independent of any estimator or model class."""

@@ -69,10 +69,9 @@ def _symmetrise(a):
 
 
 @numba.njit(cache=True)
-def _sandwich(M, P, N, out):
-    """``out = M P N'`` for square M, P, N of the same size."""
+def _sandwich(M, P, N, out, tmp):
+    """``out = M P N'`` for square M, P, N of the same size; ``tmp`` is workspace."""
     n = P.shape[0]
-    tmp = np.empty((n, n))
     for i in range(n):
         for j in range(n):
             s = 0.0
@@ -115,6 +114,7 @@ def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
     z = np.empty(p)
     K = np.empty((m, p))
     IKC = np.empty((m, m))
+    work = np.empty((m, m))
     for s in range(n_seq):
         first = starts[s]
         ll = 0.0
@@ -129,7 +129,7 @@ def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
                     for k in range(m):
                         v += A[i, k] * fm[t - 1, k]
                     pm[t, i] = v
-                _sandwich(A, fP[t - 1], A, pP[t])
+                _sandwich(A, fP[t - 1], A, pP[t], work)
                 for i in range(m):
                     for j in range(m):
                         pP[t, i, j] += Q[i, j]
@@ -194,7 +194,7 @@ def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
                     for a in range(n_obs):
                         v -= K[i, a] * C[idx[a], j]
                     IKC[i, j] = v
-            _sandwich(IKC, P, IKC, fP[t])
+            _sandwich(IKC, P, IKC, fP[t], work)
             for i in range(m):
                 for j in range(m):
                     v = 0.0
@@ -231,6 +231,7 @@ def rts_smoother(A, Q, pm, pP, fm, fP, starts, lengths):
     IJA = np.empty((m, m))
     QP = np.empty((m, m))
     tmp = np.empty((m, m))
+    work = np.empty((m, m))
     for s in range(n_seq):
         last = starts[s] + lengths[s] - 1
         ms[last] = fm[last]
@@ -258,11 +259,11 @@ def rts_smoother(A, Q, pm, pP, fm, fP, starts, lengths):
                         v -= Jt[k, i] * A[k, j]
                     IJA[i, j] = v
                     QP[i, j] = Q[i, j] + Ps[t + 1, i, j]
-            _sandwich(IJA, fP[t], IJA, Ps[t])
+            _sandwich(IJA, fP[t], IJA, Ps[t], work)
             for i in range(m):
                 for j in range(m):
                     tmp[i, j] = Jt[j, i]
-            _sandwich(tmp, QP, tmp, IJA)  # IJA reused as J (Q + Ps') J'
+            _sandwich(tmp, QP, tmp, IJA, work)  # IJA reused as J (Q + Ps') J'
             for i in range(m):
                 for j in range(m):
                     Ps[t, i, j] += IJA[i, j]

@@ -3,4 +3,6 @@
 - :mod:`emframe.inference.gaussian`: covariance strategies, additive Gaussian
   moments, the fast log-density kernel and conditional Gaussians for missing data.
 - :mod:`emframe.inference.hmm`: forward-backward, Viterbi and their numba kernels.
+- :mod:`emframe.inference.kalman`: the Kalman filter, the RTS smoother and the
+  expected statistics of linear-Gaussian state-space models, with missing entries.
 """

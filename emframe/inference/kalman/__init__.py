@@ -1,0 +1,36 @@
+"""Kalman filter, RTS smoother and EM statistics for linear-Gaussian state-space models.
+
+Model (pykalman's convention, ``x_1`` is the state at the first observation)::
+
+    x_1 ~ N(mu0, S0),  x_{t+1} = A x_t + b + w_t,  w_t ~ N(0, Q),
+                       y_t     = C x_t + d + v_t,  v_t ~ N(0, R).
+
+Pure functions of arrays, independent of any estimator: :class:`LinearGaussianSystem`
+holds and validates the matrices; :func:`kalman_filter`, :func:`rts_smoother`,
+:func:`expected_statistics` (the E-step, as additive :class:`KalmanStats`) and
+:func:`observation_moments` (for imputation) take observations ``Y`` of shape (T, p)
+with NaN for missing entries (any pattern: single entries, whole steps, whole
+sequences) and hmmlearn-style ``lengths`` for several independent sequences.
+
+Each step uses its observed coordinates only; covariance updates are in Joseph form
+and symmetrised, with Cholesky solves throughout (see ``_filter``). The numpy path is
+the reference; optional numba kernels (``pip install "emframe[fast]"``) compute the
+same quantities without per-step Python overhead and are used by ``backend="auto"``
+whenever numba can be imported.
+"""
+
+from ._filter import FilterResult, SmootherResult, kalman_filter, rts_smoother
+from ._stats import KalmanStats, expected_statistics, observation_moments
+from ._system import LinearGaussianSystem, has_numba
+
+__all__ = [
+    "LinearGaussianSystem",
+    "FilterResult",
+    "SmootherResult",
+    "KalmanStats",
+    "kalman_filter",
+    "rts_smoother",
+    "expected_statistics",
+    "observation_moments",
+    "has_numba",
+]

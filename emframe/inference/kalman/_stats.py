@@ -1,0 +1,285 @@
+"""Expected sufficient statistics of a linear-Gaussian state-space model for EM.
+
+The complete data are all states and *all* observation coordinates; the missing
+coordinates of ``y_t`` are latent like the states. Given ``x_t`` and the observed part
+``y_o`` of ``y_t``, the missing part is Gaussian (the noise ``v_t`` is independent of
+everything else)::
+
+    y_m | x_t, y_o  ~  N(H x_t + h_t, R_c),   G = R_mo R_oo^{-1},
+    H = C_m - G C_o,   h_t = d_m + G (y_o - d_o),   R_c = R_mm - G R_om,
+
+so with the smoothed moments ``x_t | Y ~ N(m_t, P_t)``::
+
+    E[y_m | Y] = H m_t + h_t,   Cov(y_m | Y) = H P_t H' + R_c,   Cov(y_m, x_t | Y) = H P_t,
+
+and the observed coordinates have zero conditional variance. ``G`` uses a Cholesky
+solve with ``R_oo``, or the pseudo-inverse (the exact formula for a degenerate Gaussian)
+when ``R_oo`` is singular. All of this depends on the step only through ``h_t``, so the
+sums are formed per missing-data pattern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import linalg
+
+from ._filter import (
+    SmootherResult,
+    _filter_arrays,
+    _prepare,
+    _smooth_arrays,
+    _sym,
+    missing_patterns,
+)
+from ._system import LinearGaussianSystem
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KalmanStats:
+    r"""Expected sufficient statistics, summed over steps and sequences.
+
+    Every field is a sum over the sequences of a batch, so statistics of disjoint sets
+    of sequences add up (``+``, and ``sum()`` of a list) to those of their union.
+    Expectations are conditional on all observed entries, under the system the
+    statistics were computed with. Within a sequence of length ``T_s`` the steps are
+    ``t = 1..T_s``; ``m`` is the state and ``p`` the observation dimension.
+
+    Attributes
+    ----------
+    n_sequences : float
+        Number of sequences.
+    n_steps : float
+        ``sum_s T_s``.
+    n_transitions : float
+        ``sum_s (T_s - 1)``.
+    n_observed : ndarray, shape (p,)
+        Number of observed (non-NaN) entries of each coordinate.
+    log_likelihood : float
+        Log-density of the observed entries.
+    x_first : ndarray, shape (m,)
+        ``sum_s E[x_1]``.
+    xx_first : ndarray, shape (m, m)
+        ``sum_s E[x_1 x_1']``.
+    x_sum : ndarray, shape (m,)
+        ``sum_s sum_{t=1}^{T_s} E[x_t]``.
+    xx_sum : ndarray, shape (m, m)
+        ``sum_s sum_{t=1}^{T_s} E[x_t x_t']``.
+    x_prev : ndarray, shape (m,)
+        ``sum_s sum_{t=1}^{T_s-1} E[x_t]`` (every step that has a successor).
+    xx_prev : ndarray, shape (m, m)
+        ``sum_s sum_{t=1}^{T_s-1} E[x_t x_t']``.
+    x_next : ndarray, shape (m,)
+        ``sum_s sum_{t=2}^{T_s} E[x_t]`` (every step that has a predecessor).
+    xx_next : ndarray, shape (m, m)
+        ``sum_s sum_{t=2}^{T_s} E[x_t x_t']``.
+    x_next_x_prev : ndarray, shape (m, m)
+        ``sum_s sum_{t=1}^{T_s-1} E[x_{t+1} x_t']``.
+    y_sum : ndarray, shape (p,)
+        ``sum_s sum_{t=1}^{T_s} E[y_t]`` (observed entries as observed, missing ones by
+        their conditional mean).
+    yy_sum : ndarray, shape (p, p)
+        ``sum_s sum_{t=1}^{T_s} E[y_t y_t']``, including the conditional covariance of
+        the missing entries.
+    yx_sum : ndarray, shape (p, m)
+        ``sum_s sum_{t=1}^{T_s} E[y_t x_t']``.
+    """
+
+    n_sequences: float
+    n_steps: float
+    n_transitions: float
+    n_observed: np.ndarray
+    log_likelihood: float
+    x_first: np.ndarray
+    xx_first: np.ndarray
+    x_sum: np.ndarray
+    xx_sum: np.ndarray
+    x_prev: np.ndarray
+    xx_prev: np.ndarray
+    x_next: np.ndarray
+    xx_next: np.ndarray
+    x_next_x_prev: np.ndarray
+    y_sum: np.ndarray
+    yy_sum: np.ndarray
+    yx_sum: np.ndarray
+
+    def _zip(self, other: Any, op: Any) -> KalmanStats:
+        if not isinstance(other, KalmanStats):
+            return NotImplemented
+        return KalmanStats(
+            **{f.name: op(getattr(self, f.name), getattr(other, f.name))
+               for f in dataclasses.fields(self)}
+        )
+
+    def __add__(self, other: KalmanStats) -> KalmanStats:
+        return self._zip(other, np.add)
+
+    def __radd__(self, other: Any) -> KalmanStats:
+        # lets sum() start from 0
+        if isinstance(other, int) and other == 0:
+            return self
+        return NotImplemented
+
+    def scale(self, c: float) -> KalmanStats:
+        """Every field multiplied by ``c`` (for convex combinations in online EM)."""
+        return KalmanStats(**{f.name: getattr(self, f.name) * c for f in dataclasses.fields(self)})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a ``{name: value}`` dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _conditional_gain(R: np.ndarray, o: np.ndarray, mi: np.ndarray):
+    """``G = R_mo R_oo^{-1}`` and ``R_c = R_mm - G R_om``."""
+    Rmm = R[np.ix_(mi, mi)]
+    if o.size == 0:
+        return np.zeros((mi.size, 0)), Rmm
+    Rmo = R[np.ix_(mi, o)]
+    if not np.any(Rmo):
+        return np.zeros((mi.size, o.size)), Rmm
+    Roo = R[np.ix_(o, o)]
+    try:
+        G = linalg.cho_solve(linalg.cho_factor(Roo, lower=True), Rmo.T).T
+    except linalg.LinAlgError:
+        G = Rmo @ linalg.pinvh(Roo)
+    Rc = Rmm - G @ Rmo.T
+    return G, 0.5 * (Rc + Rc.T)
+
+
+def _observation_moments(y, system, ms, Ps, with_cov):
+    """E[y_t | Y] for every step; per-pattern ``(mi, H, n, sum_t P_t)`` for the sums;
+    optionally Cov(y_t | Y), shape (T, p, p)."""
+    observed = ~np.isnan(y)
+    pattern, idx = missing_patterns(observed)
+    C, d, R = system.C, system.d, system.R
+    p = C.shape[0]
+    Ey = np.array(y, copy=True)
+    cov = np.zeros((y.shape[0], p, p)) if with_cov else None
+    groups = []
+    for k, o in enumerate(idx):
+        mi = np.setdiff1d(np.arange(p), o)
+        if mi.size == 0:
+            continue
+        rows = np.flatnonzero(pattern == k)
+        G, Rc = _conditional_gain(R, o, mi)
+        H = C[mi] - G @ C[o]
+        h = d[mi] + (y[np.ix_(rows, o)] - d[o]) @ G.T
+        Ey[np.ix_(rows, mi)] = ms[rows] @ H.T + h
+        P_rows = Ps[rows]
+        if with_cov:
+            cov[np.ix_(rows, mi, mi)] = H @ P_rows @ H.T + Rc
+        groups.append((mi, H, Rc, rows.size, P_rows.sum(axis=0)))
+    return Ey, groups, cov
+
+
+def observation_moments(
+    Y: ArrayLike, system: LinearGaussianSystem, smoothed: SmootherResult
+) -> tuple[np.ndarray, np.ndarray]:
+    """Moments of the observations given all observed entries (for imputation).
+
+    Parameters
+    ----------
+    Y : array_like, shape (T, p)
+        Observations; NaN entries are missing. Not modified.
+    system : LinearGaussianSystem
+    smoothed : SmootherResult
+        :func:`rts_smoother` of the same ``Y``, ``system`` and lengths.
+
+    Returns
+    -------
+    means : ndarray, shape (T, p)
+        ``E[y_t | Y]``: the observed entries themselves, and the conditional means of
+        the missing ones.
+    covs : ndarray, shape (T, p, p)
+        ``Cov(y_t | Y)``, zero in the rows and columns of observed entries.
+    """
+    y, _, _ = _prepare(Y, system, None)
+    if smoothed.smoothed_means.shape != (y.shape[0], system.n_dim_state):
+        raise ValueError("smoothed does not match Y and system (wrong number of steps or states)")
+    Ey, _, cov = _observation_moments(y, system, smoothed.smoothed_means,
+                                      smoothed.smoothed_covs, True)
+    return Ey, cov
+
+
+def _sum_outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.T @ b
+
+
+def expected_statistics(
+    Y: ArrayLike,
+    system: LinearGaussianSystem,
+    lengths: ArrayLike | None = None,
+    *,
+    backend: str = "auto",
+) -> KalmanStats:
+    """E-step of EM for a linear-Gaussian state-space model.
+
+    Runs the filter and smoother and sums the expected complete-data sufficient
+    statistics (states and all observation coordinates, the missing ones by their
+    conditional moments); see :class:`KalmanStats` for each sum.
+
+    Parameters
+    ----------
+    Y : array_like, shape (T, p)
+        Observations, sequences concatenated; NaN entries are missing. Not modified.
+    system : LinearGaussianSystem
+        The current parameters.
+    lengths : array_like of int, shape (n_seq,), optional
+        Lengths of the sequences; default one sequence.
+    backend : {"auto", "numpy", "numba"}, default "auto"
+
+    Returns
+    -------
+    KalmanStats
+        Additive over sequences: the statistics of a split of the sequences into
+        groups sum to those of all of them.
+    """
+    y, lens, starts = _prepare(Y, system, lengths)
+    filt, seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
+    ms, Ps, lag = _smooth_arrays(system, filt, lens, starts, backend)
+    del filt
+    return _statistics(y, system, lens, starts, ms, Ps, lag, total)
+
+
+def _statistics(y, system, lens, starts, ms, Ps, lag, total) -> KalmanStats:
+    lasts = starts + lens - 1
+    has_next = np.ones(y.shape[0], dtype=bool)
+    has_next[lasts] = False
+    prev = np.flatnonzero(has_next)
+
+    x_sum = ms.sum(axis=0)
+    xx_sum = Ps.sum(axis=0) + _sum_outer(ms, ms)
+    x_first = ms[starts].sum(axis=0)
+    xx_first = Ps[starts].sum(axis=0) + _sum_outer(ms[starts], ms[starts])
+    x_last = ms[lasts].sum(axis=0)
+    xx_last = Ps[lasts].sum(axis=0) + _sum_outer(ms[lasts], ms[lasts])
+    cross = lag.sum(axis=0) + _sum_outer(ms[prev + 1], ms[prev])
+
+    Ey, groups, _ = _observation_moments(y, system, ms, Ps, False)
+    yy = _sum_outer(Ey, Ey)
+    yx = _sum_outer(Ey, ms)
+    for mi, H, Rc, n, P_sum in groups:
+        yy[np.ix_(mi, mi)] += H @ P_sum @ H.T + n * Rc
+        yx[mi] += H @ P_sum
+    return KalmanStats(
+        n_sequences=float(lens.size),
+        n_steps=float(y.shape[0]),
+        n_transitions=float(y.shape[0] - lens.size),
+        n_observed=(~np.isnan(y)).sum(axis=0).astype(float),
+        log_likelihood=total,
+        x_first=x_first,
+        xx_first=_sym(xx_first),
+        x_sum=x_sum,
+        xx_sum=_sym(xx_sum),
+        x_prev=x_sum - x_last,
+        xx_prev=_sym(xx_sum - xx_last),
+        x_next=x_sum - x_first,
+        xx_next=_sym(xx_sum - xx_first),
+        x_next_x_prev=cross,
+        y_sum=Ey.sum(axis=0),
+        yy_sum=_sym(yy),
+        yx_sum=yx,
+    )

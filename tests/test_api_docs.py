@@ -37,7 +37,9 @@ def test_every_public_object_is_on_its_page(name):
     for attr in generate.public_names(module):
         documented = re.search(rf"^\.\. auto(class|function|data):: {re.escape(name)}\.{attr}$",
                                text, re.M)
-        linked = re.search(rf":py:(class|func):`{attr} <[\w.]+>`", text)
+        linked = re.search(rf":py:(class|func):`{attr} <([\w.]+)\.\w+>`", text)
+        if linked:  # the link points at a page that documents the object
+            assert linked.group(2) in MODULES, f"{name}.{attr} links to a module without a page"
         foreign = f"``{attr}``: re-exported from" in text
         assert documented or linked or foreign, f"{name}.{attr} is missing from its page"
 

@@ -63,6 +63,10 @@ def _home(obj) -> str | None:
     return home if isinstance(home, str) and home.startswith("emframe") else None
 
 
+def _private(module: str) -> bool:
+    return any(part.startswith("_") for part in module.split("."))
+
+
 def page(name: str) -> str:
     """The reStructuredText of one module's page."""
     module = importlib.import_module(name)
@@ -74,7 +78,7 @@ def page(name: str) -> str:
         home = _home(obj) if routine else None
         if routine and home is None:
             foreign.append((attr, obj))
-        elif home is not None and home != name:
+        elif home is not None and home != name and not _private(home):
             reexported.append((attr, f"{home}.{obj.__qualname__}", obj))
         else:
             defined.append((attr, obj))

@@ -35,8 +35,8 @@ class Emission(ABC):
     Statistics must be additive over steps (sums of posterior-weighted terms), so
     that the E-step on whole sequences can be chunked.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     letters : mapping of str to str
         hmmlearn-style letters for ``init_params`` / ``params``, mapped to parameter
         field names (for example ``{"m": "means", "c": "covars"}``). Empty means the

@@ -42,3 +42,19 @@ def test_page_runs(page, tmp_path, monkeypatch):
 def test_block_extraction():
     text = "intro\n```python\nx = 1\n```\n```text\nnot code\n```\n```python\ny = 2\n```\n"
     assert BLOCK.findall(text) == ["x = 1\n", "y = 2\n"]
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    broken = [link for link in LINK.findall(page.read_text(encoding="utf-8"))
+              if "://" not in link and not (page.parent / link).exists()]
+    assert not broken, f"{page.name} links to missing files: {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_machine_specific_paths(page):
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"(/work/|/root/|/home/\w+|\.pyenv|[A-Z]:\\\\Users)", text), page.name

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from emframe.models.mixtures.noise import NoiseOption
 from scipy.cluster.vq import kmeans2
 
 from emframe.core.mixture import MixtureEstimator, MixtureModel
@@ -27,7 +28,13 @@ from emframe.inference.gaussian import (
     get_covariance_strategy,
 )
 
-__all__ = ["GaussianMixture", "GaussianMixtureModel", "GaussianMixtureParams", "INIT_METHODS"]
+__all__ = [
+    "GaussianMixture",
+    "GaussianMixtureModel",
+    "GaussianMixtureParams",
+    "INIT_METHODS",
+    "NoisyGaussianMixtureParams",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +57,17 @@ class GaussianMixtureParams(Params):
     means: np.ndarray
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyGaussianMixtureParams(GaussianMixtureParams):
+    """Gaussian mixture parameters plus the weight of a uniform noise component.
+
+    ``weights`` are the component weights given that a point is not noise (they sum
+    to one); see :mod:`emframe.models.mixtures.noise`.
+    """
+
+    noise_weight: float
 
 
 def _kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
@@ -364,7 +382,7 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         return int(self.strategy.n_parameters(K, d) + K * d + K - 1)
 
 
-class GaussianMixture(MixtureEstimator):
+class GaussianMixture(NoiseOption, MixtureEstimator):
     """Gaussian mixture model estimated by EM, with scikit-learn's interface.
 
     Parameters
@@ -399,17 +417,28 @@ class GaussianMixture(MixtureEstimator):
     freeze : tuple of str, default=()
         Parameters held at their initial values: any of ``"weights"``,
         ``"means"``, ``"covariances"`` (freezing ``"covariances"`` or
-        ``"precisions_cholesky"`` fixes both). With frozen means the covariances
-        are centred at them.
+        ``"precisions_cholesky"`` fixes both), and ``"noise_weight"`` with
+        ``noise=True``. With frozen means the covariances are centred at them.
     strict : bool, default=False
         Raise instead of warn if the log-likelihood ever decreases.
+    noise : bool, default=False
+        Add a uniform background component over the bounding box of the training
+        data, with its weight estimated by EM (mclust's noise component; see
+        :mod:`emframe.models.mixtures.noise`). Then ``predict`` returns -1 for
+        points most probably noise and ``predict_proba`` has a last column for it.
+    noise_init : float in (0, 1), default=0.05
+        Initial weight of the noise component (with ``noise=True``).
 
     Attributes
     ----------
     weights_ : ndarray of shape (n_components,)
+        With ``noise=True`` they sum to ``1 - noise_weight_``.
     means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray
         Shape depends on ``covariance_type`` (see :mod:`emframe.inference.gaussian`).
+    noise_weight_, noise_volume_, noise_bounds_ : float, float, ndarray of shape (2, n_features)
+        Only with ``noise=True``: the weight of the noise component, the volume
+        of the box and its lower and upper corners.
     precisions_cholesky_ : ndarray
     precisions_ : ndarray
     params_ : GaussianMixtureParams
@@ -446,6 +475,8 @@ class GaussianMixture(MixtureEstimator):
         verbose: int = 0,
         freeze: tuple[str, ...] = (),
         strict: bool = False,
+        noise: bool = False,
+        noise_init: float = 0.05,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -462,6 +493,10 @@ class GaussianMixture(MixtureEstimator):
         self.verbose = verbose
         self.freeze = freeze
         self.strict = strict
+        self.noise = noise
+        self.noise_init = noise_init
+
+    _noisy_params_class = NoisyGaussianMixtureParams
 
     #: The model class built from the hyperparameters (subclasses swap it).
     _model_class: type[GaussianMixtureModel] = GaussianMixtureModel
@@ -491,7 +526,7 @@ class GaussianMixture(MixtureEstimator):
         return model
 
     def _rebuild_model(self) -> GaussianMixtureModel:
-        return self._make_model(self.n_features_in_)
+        return self._with_noise(self._make_model(self.n_features_in_))
 
     def _fitted_attributes(self, params: GaussianMixtureParams) -> dict[str, Any]:
         precisions = self._model.strategy.precisions(params.precisions_cholesky)

@@ -4,12 +4,14 @@
 - :mod:`emframe.models.hmm`: :class:`GaussianHMM`, :class:`CategoricalHMM`,
   :class:`PoissonHMM`, :class:`GMMHMM` and the generic :class:`HMM`;
 - :mod:`emframe.models.missing`: :class:`MissingDataGaussian`,
-  :class:`MissingDataGaussianMixture`.
+  :class:`MissingDataGaussianMixture`;
+- :mod:`emframe.models.robust`: :class:`StudentTMixture`.
 """
 
 from emframe.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emframe.models.missing import MissingDataGaussian, MissingDataGaussianMixture
 from emframe.models.mixtures import BernoulliMixture, GaussianMixture
+from emframe.models.robust import StudentTMixture
 
 __all__ = [
     "BernoulliMixture",
@@ -21,4 +23,5 @@ __all__ = [
     "MissingDataGaussian",
     "MissingDataGaussianMixture",
     "PoissonHMM",
+    "StudentTMixture",
 ]

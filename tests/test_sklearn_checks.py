@@ -1,4 +1,4 @@
-"""scikit-learn's common estimator checks on GaussianMixture.
+"""scikit-learn's common estimator checks on GaussianMixture and StudentTMixture.
 
 One check is expected to fail:
 
@@ -14,7 +14,7 @@ One check is expected to fail:
 
 import warnings
 
-from emframe.models import GaussianMixture
+from emframe.models import GaussianMixture, StudentTMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 EXPECTED_FAILURES = {
@@ -27,7 +27,8 @@ with warnings.catch_warnings():
     # emframe estimators follow the conventions without inheriting sklearn's BaseEstimator
     warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base")
     _checks = parametrize_with_checks(
-        [GaussianMixture(n_components=2, random_state=0)],
+        [GaussianMixture(n_components=2, random_state=0),
+         StudentTMixture(n_components=2, random_state=0)],
         expected_failed_checks=lambda est: EXPECTED_FAILURES,
     )
 

@@ -204,3 +204,16 @@ def test_bad_noise_input():
     g = GaussianMixture(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="warm_start cannot switch the noise option"):
         g.set_params(warm_start=True, noise=True).fit(X)
+
+
+def test_plot_clusters_draws_noise_grey():
+    from emframe.plotting import plot_clusters
+
+    X = noisy_data()
+    g = GaussianMixture(2, noise=True, random_state=0).fit(X)
+    ax = plot_clusters(g, X)
+    colours = ax.collections[0].get_facecolors()
+    noise = g.predict(X) == -1
+    assert noise.any()
+    np.testing.assert_allclose(colours[noise, :3], 0.55)
+    assert not np.allclose(colours[~noise, :3], 0.55)

@@ -41,9 +41,9 @@ __all__ = [
 #: heavy-tailed that a component is essentially a spike of arbitrary height at one point.
 DOF_MIN = 1e-2
 #: Largest degrees of freedom the M-step returns. The log-density differs from the
-#: Gaussian one by ``((m - d)^2 - 2 d) / (4 nu) + O(nu^-2)``, below ``1e-4`` for a
-#: point at 10 standard deviations in 2-D: at the cap a component is Gaussian for every
-#: practical purpose, and EM stops pushing ``nu`` towards infinity on Gaussian data.
+#: Gaussian one by ``((m - d)^2 - 2 d) / (4 nu) + O(nu^-2)``: at the cap, in 2-D, about
+#: 1e-5 at 3 standard deviations and 2e-3 at 10. A component at the cap is Gaussian for
+#: practical purposes, and EM stops pushing ``nu`` towards infinity on Gaussian data.
 DOF_MAX = 1e6
 
 _LOG_2PI = math.log(2.0 * math.pi)

@@ -153,8 +153,9 @@ def plot_clusters(
     estimator : fitted Gaussian mixture-like estimator
         Needs ``means_`` (n_components, n_features) and ``covariances_`` laid out
         by ``covariance_type`` (``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``),
-        and ``predict`` for the colours. A single Gaussian with ``mean_`` and
-        ``covariance_`` (MissingDataGaussian) gets one ellipse and one colour.
+        and ``predict`` for the colours (label -1, noise, is grey). A single
+        Gaussian with ``mean_`` and ``covariance_`` (MissingDataGaussian) gets one
+        ellipse and one colour.
     X : array-like of shape (n_samples, n_features)
     dims : pair of int
         The two features to plot.
@@ -189,8 +190,9 @@ def plot_clusters(
     cmap = _pyplot().get_cmap("tab10" if k <= 10 else "tab20")
     colors = [cmap(c % cmap.N) for c in range(k)]
     ok = ~np.isnan(X[:, [i, j]]).any(axis=1)
-    ax.scatter(X[ok, i], X[ok, j], c=[colors[c] for c in labels[ok]], s=12, alpha=0.7,
-               linewidths=0)
+    noise = (0.55, 0.55, 0.55, 1.0)  # label -1: a mixture's noise component
+    ax.scatter(X[ok, i], X[ok, j], c=[colors[c] if c >= 0 else noise for c in labels[ok]],
+               s=12, alpha=0.7, linewidths=0)
     sub = np.ix_([i, j], [i, j])
     for c in range(k):
         width, height, angle = ellipse_geometry(covs[c][sub], n_std)

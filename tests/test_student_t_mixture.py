@@ -125,6 +125,37 @@ def test_chunked_weighted_and_accelerated_fits(covariance_type):
     assert np.all(np.diff(fast.loglik_history_) >= -1e-9 * np.abs(fast.loglik_history_[1:]))
 
 
+def test_online_fitting_approaches_the_batch_fit():
+    X = np.tile(clusters(dof=3.0), (8, 1))
+    batch = StudentTMixture(2, random_state=0).fit(X)
+    online = StudentTMixture(2, random_state=0, max_iter=5).fit(X, method="online",
+                                                                batch_size=200)
+    order = np.argsort(online.means_[:, 0])
+    ref = np.argsort(batch.means_[:, 0])
+    np.testing.assert_allclose(online.means_[order], batch.means_[ref], atol=0.1)
+    np.testing.assert_allclose(online.dof_[order], batch.dof_[ref], rtol=0.3)
+    stream = StudentTMixture(2, random_state=0)
+    for start in range(0, len(X), 250):
+        stream.partial_fit(X[start:start + 250])
+    assert np.all(np.isfinite(stream.dof_)) and stream.n_iter_ == 8
+
+
+def test_blocked_e_step_equals_one_block(monkeypatch):
+    import emframe.models.robust.student_t as module
+
+    X = np.tile(clusters(dof=3.0), (40, 1)) + 1e3  # 10000 rows: three blocks
+    w = np.random.default_rng(0).uniform(0, 2, size=len(X))
+    model = StudentTMixtureModel(2)
+    params = model.initialize(X, np.random.default_rng(0))
+    blocked = [model.e_step(params, X), model.e_step(params, X, sample_weight=w)]
+    monkeypatch.setattr(module, "_BLOCK", 10**9)
+    for (a, ll_a), (b, ll_b) in zip(blocked, [model.e_step(params, X),
+                                             model.e_step(params, X, sample_weight=w)],
+                                    strict=True):
+        assert a.allclose(b, rtol=1e-10, atol=1e-8)
+        assert ll_a == pytest.approx(ll_b, rel=1e-12)
+
+
 # ---------------------------------------------------------------------------
 # oracles: the Gaussian limit and the K = 1 maximum likelihood estimate
 # ---------------------------------------------------------------------------

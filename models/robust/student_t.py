@@ -44,7 +44,7 @@ from emframe.core.mixture import MixtureModel
 from emframe.core.numerics import log_normalize, safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_scalar
-from emframe.inference.gaussian import NK_EPS, GaussianKernel, GaussianMoments
+from emframe.inference.gaussian import GaussianKernel, GaussianMoments
 from emframe.inference.student_t import (
     expected_weights,
     t_log_density,
@@ -318,9 +318,16 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         counts ``N_k = sum_i r_ik``: the strategy divides by those, and so gives
         the t M-step (also the tied one, ``sum_k S_k / n``) with its regularisation.
         """
-        centred = stats.moments.shifted(means)
-        counted = type(centred)(stats.nk, centred.ref, centred.sum_x, centred.sum_xx)
+        counted = self._counted(stats.moments.shifted(means), stats.nk)
         return self.strategy.covariances(counted, self.reg_covar, about=means)
+
+    @staticmethod
+    def _counted(moments: GaussianMoments, nk: np.ndarray) -> GaussianMoments:
+        """``moments`` with the responsibility totals ``nk`` as their counts.
+
+        Only for dividing: shifting needs the true weights of the moments.
+        """
+        return type(moments)(nk, moments.ref, moments.sum_x, moments.sum_xx)
 
     def constrained_m_step(
         self, stats: StudentTStats, fixed: Mapping[str, Any]
@@ -331,8 +338,11 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         conditional maximiser). ``covariances`` and ``precisions_cholesky``
         describe the same thing: freezing either freezes both.
         """
-        nk = stats.nk + NK_EPS
-        weights = fixed["weights"] if "weights" in fixed else nk / nk.sum()
+        if "weights" in fixed:
+            weights = fixed["weights"]
+        else:
+            nk = self._counted(stats.moments, stats.nk).nk_eff  # floored as in the Gaussian
+            weights = nk / nk.sum()
         means = fixed["means"] if "means" in fixed else stats.moments.means()
         cov, pc = fixed.get("covariances"), fixed.get("precisions_cholesky")
         if cov is None and pc is None:

@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from custom_models import PoissonMixtureEstimator, poisson_data
+from custom_models import PoissonMixtureEstimator, PoissonParams, poisson_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -29,7 +29,7 @@ class PoissonWithInit(PoissonMixtureEstimator):
         self.extra = extra
 
 
-CUSTOM = [PoissonMixtureEstimator, PoissonWithInit]
+CUSTOM = [PoissonMixtureEstimator, PoissonWithInit, PoissonParams]
 
 
 @pytest.fixture(scope="module")
@@ -506,3 +506,233 @@ def test_model_outside_emframe_without_rebuild_cannot_be_saved(X, tmp_path):
     with pytest.raises(TypeError, match="must implement EMEstimator._rebuild_model"):
         est.save(tmp_path / "x.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- bounded resources (issue 11, item 3) ----------------------------------------------------
+def _npy_bytes(shape, dtype="<f8", payload=b""):
+    """A .npy file whose header declares ``shape`` but which holds only ``payload``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + payload
+
+
+def _with_entry(src, dst, key, raw, change=None):
+    """Copy the model file ``src`` to ``dst`` with entry ``key`` replaced by raw .npy bytes."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == key + ".npy":
+                data = raw
+            if item.filename == "__emframe__.npy" and change is not None:
+                meta = json.loads(np.load(io.BytesIO(data)).tobytes())
+                change(meta)
+                out = io.BytesIO()
+                np.save(out, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                data = out.getvalue()
+            zout.writestr(item.filename, data)
+    return dst
+
+
+def _peak_mb(fn):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak / 1e6
+
+
+def test_declared_shape_is_checked_against_the_file_before_allocating(tmp_path):
+    src = PoissonWithInit(rates_init=np.array([1.0, 2.0])).save(tmp_path / "m.npz")
+    meta, _ = _metadata(src)
+    key = meta["params"]["rates_init"]["__ndarray__"]
+    for shape in [(2**40,), (2**20, 2**20), (3,)]:
+        bad = _with_entry(src, tmp_path / "bad.npz", key, _npy_bytes(shape, payload=b"\0" * 16))
+
+        def attempt(bad=bad):
+            with pytest.raises(ValueError, match=r"declares shape .* but the entry holds 16"):
+                emframe.load(bad, classes=CUSTOM)
+
+        assert _peak_mb(attempt) < 5
+    bad = _with_entry(src, tmp_path / "bad.npz", key, _npy_bytes((2,), "|O", b"\0" * 16))
+    with pytest.raises(ValueError, match="object array"):
+        emframe.load(bad, classes=CUSTOM)
+
+
+def test_an_entry_referenced_many_times_is_read_once(tmp_path):
+    src = PoissonWithInit(extra=np.zeros(500_000)).save(tmp_path / "m.npz")  # 4 MB
+    meta, entries = _metadata(src)
+    meta["params"]["extra"] = [meta["params"]["extra"]] * 10
+    entries["__emframe__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _write_npz(tmp_path / "ten.npz", entries)
+    loaded = []
+    peak = _peak_mb(lambda: loaded.append(emframe.load(tmp_path / "ten.npz", classes=CUSTOM)))
+    extra = loaded[0].extra
+    assert len(extra) == 10 and all(a is extra[0] for a in extra)
+    assert not extra[0].flags.writeable  # shared, so read-only
+    assert peak < 12  # one 4 MB array (and its bytes), not ten
+
+
+def test_zip_directory_sizes_are_checked(fitted, tmp_path):
+    src = fitted.save(tmp_path / "m.npz")
+    # an entry compressed with a method emframe never writes
+    bad = tmp_path / "bz.npz"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, zin.read(item.filename), zipfile.ZIP_BZIP2)
+    with pytest.raises(ValueError, match="unsupported compression"):
+        emframe.load(bad, classes=CUSTOM)
+    # deflated entries (np.savez_compressed) are read
+    deflated = tmp_path / "deflated.npz"
+    with np.load(src) as npz:
+        np.savez_compressed(deflated, **dict(npz))
+    assert emframe.load(deflated, classes=CUSTOM).params_.allclose(fitted.params_, rtol=0)
+    # a directory declaring more stored bytes than an entry holds
+    raw = bytearray(src.read_bytes())
+    at = raw.index(b"PK\x01\x02")  # first central directory record: its uncompressed size
+    raw[at + 24: at + 28] = (2**31).to_bytes(4, "little")
+    (tmp_path / "size.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="size.npz"):
+        emframe.load(tmp_path / "size.npz", classes=CUSTOM)
+
+
+def test_deep_json_nesting_is_a_clear_error(tmp_path):
+    src = PoissonWithInit().save(tmp_path / "m.npz")
+    deep = None
+    for _ in range(600):
+        deep = [deep]
+    bad = tmp_path / "deep.npz"
+    _rewrite_meta(src, bad, lambda m: m["params"].update(extra=deep))
+    with pytest.raises(ValueError, match=r"nests 60\d levels deep, more than the 100"):
+        emframe.load(bad, classes=CUSTOM)
+    ok = None
+    for _ in range(50):
+        ok = [ok]
+    assert emframe.load(PoissonWithInit(extra=ok).save(tmp_path / "ok.npz"),
+                        classes=CUSTOM).extra == ok
+
+
+def test_more_components_than_the_parameters_is_refused_before_allocating(tmp_path):
+    from emframe.models import GaussianHMM
+
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emframe.ConvergenceWarning)
+        src = GaussianHMM(2, random_state=0, max_iter=2).fit(X).save(tmp_path / "h.npz")
+    bad = tmp_path / "big.npz"
+    _rewrite_meta(src, bad, lambda m: m["params"].update(n_components=20000))
+    assert bad.stat().st_size < 4000
+
+    def attempt():
+        with pytest.raises(ValueError, match=r"n_components = 20000, but params_ has start"):
+            emframe.load(bad)
+
+    assert _peak_mb(attempt) < 20  # not the 3.6 GB of (20000, 20000) arrays
+
+
+# -- what a file may create and restore (issue 11, item 9) -----------------------------------
+@pytest.mark.parametrize(("module", "cls"), [("emframe.core.estimator", "EMEstimator"),
+                                             ("emframe.core.mixture", "MixtureEstimator")])
+def test_abstract_base_classes_are_refused(tmp_path, module, cls):
+    src = PoissonWithInit().save(tmp_path / "m.npz")
+    bad = tmp_path / "base.npz"
+    _rewrite_meta(src, bad, lambda m: m.update(module=module, params={}, **{"class": cls}))
+    with pytest.raises(ValueError, match="abstract base class"):
+        emframe.load(bad)
+    fitted_src = PoissonMixtureEstimator().fit(poisson_data()).save(tmp_path / "f.npz")
+    _rewrite_meta(fitted_src, bad, lambda m: m.update(module=module, params={},
+                                                      **{"class": cls}))
+    with pytest.raises(ValueError, match="abstract base class"):
+        emframe.load(bad, classes=CUSTOM)
+
+
+def test_only_the_listed_classes_are_created(fitted, tmp_path):
+    src = PoissonWithInit(extra=1).save(tmp_path / "m.npz")
+    # defined in the same module as the listed class, but not listed
+    assert ExtraAttribute.__module__ == PoissonWithInit.__module__
+    with pytest.raises(ValueError, match=r"PoissonWithInit.*not one of "
+                                         r"classes=\[ExtraAttribute\]"):
+        emframe.load(src, classes=[ExtraAttribute])
+    assert type(emframe.load(src, classes=[PoissonWithInit])) is PoissonWithInit
+    src = fitted.save(tmp_path / "f.npz")  # its params_ is a custom_models.PoissonParams
+    with pytest.raises(ValueError, match=r"PoissonParams.*classes=\[PoissonMixtureEstimator, "
+                                         r"PoissonParams\]"):
+        emframe.load(src, classes=[PoissonMixtureEstimator])
+    loaded = emframe.load(src, classes=[PoissonMixtureEstimator, PoissonParams])
+    assert loaded.params_.allclose(fitted.params_, rtol=0)
+
+
+def test_fitted_keys_must_be_attributes_of_the_class(fitted, tmp_path):
+    src = fitted.save(tmp_path / "m.npz")
+    bad = tmp_path / "bad.npz"
+    _rewrite_meta(src, bad, lambda m: m["fitted"].update(bogus_=1))
+    with pytest.raises(ValueError, match="PoissonMixtureEstimator has no fitted attribute "
+                                         "'bogus_'"):
+        emframe.load(bad, classes=CUSTOM)
+    for key, value in [("n_iter_", "3"), ("converged_", 1), ("n_features_in_", 0),
+                       ("lower_bound_", [1.0])]:
+        _rewrite_meta(src, bad, lambda m, key=key, value=value: m["fitted"].update(
+            {key: value}))
+        with pytest.raises(ValueError, match=f"{key} must be"):
+            emframe.load(bad, classes=CUSTOM)
+    # saving refuses what loading would refuse, unless the class lists it
+    est = PoissonMixtureEstimator().fit(poisson_data())
+    est.extra_ = 1
+    with pytest.raises(TypeError, match=r"\['extra_'\].*_saved_attributes"):
+        est.save(tmp_path / "x.npz")
+    est = ExtraAttribute().fit(poisson_data())
+    est.extra_ = np.arange(3.0)
+    loaded = emframe.load(est.save(tmp_path / "x.npz"), classes=[ExtraAttribute, PoissonParams])
+    np.testing.assert_array_equal(loaded.extra_, [0.0, 1.0, 2.0])
+
+
+class ExtraAttribute(PoissonMixtureEstimator):
+    _saved_attributes = ("extra_",)
+
+
+def test_fitted_arrays_must_agree_with_params(fitted, tmp_path):
+    src = fitted.save(tmp_path / "m.npz")
+    meta, entries = _metadata(src)
+    key = meta["fitted"]["rates_"]["__ndarray__"]
+    entries[key] = entries[key] + 1.0
+    _write_npz(tmp_path / "bad.npz", entries)
+    with pytest.raises(ValueError, match="'rates_' disagrees with params_"):
+        emframe.load(tmp_path / "bad.npz", classes=CUSTOM)
+
+    from emframe.models import GaussianMixture
+
+    X = _faithful()
+    src = GaussianMixture(2, random_state=0).fit(X).save(tmp_path / "g.npz")
+    meta, entries = _metadata(src)
+    key = meta["fitted"]["means_"]["__ndarray__"]
+    entries[key] = entries[key][::-1].copy()
+    _write_npz(tmp_path / "g_bad.npz", entries)
+    with pytest.raises(ValueError, match="'means_' disagrees with params_"):
+        emframe.load(tmp_path / "g_bad.npz")
+    _rewrite_meta(src, tmp_path / "g_d.npz", lambda m: m["fitted"].update(n_features_in_=3))
+    with pytest.raises(ValueError, match="n_features_in_ = 3 does not match params_"):
+        emframe.load(tmp_path / "g_d.npz")
+    _rewrite_meta(src, tmp_path / "g_d.npz", lambda m: m["fitted"].update(n_features_in_=10**9))
+    with pytest.raises(ValueError, match="n_features_in_ = 1000000000, but params_ holds only"):
+        emframe.load(tmp_path / "g_d.npz")
+
+
+def test_loaded_arrays_are_read_only(fitted, tmp_path):
+    from emframe.models import GaussianMixture
+
+    X = _faithful()
+    gm = GaussianMixture(2, random_state=0, means_init=np.array([[2.0, 55.0], [4.5, 80.0]]))
+    for est, classes in [(gm.fit(X), ()), (fitted, CUSTOM)]:
+        loaded = emframe.load(est.save(tmp_path / "m.npz"), classes=classes)
+        arrays = {k: v for k, v in vars(loaded).items()
+                  if k.endswith("_") and isinstance(v, np.ndarray)}
+        assert "loglik_history_" in arrays and len(arrays) >= 3
+        for name, arr in arrays.items():
+            assert not arr.flags.writeable, name
+            with pytest.raises(ValueError, match="read-only"):
+                arr[...] = 0
+    assert not loaded.rates_.flags.writeable

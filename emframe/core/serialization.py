@@ -37,6 +37,28 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # else is restored, so a file cannot replace methods.
 _FITTED_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
 
+#: The fit summary every fitted estimator may hold besides what it derives from
+#: ``params_`` (its ``_fitted_attributes``). A file may restore only these, the derived
+#: ones, and the names an estimator class lists in ``_saved_attributes``.
+SUMMARY_ATTRIBUTES = frozenset({
+    "params_", "converged_", "n_iter_", "n_e_steps_", "n_features_in_", "lower_bound_",
+    "loglik_history_", "lower_bounds_",
+})
+
+
+def saved_attribute_names(cls: type, derived: Any) -> frozenset[str]:
+    """The fitted attributes a file of ``cls`` may hold, given the names derived from params_.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class.
+    derived : iterable of str
+        Names returned by its ``_fitted_attributes(params_)``.
+    """
+    extra = getattr(cls, "_saved_attributes", ())
+    return SUMMARY_ATTRIBUTES | frozenset(derived) | frozenset(extra)
+
 
 # -- atomic output -----------------------------------------------------------------------------
 @contextlib.contextmanager
@@ -60,22 +82,36 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(directory)!r} "
                                 "does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    with _naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         kwargs: dict[str, Any] = {} if mode == "wb" else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates the file with mode 0600; give it the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+            with _naming(path):
+                fh.flush()
+                os.fsync(fh.fileno())
+        with _naming(path):
+            # mkstemp creates the file with mode 0600; give it the usual permissions.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an OSError about the temporary file as one about ``path``, the target."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise type(exc)(exc.errno, f"cannot write {str(path)!r}: {exc.strerror}") from None
 
 
 # -- encoding ----------------------------------------------------------------------------------
@@ -153,11 +189,23 @@ def _constructor_params(estimator: Any) -> dict[str, Any]:
 
 def _fitted_state(estimator: Any) -> dict[str, Any]:
     names = set(estimator._get_param_names())
-    return {
+    state = {
         k: v
         for k, v in vars(estimator).items()
         if _FITTED_RE.match(k) and k not in names
     }
+    derived = estimator._fitted_attributes(state["params_"]) if "params_" in state else {}
+    allowed = saved_attribute_names(type(estimator), derived)
+    unknown = sorted(set(state) - allowed)
+    if unknown:
+        # refuse now rather than write a file that load refuses
+        cls = type(estimator).__name__
+        raise TypeError(
+            f"cannot save {cls}: its fitted attributes {unknown} are neither the fit summary "
+            f"nor derived from params_ by _fitted_attributes; list them in "
+            f"{cls}._saved_attributes to save them"
+        )
+    return state
 
 
 def save(estimator: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None

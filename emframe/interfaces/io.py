@@ -7,14 +7,22 @@ and version, the emframe version, the estimator's module and class, its
 constructor arguments and its fitted attributes. Arrays appear in the JSON as
 references to their entries.
 
-Loading never unpickles (``np.load(..., allow_pickle=False)``) and never
-imports a module named by the file. It instantiates only classes that are
-already defined in the ``emframe`` namespace (``emframe.models`` is imported on
-demand) and are :class:`~emframe.core.estimator.EMEstimator` or
-:class:`~emframe.core.params.Params` subclasses, or classes the caller passes
-explicitly in ``classes``. So an untrusted file cannot run code; at worst it
+Loading never unpickles and never imports a module named by the file. It
+instantiates only classes that are already defined in the ``emframe`` namespace
+(``emframe.models`` is imported on demand) and are concrete
+:class:`~emframe.core.estimator.EMEstimator` or :class:`~emframe.core.params.Params`
+subclasses, or exactly the classes the caller passes in ``classes`` (not other
+classes of their modules). So an untrusted file cannot run code; at worst it
 yields an estimator with wrong numbers, which the model's ``check_params``
 rejects when they are invalid.
+
+Loading also bounds the resources a file can claim: array sizes are checked
+against the file before anything is allocated and each array entry is read once
+(:mod:`emframe.interfaces.archive`), the JSON metadata may nest at most
+``MAX_JSON_DEPTH`` levels, and the fitted state is checked against ``params_``
+before it is trusted: the only fitted attributes restored are the fit summary
+(``converged_``, ``n_iter_``, ...), ``params_`` and what the estimator derives from
+``params_`` (which must equal what the file holds). Loaded arrays are read-only.
 
 The model object (``estimator._model``) is not stored: it holds no fitted
 state, and ``estimator._rebuild_model()`` rebuilds it from the constructor
@@ -25,10 +33,12 @@ estimator that cannot do that without data cannot be saved.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
+import re
 import sys
-import zipfile
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,13 +56,20 @@ from emframe.core.serialization import (
     _emframe_version,
     atomic_write,
     save,
+    saved_attribute_names,
 )
+from emframe.interfaces.archive import Archive
 
-__all__ = ["atomic_write", "load", "read_metadata", "save"]
+__all__ = ["MAX_JSON_DEPTH", "atomic_write", "load", "read_metadata", "save"]
+
+#: Deepest nesting of lists and objects accepted in a file's JSON metadata. emframe's
+#: own files nest about ten levels; the cap keeps decoding far from Python's recursion
+#: limit.
+MAX_JSON_DEPTH = 100
 
 
 class _Decoder:
-    def __init__(self, arrays: Any, resolver: _Resolver, path: str) -> None:
+    def __init__(self, arrays: Archive, resolver: _Resolver, path: str) -> None:
         self.arrays = arrays
         self.resolver = resolver
         self.path = path
@@ -69,9 +86,9 @@ class _Decoder:
             raise self._corrupt(f"unexpected metadata node {node!r}")
         if "__ndarray__" in node:
             key = node["__ndarray__"]
-            if not isinstance(key, str) or key not in self.arrays.files:
+            if not isinstance(key, str) or key not in self.arrays:
                 raise self._corrupt(f"the array entry {key!r} is missing")
-            arr = _read_entry(self.arrays, key, self.path)
+            arr = self.arrays.array(key)  # read-only, read once however often referenced
             return arr[()] if node.get("scalar") else arr
         if "__float__" in node:
             text = node["__float__"]
@@ -95,7 +112,10 @@ class _Decoder:
                 raise self._corrupt(
                     f"{cls.__name__} has fields {sorted(expected)}, the file has {sorted(fields)}"
                 )
-            return cls(**{k: self.decode(v) for k, v in fields.items()})
+            try:
+                return cls(**{k: self.decode(v) for k, v in fields.items()})
+            except (TypeError, ValueError) as exc:
+                raise self._corrupt(f"cannot make {cls.__name__} from the file: {exc}") from None
         raise self._corrupt(f"unknown metadata node with keys {sorted(node)}")
 
 
@@ -105,14 +125,20 @@ def _expect(value: Any, kind: type, dec: _Decoder) -> Any:
     return value
 
 
-def _read_entry(npz: Any, key: str, path: str) -> np.ndarray:
-    try:
-        return npz[key]
-    except ValueError as exc:
-        # object arrays (which need pickle) land here
-        raise ValueError(f"{path!r}: cannot read entry {key!r} safely: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"{path!r} is corrupted: cannot read entry {key!r} ({exc})") from None
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON text (brackets inside strings ignored)."""
+    depth = deepest = 0
+    for match in _JSON_TOKENS.finditer(text):
+        tok = match.group()
+        if tok in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif tok in "]}":
+            depth -= 1
+    return deepest
 
 
 #: Where the classes of files written by emframe 0.1.0 (one flat package) live now.
@@ -135,7 +161,6 @@ class _Resolver:
 
     def __init__(self, classes: Iterable[type], path: str) -> None:
         self.classes = tuple(classes)
-        self.modules = {c.__module__ for c in self.classes}
         self.path = path
 
     def resolve(self, module: Any, name: Any, base: type) -> type:
@@ -147,11 +172,14 @@ class _Resolver:
             if cls.__module__ == module and cls.__qualname__ == name:
                 return cls
         module = _MOVED_MODULES.get(module, module)
-        if not _in_emframe(module) and module not in self.modules:
+        if not _in_emframe(module):
+            listed = ", ".join(c.__name__ for c in self.classes)
             raise ValueError(
-                f"{self.path!r} names the class {module}.{name}, which is outside emframe; "
-                "emframe.load only creates emframe classes. If you trust this file and the "
-                f"class, pass it explicitly: emframe.load(path, classes=[{name}])"
+                f"{self.path!r} names the class {module}.{name}, which is outside emframe "
+                + (f"and not one of classes=[{listed}]" if listed else "")
+                + "; emframe.load only creates emframe classes and the classes passed to it. "
+                "If you trust this file and the class, pass it explicitly: "
+                f"emframe.load(path, classes=[{listed + ', ' if listed else ''}{name}])"
             )
         if module not in sys.modules and module.startswith("emframe.models"):
             # the shipped models: a trusted package, imported by its fixed name
@@ -168,47 +196,49 @@ class _Resolver:
 
 
 # -- public API --------------------------------------------------------------------------------
-def _open(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], str]:
+def _open(path: str | os.PathLike[str]) -> tuple[Archive, dict[str, Any], str]:
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise FileNotFoundError(f"no such model file: {name!r}")
+    arch = Archive(name)
     try:
-        npz = np.load(name, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{name!r} is not an emframe model file: cannot read it as .npz "
-                         f"({exc})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{name!r} is not an emframe model file: it is a single .npy array, "
-                         "not an .npz archive")
-    if _META_KEY not in npz.files:
-        npz.close()
+        meta = _read_meta(arch, name)
+    except BaseException:
+        arch.close()
+        raise
+    return arch, meta, name
+
+
+def _read_meta(arch: Archive, name: str) -> dict[str, Any]:
+    if _META_KEY not in arch:
         raise ValueError(f"{name!r} is not an emframe model file: it has no {_META_KEY!r} "
                          "metadata entry (is it an ordinary .npz archive?)")
-    raw = _read_entry(npz, _META_KEY, name)
+    raw = arch.array(_META_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError("the metadata entry is not a uint8 vector")
-        meta = json.loads(raw.tobytes().decode("utf-8"))
+        text = raw.tobytes().decode("utf-8")
+        depth = _json_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"the JSON nests {depth} levels deep, more than the "
+                             f"{MAX_JSON_DEPTH} emframe accepts")
+        meta = json.loads(text)
         if not isinstance(meta, dict):
             raise ValueError("the metadata is not a JSON object")
     except (ValueError, UnicodeDecodeError) as exc:
-        npz.close()
         raise ValueError(f"{name!r} is corrupted: unreadable metadata ({exc})") from None
     if meta.get("format") != FORMAT_NAME:
-        npz.close()
         raise ValueError(f"{name!r} is not an emframe model file (format {meta.get('format')!r})")
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        npz.close()
         raise ValueError(f"{name!r} is corrupted: bad format_version {version!r}")
     if version > FORMAT_VERSION:
-        npz.close()
         raise ValueError(
             f"{name!r} uses emframe model format version {version}, written by emframe "
             f"{meta.get('emframe_version')}; this emframe ({_emframe_version()}) reads up to "
             f"version {FORMAT_VERSION}: upgrade emframe to load it"
         )
-    return npz, meta, name
+    return meta
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -220,8 +250,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         Keys ``format``, ``format_version``, ``emframe_version``, ``module``,
         ``class`` and ``metadata`` (what was passed to :func:`save`).
     """
-    npz, meta, _ = _open(path)
-    npz.close()
+    arch, meta, _ = _open(path)
+    arch.close()
     keys = ("format", "format_version", "emframe_version", "module", "class", "metadata")
     return {k: meta.get(k) for k in keys}
 
@@ -234,28 +264,34 @@ def load(path: str | os.PathLike[str], *, classes: Iterable[type] = ()) -> Any:
     path : str or path-like
     classes : iterable of classes, optional
         Estimator and parameter classes defined outside emframe (your own
-        models) that this file may instantiate. emframe's own classes are
-        always allowed; nothing else is.
+        models, and their parameter classes) that this file may instantiate.
+        emframe's own classes are always allowed; of other classes, exactly
+        these and nothing else (not other classes of their modules).
 
     Returns
     -------
     EMEstimator
         The estimator with its constructor arguments and fitted attributes;
-        its predictions and scores equal the saved estimator's.
+        its predictions and scores equal the saved estimator's. Arrays read
+        from the file (fitted attributes and array constructor arguments) are
+        read-only.
 
     Raises
     ------
     ValueError
-        If the file is not an emframe model file, is corrupted, names a class
-        outside emframe, or was written by a newer format version.
+        If the file is not an emframe model file, is corrupted, declares more
+        data than it holds, names a class outside emframe (or an abstract
+        base), holds fitted attributes the class does not have or that
+        disagree with ``params_``, or was written by a newer format version.
     FileNotFoundError
         If there is no such file.
     """
-    npz, meta, name = _open(path)
-    with npz:
+    arch, meta, name = _open(path)
+    with arch:
         resolver = _Resolver(classes, name)
         cls = resolver.resolve(meta.get("module"), meta.get("class"), EMEstimator)
-        dec = _Decoder(npz, resolver, name)
+        _check_concrete(cls, name)
+        dec = _Decoder(arch, resolver, name)
         params = meta.get("params")
         fitted = meta.get("fitted")
         if not isinstance(params, dict) or not isinstance(fitted, dict):
@@ -267,7 +303,12 @@ def load(path: str | os.PathLike[str], *, classes: Iterable[type] = ()) -> Any:
                 f"{name!r} has constructor parameters {unknown} that {cls.__name__} does not "
                 f"accept (saved by emframe {meta.get('emframe_version')}, a different version?)"
             )
-        estimator = cls(**{k: dec.decode(v) for k, v in params.items()})
+        kwargs = {k: dec.decode(v) for k, v in params.items()}
+        try:
+            estimator = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name!r}: cannot create {cls.__name__} from the saved "
+                             f"constructor parameters: {exc}") from None
         state = {}
         for key, node in fitted.items():
             if not (isinstance(key, str) and _FITTED_RE.match(key)) or key in valid:
@@ -275,16 +316,114 @@ def load(path: str | os.PathLike[str], *, classes: Iterable[type] = ()) -> Any:
             state[key] = dec.decode(node)
     if not state:
         return estimator
-    if "params_" not in state or not isinstance(state["params_"], Params):
+    return _restore_fitted(estimator, state, name)
+
+
+def _check_concrete(cls: type, name: str) -> None:
+    """Refuse base classes: they cannot build a model (and are not what any file holds)."""
+    if inspect.isabstract(cls) or cls._build_model is EMEstimator._build_model:
+        raise ValueError(
+            f"{name!r} names {cls.__module__}.{cls.__qualname__}, an abstract base class that "
+            "cannot be fitted or loaded; a model file names a concrete estimator class"
+        )
+
+
+#: Types of the fit summary attributes (see SUMMARY_ATTRIBUTES).
+_SUMMARY_CHECKS: dict[str, tuple[str, Any]] = {
+    "converged_": ("a bool", lambda v: isinstance(v, (bool, np.bool_))),
+    "n_iter_": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "n_e_steps_": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "n_features_in_": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "lower_bound_": ("a number", lambda v: _is_real(v)),
+    "loglik_history_": ("a 1-D float array", lambda v: _is_float_vector(v)),
+    "lower_bounds_": ("a 1-D float array", lambda v: _is_float_vector(v)),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v: Any) -> bool:
+    return _is_int(v) or isinstance(v, (float, np.floating))
+
+
+def _is_float_vector(v: Any) -> bool:
+    return isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
+
+
+def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
+    cls = type(estimator)
+
+    def refuse(msg: str) -> ValueError:
+        return ValueError(f"{name!r}: the saved parameters do not fit {cls.__name__}: {msg}")
+
+    params = state.get("params_")
+    if not isinstance(params, Params):
         raise ValueError(f"{name!r} is corrupted: a fitted estimator needs a 'params_' entry")
-    for key, value in state.items():
+    for key, (what, ok) in _SUMMARY_CHECKS.items():
+        if key in state and not ok(state[key]):
+            raise refuse(f"{key} must be {what}, got {state[key]!r}")
+    summary = {k: v for k, v in state.items() if k in _SUMMARY_CHECKS or k == "params_"}
+    for key, value in summary.items():
         setattr(estimator, key, value)
     try:
         # the model object holds no fitted state: rebuild it from the hyperparameters
         model = estimator._rebuild_model()
-        model.check_params(estimator.params_)
+        model.check_params(params)
+        estimator._model = model
+        derived = estimator._fitted_attributes(params)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise ValueError(f"{name!r}: the saved parameters do not fit {cls.__name__}: {exc}"
-                         ) from None
-    estimator._model = model
+        raise refuse(str(exc)) from None
+    unknown = sorted(set(state) - saved_attribute_names(cls, derived))
+    if unknown:
+        raise refuse(f"{cls.__name__} has no fitted attribute {', '.join(map(repr, unknown))}")
+    for key, value in derived.items():
+        # the file repeats what params_ determines; it must agree
+        if key in state and not _identical(state[key], value):
+            raise refuse(f"the fitted attribute {key!r} disagrees with params_")
+    if _in_emframe(cls.__module__):
+        _check_n_features(estimator, params, refuse)
+    for key, value in {**derived, **state}.items():
+        if key not in summary:
+            setattr(estimator, key, derived.get(key, value))
     return estimator
+
+
+def _identical(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind
+                                                               in "fc")))
+    if isinstance(a, Params) or isinstance(b, Params):
+        return type(a) is type(b) and a.allclose(b, rtol=0.0)
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+def _check_n_features(estimator: Any, params: Params, refuse: Any) -> None:
+    """Check ``n_features_in_`` against the parameters of one of emframe's own models.
+
+    Every shipped model has at least one parameter per feature, and accepts a row of
+    zeros; scoring one such row of ``n_features_in_`` columns fails when the
+    parameters are for another number of features.
+    """
+    d = getattr(estimator, "n_features_in_", None)
+    if d is None:
+        return
+    size = sum(np.size(leaf) for leaf in _param_arrays(params))
+    if d > size:
+        raise refuse(f"n_features_in_ = {d}, but params_ holds only {size} numbers")
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            estimator.log_likelihood(np.zeros((1, d)))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise refuse(f"n_features_in_ = {d} does not match params_ ({exc})") from None
+
+
+def _param_arrays(obj: Any) -> list[Any]:
+    if isinstance(obj, Params):
+        return [leaf for v in obj.as_dict().values() for leaf in _param_arrays(v)]
+    if isinstance(obj, (tuple, list)):
+        return [leaf for v in obj for leaf in _param_arrays(v)]
+    return [obj] if isinstance(obj, np.ndarray) else []

@@ -326,8 +326,16 @@ class HMM(EMEstimator):
         The topology (which start/transition entries may be non-zero) is taken from the
         zeros of the fitted ``startprob_`` and ``transmat_``.
         """
-        emission = self._make_emission(None)
         p = self.params_
+        k = self.n_components
+        if not (isinstance(k, (int, np.integer)) and np.shape(p.startprob) == (k,)
+                and np.shape(p.transmat) == (k, k)):
+            # checked before building the model, which allocates (K, K) arrays
+            raise ValueError(
+                f"n_components = {k!r}, but params_ has start probabilities of shape "
+                f"{np.shape(p.startprob)} and transitions of shape {np.shape(p.transmat)}"
+            )
+        emission = self._make_emission(None)
         initial = {"startprob": p.startprob, "transmat": p.transmat, "*": p.emission}
         return self._new_model(
             emission, initial, self._parse_letters(self.params, "params", emission)

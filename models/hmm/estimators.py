@@ -18,6 +18,7 @@ from emframe.models.hmm.emissions import (
     PoissonEmission,
     check_symbols,
 )
+from emframe.models.hmm.emissions.categorical import check_table_size
 from emframe.models.hmm.estimator import HMM, _ParamAttribute, _store_args
 
 from emframe.core.validation import check_scalar
@@ -63,6 +64,8 @@ class CategoricalHMM(HMM):
     n_features : int, optional
         Number of symbols. Default: ``emissionprob_.shape[1]`` when given before
         ``fit``, else one more than the largest symbol in the training data.
+        ``n_components * n_features`` may be at most ``MAX_TABLE_SIZE`` = 2**27
+        (a 1 GiB table); larger alphabets are refused before anything is allocated.
     emissionprob_prior : float or array-like of shape (n_components, n_features), default 1.0
         Dirichlet concentration of every row of ``emissionprob_`` (MAP; >= 1).
     {_COMMON_DOC}
@@ -115,6 +118,7 @@ class CategoricalHMM(HMM):
             n_symbols = int(np.shape(self.emissionprob_)[1])
         else:
             n_symbols = int(check_symbols(X)[:, 0].max()) + 1
+        check_table_size(int(self.n_components), n_symbols)
         prior = np.asarray(self.emissionprob_prior, dtype=float)
         if not np.all(np.isfinite(prior)) or np.any(prior < 1.0):
             raise ValueError(

@@ -57,8 +57,14 @@ def validate_lengths(lengths: ArrayLike | None, n_samples: int) -> np.ndarray:
     Raises
     ------
     ValueError
-        If ``lengths`` is not 1-D, is empty, holds a non-integer or a value <= 0, or
-        does not sum to ``n_samples``.
+        If ``lengths`` is not 1-D, is empty, holds a non-integer, a value <= 0 or a
+        value larger than ``n_samples``, or does not sum to ``n_samples``.
+
+    Notes
+    -----
+    Every length is compared with ``n_samples`` before any conversion and the sum is
+    taken in Python integers, so lengths whose 64-bit sum would wrap around (and let
+    compiled kernels index out of bounds) are refused.
     """
     n_samples = int(n_samples)
     if lengths is None:
@@ -80,15 +86,61 @@ def validate_lengths(lengths: ArrayLike | None, n_samples: int) -> np.ndarray:
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             bad = arr[~np.isfinite(arr) | (arr != np.round(arr))][0]
             raise ValueError(f"lengths must be integers, got {bad!r}")
+    # Compare in the input's own dtype (no wrap-around yet): every length in 1..n_samples.
+    if np.any(arr <= 0):
+        raise ValueError(f"every length must be positive, got {arr[arr <= 0][0].item()!r}")
+    if np.any(arr > n_samples):
+        raise ValueError(
+            f"a sequence length ({arr[arr > n_samples][0].item()!r}) is larger than the number of "
+            f"samples n_samples = {n_samples}"
+        )
+    if arr.size > n_samples:
+        raise ValueError(
+            f"{arr.size} sequences cannot hold n_samples = {n_samples} samples: every "
+            "sequence needs at least one"
+        )
     out = arr.astype(np.int64)
-    if np.any(out <= 0):
-        raise ValueError(f"every length must be positive, got {int(out[out <= 0][0])}")
-    total = int(out.sum())
+    # Exact: at most n_samples values, each at most n_samples, summed in Python integers.
+    total = sum(out.tolist())
     if total != n_samples:
         raise ValueError(
             f"sum(lengths) = {total} does not match the number of samples n_samples = {n_samples}"
         )
     return out
+
+
+def check_kernel_bounds(starts: np.ndarray, lengths: np.ndarray, n_rows: int) -> None:
+    """Check that ``starts``/``lengths`` tile rows ``0 .. n_rows - 1`` exactly.
+
+    The compiled kernels index without bounds checks, so this is the last check before
+    them. It is exact and vectorised: every value is bounded first, so no sum can wrap.
+
+    Raises
+    ------
+    ValueError
+        If the sequences do not cover the rows exactly, in order.
+    """
+    ok = (
+        starts.ndim == 1
+        and lengths.ndim == 1
+        and starts.shape == lengths.shape
+        and starts.size >= 1
+        and starts.dtype == np.int64
+        and lengths.dtype == np.int64
+        and n_rows >= 1
+        and bool(np.all(lengths >= 1))
+        and bool(np.all(lengths <= n_rows))
+        and bool(np.all(starts >= 0))
+        and bool(np.all(starts < n_rows))
+        and int(starts[0]) == 0
+        and bool(np.all(starts[1:] == starts[:-1] + lengths[:-1]))
+        and int(starts[-1]) + int(lengths[-1]) == n_rows
+    )
+    if not ok:
+        raise ValueError(
+            f"internal error: sequence bounds do not tile the {n_rows} rows "
+            "(refusing to run a compiled kernel out of bounds)"
+        )
 
 
 @functools.cache
@@ -121,10 +173,88 @@ def _use_numba(backend: str) -> bool:
 
 
 def _numba_kernels() -> Any:
-    # Imported lazily: importing numba costs ~0.5 s and it is optional.
-    from emframe.inference.hmm import _numba
+    """The numba kernels, each behind its entry check (see :class:`_GuardedKernels`)."""
+    return _GuardedKernels()
 
-    return _numba
+
+class _GuardedKernels:
+    """The compiled kernels of :mod:`emframe.inference.hmm._numba`, called safely.
+
+    Before a call, the arrays' dtypes and shapes and the sequence bounds are checked
+    (:func:`check_kernel_bounds`): compiled code does not check its indices. A Ctrl-C
+    that arrives while a kernel runs makes numba's dispatcher raise ``SystemError:
+    CPUDispatcher(...) returned a result with an exception set``, with the
+    KeyboardInterrupt as its cause; it is raised as the KeyboardInterrupt it is.
+    """
+
+    # kernel name -> shapes of its array arguments ("T", "K", "N": rows, states, sequences;
+    # "S" and "L" are starts and lengths); scalars are not listed
+    _SIGNATURES: dict[str, tuple[str, ...]] = {
+        "scaled_forward_backward": ("K", "KK", "TK", "S", "L"),
+        "log_forward": ("K", "KK", "TK", "S", "L"),
+        "log_backward": ("KK", "TK", "S", "L"),
+        "log_stats": ("KK", "TK", "S", "L", "TK", "T", "TK", "N"),
+        "viterbi": ("K", "KK", "TK", "S", "L"),
+    }
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._SIGNATURES:
+            raise AttributeError(name)
+        # Imported lazily: importing numba costs ~0.5 s and it is optional.
+        from emframe.inference.hmm import _numba
+
+        kernel = getattr(_numba, name)
+        signature = self._SIGNATURES[name]
+
+        def call(*args: Any) -> Any:
+            _check_kernel_args(name, signature, args)
+            return call_interruptible(kernel, *args)
+
+        return call
+
+
+def _check_kernel_args(name: str, signature: tuple[str, ...], args: tuple[Any, ...]) -> None:
+    arrays = dict(zip(signature, args, strict=False))
+    le, starts, lengths = arrays["TK"], arrays["S"], arrays["L"]
+    if not (isinstance(le, np.ndarray) and le.ndim == 2):
+        raise ValueError(f"internal error: {name} needs a 2-D log_emission")
+    sizes = {"T": le.shape[0], "K": le.shape[1], "N": np.shape(starts)[0]}
+    for code, a in zip(signature, args, strict=False):
+        if code in ("S", "L"):
+            continue
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.c_contiguous
+                and a.shape == tuple(sizes[c] for c in code)):
+            raise ValueError(f"internal error: an argument of {name} is not a C-contiguous "
+                             f"float64 array of shape {code} = "
+                             f"{tuple(sizes[c] for c in code)}")
+    check_kernel_bounds(starts, lengths, le.shape[0])
+
+
+def call_interruptible(fn: Any, *args: Any) -> Any:
+    """Call a compiled function; a Ctrl-C during it raises KeyboardInterrupt.
+
+    numba's dispatcher turns a KeyboardInterrupt raised while compiled code runs into
+    ``SystemError(... returned a result with an exception set)`` (possibly a chain of
+    them) caused by the KeyboardInterrupt; this undoes that.
+    """
+    try:
+        return fn(*args)
+    except SystemError as exc:
+        if _caused_by_interrupt(exc):
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is somewhere in the chain of causes of ``exc``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _check_inputs(

@@ -17,7 +17,18 @@ from emframe.core.numerics import normalize, safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_array
 
-__all__ = ["CategoricalEmission", "CategoricalParams", "CategoricalStats", "check_symbols"]
+__all__ = [
+    "MAX_TABLE_SIZE",
+    "CategoricalEmission",
+    "CategoricalParams",
+    "CategoricalStats",
+    "check_symbols",
+    "check_table_size",
+]
+
+#: Memory budget of one (n_components, n_symbols) float64 table, in entries (1 GiB).
+#: Fitting holds a few such tables (probabilities, counts, their logarithms).
+MAX_TABLE_SIZE = 2**27
 
 
 # ----------------------------------------------------------------------------------------
@@ -129,6 +140,25 @@ class CategoricalEmission(Emission):
         _check_shape(arr, (n_components, self.n_symbols), "emissionprob_")
         _check_stochastic_rows(arr, "emissionprob_")
         return arr
+
+
+def check_table_size(n_components: int, n_symbols: int) -> None:
+    """Refuse an alphabet whose (n_components, n_symbols) tables exceed :data:`MAX_TABLE_SIZE`.
+
+    Raises
+    ------
+    ValueError
+        Naming the size needed and the budget, before anything is allocated.
+    """
+    size = int(n_components) * int(n_symbols)
+    if size > MAX_TABLE_SIZE:
+        raise ValueError(
+            f"{n_symbols} symbols with n_components={n_components} need emission tables of "
+            f"{n_components} x {n_symbols} = {size} probabilities ({size * 8 / 2**30:.3g} GiB "
+            f"each), more than the budget of {MAX_TABLE_SIZE} entries (1 GiB); symbols must "
+            "be codes 0, 1, ..., S-1 (relabel sparse codes, e.g. with "
+            "np.unique(x, return_inverse=True))"
+        )
 
 
 def check_symbols(X: Any, n_symbols: int | None = None) -> np.ndarray:

@@ -70,7 +70,8 @@ def test_fit_gmm_then_predict(tmp_path):
     X = emframe.datasets.load_old_faithful()
     assert f"BIC             {est.bic(X):.6f}" in r.stdout
     assert f"iterations      {est.n_iter_} " in r.stdout
-    assert len(progress) == est.n_iter_
+    # a short fit: one line, for the last iteration (not one per iteration)
+    assert len(progress) == 1 and f"iter {est.n_iter_:4d}" in progress[0]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     out = tmp_path / "pred.csv"
@@ -187,10 +188,11 @@ def test_exit_status_of_the_process(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = run("fit", "gmm", tmp_path / "nothere.csv")
     assert r.returncode == 2 and "nothere.csv: no such file" in r.stderr
-    # an operating-system failure is exit status 1: the output path is a directory
+    # an output that cannot be written is bad input, found before the fit
     (tmp_path / "adir").mkdir()
     r = run("impute", AIR, "--quiet", "--out", tmp_path / "adir")
-    assert r.returncode == 1 and "emframe: error:" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"cannot write {tmp_path / 'adir'}: it is a directory" in r.stderr
 
 
 # -- bad input and usage, in-process ---------------------------------------------------------
@@ -497,3 +499,199 @@ def test_fit_plots_of_each_model_kind(capsys, tmp_path):
         code, _, err = call(capsys, *args, "-q", "--plot", plot)
         assert code == 0, err
         assert mpimg.imread(plot).ndim == 3
+
+
+# -- issue 11: bounded resources, closed pipes, Ctrl-C, bad input, labels, progress ----------
+def test_closed_stdout_keeps_the_model_file(tmp_path):
+    """``emframe fit ... --out m.npz | head -1``: the reader closes stdout early."""
+    model = tmp_path / "m.npz"
+    p = subprocess.Popen([sys.executable, "-m", "emframe", "fit", "gmm", FAITHFUL, "-q",
+                          "--out", model], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    p.stdout.close()  # before the command prints anything
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 0, err
+    assert err == ""
+    assert emframe.load(model).n_components == 2
+    # and through a real shell pipe
+    r = subprocess.run(f"'{sys.executable}' -m emframe fit gmm '{FAITHFUL}' -q --out "
+                       f"'{tmp_path / 'h.npz'}' | head -1", shell=True, capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.startswith("model ") and r.stderr == ""
+    assert emframe.load(tmp_path / "h.npz").n_components == 2
+
+
+def test_ctrl_c_during_an_hmm_fit_exits_130(tmp_path):
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "long.npy"
+    np.save(data, rng.normal(size=(150_000, 2)))
+    p = subprocess.Popen([sys.executable, "-m", "emframe", "fit", "gaussian-hmm", data, "-k", "8",
+                          "--max-iter", "1000", "--tol", "0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        first = p.stderr.readline()  # the first progress line: the fit is under way
+        assert "iter" in first, first
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert err.strip().endswith("emframe: interrupted") and "Traceback" not in err
+
+
+def test_label_like_and_text_columns(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (30, 2)), rng.normal(5, 1, (30, 2))]
+    codes = np.repeat([0, 1], 30)
+    lines = "\n".join(f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(X, codes, strict=True))
+    data = write(tmp_path / "coded.csv", "length,width,species\n" + lines + "\n")
+    code, _, err = call(capsys, "fit", "gmm", data, "-q")
+    assert code == 0
+    assert ("emframe: warning: " in err and "column 3 'species' looks like a class label"
+            in err and "--columns 1-2" in err)
+    code, _, err = call(capsys, "fit", "gmm", data, "-q", "--columns", "1-2")
+    assert code == 0 and "warning" not in err
+    names = np.where(codes == 0, "setosa", "virginica")
+    lines = "\n".join(f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(X, names, strict=True))
+    data = write(tmp_path / "named.csv", "length,width,species\n" + lines + "\n")
+    code, _, err = call(capsys, "fit", "gmm", data, "-q")
+    assert code == 2
+    assert ("named.csv: column 3 'species' holds text ('setosa'), not numbers; choose the "
+            "numeric columns with --columns 1-2") in err
+    code, out, err = call(capsys, "fit", "gmm", data, "-q", "--columns", "length,width")
+    assert code == 0, err  # an unused text column is no obstacle
+    code, out, err = call(capsys, "impute", data, "-q", "--columns", "1-2")
+    assert code == 0 and out.splitlines()[1].endswith(",setosa")  # passed through as text
+
+
+def test_bad_inputs_exit_2_naming_the_file(capsys, tmp_path):
+    big = write(tmp_path / "big.csv", "a,b\n1," + "9" * 200_000 + "\n")
+    code, _, err = call(capsys, "fit", "gmm", big)
+    assert code == 2 and "big.csv: line 2: not a readable CSV table" in err
+    series = write(tmp_path / "s.csv", "x\n" + "\n".join(map(str, range(10))) + "\n")
+    latin = tmp_path / "len.txt"
+    latin.write_bytes("longueur\u00e9\n5\n5\n".encode("latin-1"))
+    code, _, err = call(capsys, "fit", "gaussian-hmm", series, "--lengths", latin)
+    assert code == 2 and "len.txt: not a UTF-8 text file of sequence lengths" in err
+    wraps = write(tmp_path / "wrap.txt", f"{2**62}\n{2**62}\n{2**62}\n{2**62 + 10}\n")
+    code, _, err = call(capsys, "fit", "gaussian-hmm", series, "--lengths", wraps)
+    assert code == 2 and "wrap.txt: sequence length 4611686018427387904 (number 1) is more " \
+                         "than the 10 rows" in err
+    holes = write(tmp_path / "holes.csv", "a,b,c\n1,,3\n2,,1\n3,,4\n5,,2\n")
+    for cmd in (["fit", "gmm-missing", holes], ["impute", holes], ["fit", "mvn-missing", holes]):
+        code, _, err = call(capsys, *cmd, "-q")
+        assert code == 2, cmd
+        assert "holes.csv: column 2 'b' has no observed values; leave it out with --columns " \
+               "1,3" in err
+    code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.png", "--max-pixels",
+                        "-5")
+    assert code == 2 and "--max-pixels: must be a non-negative integer, got -5" in err
+    symbols = write(tmp_path / "sym.csv", "s\n0\n1\n3000000000\n2\n")
+    code, _, err = call(capsys, "fit", "categorical-hmm", symbols, "-q")
+    assert code == 2
+    assert ("sym.csv: row 3 (line 4), column 1 's': symbol 3000000000 makes an alphabet of "
+            "3000000001 symbols") in err and "budget of 134217728 (1 GiB)" in err
+
+
+def test_unwritable_output_names_the_target(capsys, tmp_path, monkeypatch):
+    import tempfile
+
+    from emframe.core import serialization
+
+    def refuse(*args, dir=None, **kwargs):
+        name = os.path.join(dir or ".", ".out.npz.x1y2.tmp")
+        raise PermissionError(13, "Permission denied", name)
+
+    target = tmp_path / "out.npz"
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", refuse)
+        code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", target)
+        assert code == 2 and f"cannot write {target}: Permission denied" in err
+        assert ".tmp" not in err
+        with pytest.raises(PermissionError, match=r"cannot write '.*out.npz': Permission den"
+                           ) as info:
+            with serialization.atomic_write(target):
+                pass
+        assert ".tmp" not in str(info.value)
+    if not os.access("/sys", os.W_OK) or _mkstemp_fails("/sys"):
+        code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", "/sys/m.npz")
+        assert code == 2 and "cannot write /sys/m.npz" in err and ".tmp" not in err
+
+
+def _mkstemp_fails(directory):
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=directory)
+    except OSError:
+        return True
+    os.close(fd)
+    os.unlink(name)
+    return False
+
+
+def test_select_uses_several_starts_and_warns_on_worse_nested_fits(capsys):
+    code, out, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "1-4", "--covariance-type",
+                          "tied", "--n-init", "1", "-q")
+    assert code == 0
+    assert ("emframe: warning: the tied model with 3 components fits worse (log-likelihood "
+            "-1140.5468) than the one with 2 (-1140.1868)") in err and "--n-init, now 1" in err
+    code, out, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "1-4", "--covariance-type",
+                          "tied", "-q")
+    assert code == 0 and "warning" not in err
+    assert "n_init=5" in out  # the default: several starts per fit
+    lls = [float(ln.split()[2]) for ln in out.splitlines()[1:5]]
+    assert lls == sorted(lls)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _info(init, iteration, ll):
+    from emframe.core.results import IterationInfo
+
+    return IterationInfo(init, iteration, ll, float("nan") if iteration == 1 else 1e-3,
+                         None, 0.0)
+
+
+def test_progress_lines_bar_and_quiet(monkeypatch):
+    from emframe.interfaces.cli.running import Progress
+
+    def feed(progress):
+        with progress:
+            for init in range(2):
+                for it in range(1, 21):
+                    progress(_info(init, it, -100.0 + it))
+        return progress.stream.getvalue()
+
+    # not a terminal: one line per restart (its last iteration) for a short fit
+    text = feed(Progress(False, io.StringIO()))
+    assert [ln.split()[:4] for ln in text.splitlines()] == [
+        ["restart", "1", "iter", "20"], ["restart", "2", "iter", "20"]]
+    # a line at most every `interval` seconds while a restart runs
+    assert len(feed(Progress(False, io.StringIO(), interval=0)).splitlines()) == 40
+    assert feed(Progress(True, io.StringIO(), interval=0)) == ""
+    # a terminal: a live bar (tqdm), one per restart
+    text = feed(Progress(False, _Terminal()))
+    assert "\r" in text and "restart 1" in text and "restart 2" in text and "iter" in text
+    assert "loglik" in text and "20/20" in text
+    # without tqdm: plain lines on a terminal too
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    text = feed(Progress(False, _Terminal()))
+    assert "\r" not in text and len(text.splitlines()) == 2
+
+
+def test_progress_bar_in_a_real_fit(capsys):
+    from emframe.interfaces.cli.running import Progress, fit_estimator
+
+    stream = _Terminal()
+    est = emframe.models.GaussianMixture(2, random_state=0, n_init=2)
+    fit_estimator(est, None, emframe.datasets.load_old_faithful(), Progress(False, stream))
+    text = stream.getvalue()
+    assert "restart 1/2" in text and "restart 2/2" in text and "loglik" in text

@@ -240,12 +240,12 @@ def call_interruptible(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except SystemError as exc:
-        if _caused_by_interrupt(exc):
+        if caused_by_interrupt(exc):
             raise KeyboardInterrupt from None
         raise
 
 
-def _caused_by_interrupt(exc: BaseException) -> bool:
+def caused_by_interrupt(exc: BaseException) -> bool:
     """Whether a KeyboardInterrupt is somewhere in the chain of causes of ``exc``."""
     seen: set[int] = set()
     cur: BaseException | None = exc

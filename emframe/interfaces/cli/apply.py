@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from emframe.interfaces.cli.running import Progress, _with_lengths
+from emframe.interfaces.cli.running import Progress, _with_lengths, fit_estimator
 from emframe.interfaces.cli.specs import MODELS, InputError, _spec_of
 from emframe.interfaces.cli.tables import (
     Data,
@@ -103,7 +103,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
     est = spec.estimator_class(**{k: v for k, v in
                                   (("max_iter", args.max_iter), ("tol", args.tol),
                                    ("ridge", args.ridge)) if v is not None})
-    est.fit(data.X, callbacks=[Progress(args.quiet)])
+    fit_estimator(est, None, data.X, Progress(args.quiet))
     imputed = est.impute(data.X)
     table = data.table
     header = list(table.names)

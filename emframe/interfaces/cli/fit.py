@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import warnings
+from typing import Any
 
 from emframe.interfaces.cli.running import (
     Progress,
@@ -35,17 +37,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     data = load_data(args.data, args.columns, args.lengths)
     if args.drop_missing:
         data = drop_missing_rows(data)
-    check_values(data, spec)
+    check_values(data, spec, n_components=args.components or 2)
     _check_components(args.components, data)
     est = make_estimator(spec, args)
     fit_estimator(est, spec, data, Progress(args.quiet))
-    print(summary(est, spec, data))
+    # the files first: a reader that closes stdout early (| head) must not cost them
     if args.out is not None:
         est.save(args.out, metadata=_model_metadata(spec, data))
+    if args.plot is not None:
+        save_figure(plot_fit(est, spec, data), args.plot)
+    print(summary(est, spec, data))
+    if args.out is not None:
         print(f"saved model   {args.out}")
     if args.plot is not None:
-        fig = plot_fit(est, spec, data)
-        save_figure(fig, args.plot)
         print(f"saved plot    {args.plot}")
     return 0
 
@@ -89,7 +93,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     data = load_data(args.data, args.columns, args.lengths)
     if args.drop_missing:
         data = drop_missing_rows(data)
-    check_values(data, spec)
+    check_values(data, spec, n_components=max(args.components))
     _check_components(max(args.components), data)
     cov_types = [None] if args.covariance_type is None else args.covariance_type.split(",")
     results = []
@@ -102,8 +106,12 @@ def cmd_select(args: argparse.Namespace) -> int:
             bic = float(_with_lengths(est.bic, spec, data))
             aic = float(_with_lengths(est.aic, spec, data))
             results.append((k, cov, ll, est.n_parameters(), bic, aic, est.converged_, est))
+    _warn_nested_fits_worse(results, args.n_init)
     crit = 4 if args.criterion == "bic" else 5
     best = min(range(len(results)), key=lambda r: results[r][crit])
+    best_k, best_cov, *_rest, best_est = results[best]
+    if args.out is not None:  # before printing: see cmd_fit
+        best_est.save(args.out, metadata=_model_metadata(spec, data))
     cov_col = args.covariance_type is not None
     head = f"{'components':>10}" + (f"  {'covariance':>10}" if cov_col else "")
     print(head + f"  {'log-likelihood':>15}  {'parameters':>10}  {'BIC':>12}  {'AIC':>12}"
@@ -112,15 +120,44 @@ def cmd_select(args: argparse.Namespace) -> int:
         mark = "  *" if r == best else ""
         print(f"{k:>10}" + (f"  {cov:>10}" if cov_col else "")
               + f"  {ll:>15.4f}  {npar:>10}  {bic:>12.4f}  {aic:>12.4f}  {str(conv):>9}{mark}")
-    k, cov, *_rest, best_est = results[best]
-    print(f"best by {args.criterion.upper()}: {k} components"
-          + ("" if cov is None else f", covariance_type {cov}"))
+    print(f"best by {args.criterion.upper()}: {best_k} components"
+          + ("" if best_cov is None else f", covariance_type {best_cov}"))
     print()
     print(summary(best_est, spec, data))
     if args.out is not None:
-        best_est.save(args.out, metadata=_model_metadata(spec, data))
         print(f"saved model   {args.out}")
     return 0
+
+
+#: Restarts per fit in ``select``: one start can end at a poor local maximum, which
+#: distorts a comparison of models more than it distorts a single fit.
+SELECT_N_INIT = 5
+
+
+def _warn_nested_fits_worse(results: list[tuple[Any, ...]], n_init: int) -> None:
+    """Warn when a model with more components fits worse than a smaller one it contains.
+
+    A mixture (or HMM) with k components is a special case of one with more (give the
+    extra components zero weight), so its maximum likelihood is never higher: when the
+    larger fit is lower, EM stopped at a poor local maximum there.
+    """
+    by_cov: dict[Any, list[tuple[int, float]]] = {}
+    for k, cov, ll, *_ in results:
+        by_cov.setdefault(cov, []).append((k, ll))
+    for cov, fits in by_cov.items():
+        fits.sort()
+        for i, (k_big, ll_big) in enumerate(fits):
+            worse = [(k, ll) for k, ll in fits[:i] if ll - ll_big > 1e-6 * max(1.0, abs(ll))]
+            if worse:
+                k_small, ll_small = max(worse, key=lambda f: f[1])
+                what = "" if cov is None else f" {cov}"
+                warnings.warn(
+                    f"the{what} model with {k_big} components fits worse (log-likelihood "
+                    f"{ll_big:.4f}) than the one with {k_small} ({ll_small:.4f}), although it "
+                    "contains it: EM stopped at a poor local maximum, so its BIC/AIC are too "
+                    f"high; use more restarts (--n-init, now {n_init}) or a different --seed",
+                    UserWarning, stacklevel=2,
+                )
 
 
 # -- segment ---------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Run ``emframe --help`` or ``emframe COMMAND --help``; the reference is docs/cli.md.
 
-Exit codes: 0 on success; 2 for usage errors and bad input (the message names
-the file, row and column); 1 for any other failure. Outputs are written
-atomically and never over an input file.
+Exit codes: 0 on success (also when the reader of stdout stops early: output
+files are written before anything is printed); 2 for usage errors and bad input
+(the message names the file, row and column); 130 when interrupted (Ctrl-C); 1
+for any other failure. Outputs are written atomically and never over an input
+file.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from emframe._version import __version__
+from emframe.inference.hmm.common import caused_by_interrupt
 from emframe.interfaces.cli.apply import cmd_decode, cmd_impute, cmd_predict
-from emframe.interfaces.cli.fit import cmd_fit, cmd_select, parse_range
+from emframe.interfaces.cli.fit import SELECT_N_INIT, cmd_fit, cmd_select, parse_range
 from emframe.interfaces.cli.running import _show_warning
 from emframe.interfaces.cli.segment import cmd_segment
 from emframe.interfaces.cli.specs import MODELS, PROG, InputError
@@ -39,6 +42,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {v}")
     return v
 
 
@@ -77,7 +90,8 @@ def _add_common_fit_options(p: argparse.ArgumentParser, *, components: bool = Tr
     p.add_argument("--tol", type=_non_negative_float, metavar="T",
                    help="stop when the mean log-likelihood per row improves by less than T")
     p.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress lines on stderr")
+                   help="no progress report on stderr (by default a live bar on a terminal, "
+                   "with the [cli] extra, else a line per restart and at most one a second)")
 
 
 def _add_columns(p: argparse.ArgumentParser) -> None:
@@ -92,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Fit latent-variable models by EM from the command line. Data are CSV "
         "files with a header row (missing values as empty cells or NaN) or .npy arrays.",
-        epilog="Exit status: 0 success, 2 usage error or bad input, 1 other failure. "
+        epilog="Exit status: 0 success, 2 usage error or bad input, 130 interrupted, "
+        "1 other failure. "
         "See 'emframe COMMAND --help'.",
     )
     parser.add_argument("--version", action="version", version=f"emframe {__version__}")
@@ -173,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_columns(p)
     p.add_argument("--lengths", metavar="FILE|COLUMN", help="HMMs: sequences, as for fit")
     p.add_argument("--drop-missing", action="store_true")
-    p.add_argument("--n-init", type=_positive_int, metavar="N")
+    p.add_argument("--n-init", type=_positive_int, metavar="N", default=SELECT_N_INIT,
+                   help="restarts per fit, the best kept (default %(default)s: a single start "
+                   "can stop at a poor local maximum and distort the comparison)")
     p.add_argument("--seed", type=_seed, default=0, metavar="S")
     p.add_argument("--max-iter", type=_positive_int, metavar="N")
     p.add_argument("--tol", type=_non_negative_float, metavar="T")
@@ -187,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE.png")
     p.add_argument("--out", "-o", required=True, metavar="SEGMENTED.png")
     _add_common_fit_options(p)
-    p.add_argument("--max-pixels", type=int, default=20000, metavar="N",
+    p.add_argument("--max-pixels", type=_non_negative_int, default=20000, metavar="N",
                    help="fit on a random subset of at most N pixels (0: all; default 20000); "
                    "every pixel is then labelled")
     p.add_argument("--model-out", metavar="MODEL.npz", help="also save the fitted mixture")
@@ -215,20 +232,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return status
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError:
-        # the reader of stdout went away (emframe ... | head): not an error worth a traceback
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), sys.stdout.fileno())
-        return 1
+        # The reader of stdout went away (emframe ... | head). Every output file is written
+        # before anything is printed, so the command did its job: success, and no traceback
+        # when Python flushes stdout at exit.
+        _silence_stdout()
+        return 0
     except Exception as exc:
+        if caused_by_interrupt(exc):  # Ctrl-C inside compiled code (numba)
+            return _interrupted()
         if os.environ.get("EMFRAME_DEBUG"):
             raise
         print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+def _interrupted() -> int:
+    print(f"{PROG}: interrupted", file=sys.stderr)
+    return 130
+
+
+def _silence_stdout() -> None:
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (an in-memory stdout)
+        pass

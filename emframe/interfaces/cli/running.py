@@ -19,22 +19,121 @@ from emframe.interfaces.cli.tables import Data, _pyplot
 
 # -- progress --------------------------------------------------------------------------------------
 class Progress:
-    """Engine callback printing iteration, log-likelihood and elapsed time to stderr."""
+    """Engine callback reporting a fit's progress on standard error.
 
-    def __init__(self, quiet: bool, stream: TextIO | None = None, label: str = "") -> None:
+    On a terminal it draws a live progress bar per restart with tqdm (installed with
+    ``pip install "emframe[cli]"``). Otherwise (a file, a pipe, or no tqdm) it prints
+    plain lines: one when a restart ends, and at most one every ``interval`` seconds
+    while it runs, so a short fit prints one line, not one per iteration. ``quiet``
+    prints nothing. Use it as a context manager around the fit, so that the last
+    line is printed and the bar closed.
+
+    Parameters
+    ----------
+    quiet : bool
+    stream : text stream, optional
+        Default: ``sys.stderr`` at construction.
+    label : str
+        Printed before every line (``select`` names the model being fitted).
+    interval : float
+        Least number of seconds between two lines in plain mode.
+    bar : bool, optional
+        Force the bar on (needs tqdm) or off; default: a bar when ``stream`` is a
+        terminal and tqdm is installed.
+    """
+
+    def __init__(self, quiet: bool, stream: TextIO | None = None, label: str = "", *,
+                 interval: float = 1.0, bar: bool | None = None) -> None:
         self.quiet = quiet
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr
         self.label = label
-        self.start = time.perf_counter()
+        self.interval = interval
+        self.total: int | None = None
+        self.n_init = 1
+        self._tqdm = None if quiet or bar is False else _tqdm_class()
+        if bar is None:
+            isatty = getattr(self.stream, "isatty", None)
+            bar = bool(isatty and isatty())
+        self.bar = bool(bar) and self._tqdm is not None
+        self.start = self._last_line = time.perf_counter()
+        self._pending: Any = None  # the latest iteration, not yet printed
+        self._current_bar: Any = None
+        self._bar_init = -1
+
+    def configure(self, estimator: Any) -> Progress:
+        """Take the iteration budget and the number of restarts from ``estimator``."""
+        params = estimator.get_params(deep=False)
+        max_iter, n_init = params.get("max_iter"), params.get("n_init")
+        self.total = max_iter if isinstance(max_iter, int) and max_iter > 0 else None
+        self.n_init = n_init if isinstance(n_init, int) and n_init > 0 else 1
+        return self
 
     def __call__(self, info: Any) -> None:
         if self.quiet:
             return
-        stream = self.stream or sys.stderr
+        if self.bar:
+            self._update_bar(info)
+            return
+        if self._pending is not None and info.init != self._pending.init:
+            self._print(self._pending)  # the last iteration of the previous restart
+        self._pending = info
+        if time.perf_counter() - self._last_line >= self.interval:
+            self._print(info)
+
+    def _restart(self, init: int) -> str:
+        return f"restart {init + 1}" + (f"/{self.n_init}" if self.n_init > 1 else "")
+
+    def _print(self, info: Any) -> None:
         change = "" if math.isnan(info.change) else f"  change/sample {info.change:.3e}"
-        print(f"{self.label}restart {info.init + 1}  iter {info.iteration:4d}  "
+        print(f"{self.label}{self._restart(info.init)}  iter {info.iteration:4d}  "
               f"loglik {info.log_likelihood:.6f}{change}  "
-              f"elapsed {time.perf_counter() - self.start:.2f}s", file=stream, flush=True)
+              f"elapsed {time.perf_counter() - self.start:.2f}s",
+              file=self.stream, flush=True)
+        self._last_line = time.perf_counter()
+        self._pending = None
+
+    def _update_bar(self, info: Any) -> None:
+        if info.init != self._bar_init:
+            self._close_bar()
+            self._bar_init = info.init
+            self._current_bar = self._tqdm(
+                total=self.total, desc=f"{self.label}{self._restart(info.init)}", unit="iter",
+                file=self.stream, leave=True, dynamic_ncols=True)
+        b = self._current_bar
+        b.update(max(info.iteration - b.n, 0))
+        change = "" if math.isnan(info.change) else f", change/sample {info.change:.2e}"
+        b.set_postfix_str(f"loglik {info.log_likelihood:.6g}{change}", refresh=False)
+
+    def _close_bar(self) -> None:
+        if self._current_bar is not None:
+            b = self._current_bar
+            b.total = b.n  # finished (converged, or stopped at max_iter)
+            b.close()
+            self._current_bar = None
+
+    def close(self) -> None:
+        """Print the last line (plain mode) or close the bar."""
+        if self.bar:
+            self._close_bar()
+        elif self._pending is not None:
+            self._print(self._pending)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None:
+            self.close()
+        elif self.bar:
+            self._close_bar()
+
+
+def _tqdm_class() -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
 
 
 def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
@@ -77,10 +176,14 @@ def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int 
     return cls(**kwargs)
 
 
-def fit_estimator(est: Any, spec: ModelSpec, data: Data, progress: Progress) -> Any:
-    if spec.kind == "hmm":
-        return est.fit(data.X, data.lengths, callbacks=[progress])
-    return est.fit(data.X, callbacks=[progress])
+def fit_estimator(est: Any, spec: ModelSpec | None, data: Data | np.ndarray,
+                  progress: Progress) -> Any:
+    """Fit ``est`` on the data with ``progress`` as its callback."""
+    X = data if isinstance(data, np.ndarray) else data.X
+    with progress.configure(est):
+        if spec is not None and spec.kind == "hmm":
+            return est.fit(X, data.lengths, callbacks=[progress])
+        return est.fit(X, callbacks=[progress])
 
 
 def _with_lengths(method: Callable[..., Any], spec: ModelSpec | None, data: Data) -> Any:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from emframe.interfaces.cli.running import Progress, make_estimator
+from emframe.interfaces.cli.running import Progress, fit_estimator, make_estimator
 from emframe.interfaces.cli.specs import MODELS, InputError
 from emframe.interfaces.cli.tables import _pyplot, check_output, resolve_input
 from emframe.interfaces.io import atomic_write
@@ -42,7 +42,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         train = colour[rng.choice(h * w, args.max_pixels, replace=False)]
     spec = MODELS["gmm"]
     est = make_estimator(spec, args)
-    est.fit(train, callbacks=[Progress(args.quiet)])
+    fit_estimator(est, None, train, Progress(args.quiet))
     labels = est.predict(colour)
     means = np.clip(np.asarray(est.means_), 0.0, 1.0)
     out = means[labels].reshape(h, w, -1)

@@ -6,6 +6,8 @@ import csv
 import math
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,12 @@ class Table:
 
     path: str
     names: list[str]
-    values: np.ndarray  # (n_rows, n_columns), NaN where missing
+    values: np.ndarray  # (n_rows, n_columns), NaN where missing or not a number
     raw: list[list[str]] | None = None  # cell texts of a CSV (for pass-through output)
     lines: list[int] = field(default_factory=list)  # file line of every row (CSV)
+    # column -> (row of its first cell that is not a number, number of such cells); such a
+    # column is an error only if it is used
+    text: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def where(self, row: int, col: int) -> str:
         """'file: row r (line l), column c 'name'' for 0-based row and column."""
@@ -89,12 +94,17 @@ def read_table(path: str) -> Table:
         table = Table(str(path), names, arr.astype(float))
         _check_finite_cells(table)
         return table
+    reader = None
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
+            reader = csv.reader(fh)
+            rows = list(reader)
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text (CSV) file; give a CSV file or a .npy array"
                          ) from None
+    except csv.Error as exc:
+        line = reader.line_num if reader is not None else "?"
+        raise InputError(f"{path}: line {line}: not a readable CSV table ({exc})") from None
     # keep the file line of every row; blank lines are skipped
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if not numbered:
@@ -118,10 +128,9 @@ def read_table(path: str) -> Table:
             try:
                 values[i, j] = _parse_cell(cell)
             except ValueError:
-                raise InputError(
-                    f"{table.where(i, j)}: {cell.strip()!r} is not a number (missing values "
-                    "must be empty cells or NaN)"
-                ) from None
+                values[i, j] = math.nan
+                first, count = table.text.get(j, (i, 0))
+                table.text[j] = (first, count + 1)
     _check_finite_cells(table)
     return table
 
@@ -131,6 +140,65 @@ def _check_finite_cells(table: Table) -> None:
     if bad.size:
         i, j = (int(v) for v in bad[0])
         raise InputError(f"{table.where(i, j)}: infinite value {table.values[i, j]}")
+
+
+def check_numeric(table: Table, columns: Sequence[int]) -> None:
+    """Refuse used columns with cells that are not numbers; point to ``--columns``."""
+    for j in columns:
+        if j not in table.text:
+            continue
+        i, count = table.text[j]
+        cell = table.raw[i][j].strip() if table.raw is not None else "?"
+        observed = int(np.sum(~np.isnan(table.values[:, j]))) + count
+        if count == observed:  # a column of text, like a class name
+            numeric = [k for k in range(len(table.names)) if k not in table.text]
+            hint = (f"choose the numeric columns with --columns {_ranges(numeric)}" if numeric
+                    else "choose numeric columns with --columns")
+            raise InputError(f"{table.path}: column {j + 1} {table.names[j]!r} holds text "
+                             f"({cell!r}), not numbers; {hint}")
+        raise InputError(f"{table.where(i, j)}: {cell!r} is not a number (missing values "
+                         "must be empty cells or NaN)")
+
+
+def _ranges(columns: Sequence[int]) -> str:
+    """0-based column indices as 1-based ranges for --columns, like '1-4,6'."""
+    parts: list[str] = []
+    cols = sorted(columns)
+    start = prev = cols[0]
+    for c in [*cols[1:], None]:
+        if c is not None and c == prev + 1:
+            prev = c
+            continue
+        parts.append(str(start + 1) if start == prev else f"{start + 1}-{prev + 1}")
+        if c is not None:
+            start = prev = c
+    return ",".join(parts)
+
+
+#: Header names that usually mark a label rather than a feature (compared in lower case).
+LABEL_NAMES = frozenset({"class", "classes", "label", "labels", "species", "target", "y",
+                         "category", "cluster", "group", "outcome"})
+
+
+def warn_label_columns(table: Table, columns: Sequence[int]) -> None:
+    """Warn about used columns that look like class labels (small integer codes, label name)."""
+    for j in columns:
+        name = table.names[j].strip().lower()
+        if name not in LABEL_NAMES:
+            continue
+        v = table.values[:, j]
+        v = v[~np.isnan(v)]
+        codes = np.unique(v)
+        if v.size == 0 or np.any(codes != np.round(codes)) or codes.size > 20:
+            continue
+        others = [k for k in columns if k != j]
+        hint = f"--columns {_ranges(others)}" if others else "--columns"
+        warnings.warn(
+            f"{table.path}: column {j + 1} {table.names[j]!r} looks like a class label "
+            f"({codes.size} integer codes), but it is used as a feature because every column "
+            f"is used by default; to leave it out: {hint}",
+            UserWarning, stacklevel=2,
+        )
 
 
 def _resolve_column(table: Table, key: str) -> int | None:
@@ -180,9 +248,14 @@ def read_lengths(value: str, table: Table) -> tuple[np.ndarray, int | None, str 
     n = table.values.shape[0]
     j = _resolve_column(table, value) if not os.path.isfile(value) else None
     if j is not None:
-        ids = table.values[:, j]
-        if np.isnan(ids).any():
-            i = int(np.argmax(np.isnan(ids)))
+        if j in table.text and table.raw is not None:
+            ids: Any = np.array([row[j].strip() for row in table.raw])  # text ids
+            missing = np.isin(ids, list(MISSING))
+        else:
+            ids = table.values[:, j]
+            missing = np.isnan(ids)
+        if missing.any():
+            i = int(np.argmax(missing))
             raise InputError(f"{table.where(i, j)}: the sequence id is missing")
         # a new sequence starts wherever the id changes
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -194,28 +267,38 @@ def read_lengths(value: str, table: Table) -> tuple[np.ndarray, int | None, str 
     lengths = ltab.values.ravel()
     if np.isnan(lengths).any() or (lengths != np.round(lengths)).any() or (lengths < 1).any():
         raise InputError(f"{value}: sequence lengths must be positive integers")
-    lengths = lengths.astype(int)
-    if lengths.sum() != n:
-        raise InputError(f"{value}: the sequence lengths sum to {int(lengths.sum())}, but "
+    if (lengths > n).any():
+        i = int(np.argmax(lengths > n))
+        raise InputError(f"{value}: sequence length {lengths[i]:.0f} (number {i + 1}) is more "
+                         f"than the {n} rows of {table.path}")
+    lengths = lengths.astype(np.int64)  # each in 1..n: no overflow
+    total = sum(lengths.tolist())  # in Python integers, which never wrap
+    if total != n:
+        raise InputError(f"{value}: the sequence lengths sum to {total}, but "
                          f"{table.path} has {n} rows")
     return lengths, None, value
 
 
 def _read_lengths_text(path: str) -> Table:
-    vals, lines = [], []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                vals.append(float(text))
-            except ValueError:
-                if not vals and not lines:  # a header line
-                    lines.append(line_no)
+    vals: list[float] = []
+    lines: list[int] = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                text = line.strip()
+                if not text:
                     continue
-                raise InputError(f"{path}: line {line_no}: {text!r} is not a sequence length"
-                                 ) from None
+                try:
+                    vals.append(float(text))
+                except ValueError:
+                    if not vals and not lines:  # a header line
+                        lines.append(line_no)
+                        continue
+                    raise InputError(f"{path}: line {line_no}: {text[:40]!r} is not a "
+                                     "sequence length") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file of sequence lengths (one per line)"
+                         ) from None
     if not vals:
         raise InputError(f"{path}: no sequence lengths in the file")
     return Table(path, ["length"], np.array(vals)[:, None])
@@ -252,18 +335,27 @@ def load_data(path: str, columns: Sequence[str] | None, lengths: str | None = No
         lens, lcol, lpath = read_lengths(lengths, table)
     if not columns and default_columns and all(c in table.names for c in default_columns):
         columns = [",".join(default_columns)]
+    chosen = bool(columns)
     cols = select_columns(table, columns, exclude=() if lcol is None else (lcol,))
     if lcol is not None and lcol in cols:
         raise InputError(f"column {table.names[lcol]!r} holds the sequence ids (--lengths); "
                          "it cannot also be a feature")
     if not cols:
         raise InputError(f"{path}: no feature columns left to model")
+    check_numeric(table, cols)
+    if not chosen:
+        warn_label_columns(table, cols)
     return Data(table, cols, table.values[:, cols], lens,
                 None if lcol is None else table.names[lcol], lpath)
 
 
-def check_values(data: Data, spec: ModelSpec, *, missing_ok: bool | None = None) -> None:
-    """Check the cells suit the model; name the first bad one."""
+def check_values(data: Data, spec: ModelSpec, *, missing_ok: bool | None = None,
+                 n_components: int | None = None) -> None:
+    """Check the cells suit the model; name the first bad one.
+
+    ``n_components`` (the largest number fitted) bounds the alphabet of a model of
+    symbols.
+    """
     X = data.X
     missing_ok = spec.missing_ok if missing_ok is None else missing_ok
     nan = np.isnan(X)
@@ -277,6 +369,13 @@ def check_values(data: Data, spec: ModelSpec, *, missing_ok: bool | None = None)
     if spec.one_column and X.shape[1] != 1:
         raise InputError(f"{spec.name} models one column of symbols, but {X.shape[1]} columns "
                          f"were chosen ({data.names}); pick one with --columns")
+    empty = np.flatnonzero(nan.all(axis=0))
+    if empty.size:
+        j = int(empty[0])
+        others = [c for c in data.columns if c != data.columns[j]]
+        hint = f"--columns {_ranges(others)}" if others else "--columns"
+        raise InputError(f"{data.table.path}: column {data.columns[j] + 1} {data.names[j]!r} "
+                         f"has no observed values; leave it out with {hint}")
     ok = nan.copy()
     if spec.values == "binary":
         ok |= (X == 0) | (X == 1)
@@ -289,6 +388,22 @@ def check_values(data: Data, spec: ModelSpec, *, missing_ok: bool | None = None)
     if not ok.all():
         i, j = (int(v) for v in np.argwhere(~ok)[0])
         raise InputError(f"{data.where(i, j)}: {X[i, j]:g} is not {need}, as {spec.name} needs")
+    if spec.one_column and n_components is not None and not nan.all():
+        _check_alphabet(data, spec, n_components)
+
+
+def _check_alphabet(data: Data, spec: ModelSpec, n_components: int) -> None:
+    from emframe.models.hmm.emissions.categorical import MAX_TABLE_SIZE
+
+    i = int(np.nanargmax(data.X[:, 0]))
+    n_symbols = int(data.X[i, 0]) + 1
+    if n_components * n_symbols > MAX_TABLE_SIZE:
+        raise InputError(
+            f"{data.where(i, 0)}: symbol {int(data.X[i, 0])} makes an alphabet of {n_symbols} "
+            f"symbols; with {n_components} states {spec.name} would need tables of "
+            f"{n_components * n_symbols} probabilities, more than its budget of "
+            f"{MAX_TABLE_SIZE} (1 GiB); symbols must be codes 0, 1, ..., S-1: relabel them"
+        )
 
 
 def drop_missing_rows(data: Data) -> Data:
@@ -325,6 +440,15 @@ def check_output(path: str | None, inputs: Sequence[str | None]) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    if out.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory; give a file name")
+    try:
+        # the same kind of temporary file the output is written through
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def _fmt(v: float) -> str:

@@ -695,3 +695,13 @@ def test_progress_bar_in_a_real_fit(capsys):
     fit_estimator(est, None, emframe.datasets.load_old_faithful(), Progress(False, stream))
     text = stream.getvalue()
     assert "restart 1/2" in text and "restart 2/2" in text and "loglik" in text
+
+
+def test_warnings_print_above_the_progress_bar(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "--max-iter", "1", "-k", "3")
+    assert code == 0
+    assert "\r" in err and "restart 1" in err  # the bar
+    lines = [seg for ln in err.split("\n") for seg in ln.split("\r")]
+    assert any(seg.startswith("emframe: warning:") and "did not converge" in seg
+               for seg in lines)

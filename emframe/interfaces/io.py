@@ -390,14 +390,32 @@ def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
     return estimator
 
 
-def _identical(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind
-                                                               in "fc")))
-    if isinstance(a, Params) or isinstance(b, Params):
-        return type(a) is type(b) and a.allclose(b, rtol=0.0)
-    return type(a) is type(b) and (a == b or (a != a and b != b))
+#: Relative tolerance (to the array's largest magnitude) for derived arrays: a file
+#: written on another machine may have computed them with another BLAS.
+_DERIVED_RTOL = 1e-9
+
+
+def _identical(saved: Any, derived: Any) -> bool:
+    """Whether a saved fitted attribute agrees with the one derived from ``params_``."""
+    if isinstance(saved, np.ndarray) or isinstance(derived, np.ndarray):
+        if not (isinstance(saved, np.ndarray) and isinstance(derived, np.ndarray)
+                and saved.dtype == derived.dtype and saved.shape == derived.shape):
+            return False
+        if saved.dtype.kind not in "fc":
+            return bool(np.array_equal(saved, derived))
+        if not np.array_equal(np.isnan(saved), np.isnan(derived)):
+            return False
+        a, b = np.nan_to_num(saved, nan=0.0), np.nan_to_num(derived, nan=0.0)
+        if not np.array_equal(np.isinf(a), np.isinf(b)) or np.any(a[np.isinf(a)]
+                                                                 != b[np.isinf(b)]):
+            return False
+        a, b = np.where(np.isinf(a), 0.0, a), np.where(np.isinf(b), 0.0, b)
+        scale = float(np.max(np.abs(b), initial=0.0))
+        return bool(np.all(np.abs(a - b) <= _DERIVED_RTOL * scale))
+    if isinstance(saved, Params) or isinstance(derived, Params):
+        return type(saved) is type(derived) and saved.allclose(derived, rtol=_DERIVED_RTOL)
+    return type(saved) is type(derived) and (saved == derived
+                                             or (saved != saved and derived != derived))
 
 
 def _check_n_features(estimator: Any, params: Params, refuse: Any) -> None:

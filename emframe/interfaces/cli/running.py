@@ -99,6 +99,7 @@ class Progress:
             self._current_bar = self._tqdm(
                 total=self.total, desc=f"{self.label}{self._restart(info.init)}", unit="iter",
                 file=self.stream, leave=True, dynamic_ncols=True)
+            _ACTIVE_BAR.append(self._current_bar)
         b = self._current_bar
         b.update(max(info.iteration - b.n, 0))
         change = "" if math.isnan(info.change) else f", change/sample {info.change:.2e}"
@@ -110,6 +111,8 @@ class Progress:
             b.total = b.n  # finished (converged, or stopped at max_iter)
             b.close()
             self._current_bar = None
+            if b in _ACTIVE_BAR:
+                _ACTIVE_BAR.remove(b)
 
     def close(self) -> None:
         """Print the last line (plain mode) or close the bar."""
@@ -136,9 +139,17 @@ def _tqdm_class() -> Any:
     return tqdm
 
 
+#: The progress bar being drawn, if any: warnings are printed above it, not into it.
+_ACTIVE_BAR: list[Any] = []
+
+
 def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
                   line: Any = None) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+    text = f"{PROG}: warning: {message}"
+    if _ACTIVE_BAR:
+        type(_ACTIVE_BAR[-1]).write(text, file=sys.stderr)  # tqdm.write: clears and redraws
+    else:
+        print(text, file=sys.stderr)
 
 
 # -- fitting ---------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ SUMMARY_ATTRIBUTES = frozenset({
 
 
 def saved_attribute_names(cls: type, derived: Any) -> frozenset[str]:
-    """The fitted attributes a file of ``cls`` may hold, given the names derived from params_.
+    """The fitted attributes a file of ``cls`` may hold, given those derived from ``params_``.
 
     Parameters
     ----------

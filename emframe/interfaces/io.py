@@ -21,8 +21,9 @@ against the file before anything is allocated and each array entry is read once
 (:mod:`emframe.interfaces.archive`), the JSON metadata may nest at most
 ``MAX_JSON_DEPTH`` levels, and the fitted state is checked against ``params_``
 before it is trusted: the only fitted attributes restored are the fit summary
-(``converged_``, ``n_iter_``, ...), ``params_`` and what the estimator derives from
-``params_`` (which must equal what the file holds). Loaded arrays are read-only.
+(``converged_``, ``n_iter_``, ...), ``params_``, what the estimator derives from
+``params_`` as ``fit`` does (which must equal what the file holds), and the
+attributes its class lists in ``_saved_attributes``. Loaded arrays are read-only.
 
 The model object (``estimator._model``) is not stored: it holds no fitted
 state, and ``estimator._rebuild_model()`` rebuilds it from the constructor
@@ -353,6 +354,15 @@ def _is_float_vector(v: Any) -> bool:
 
 
 def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
+    """Restore a fitted state, checking it as it goes.
+
+    The fit summary (type-checked), ``params_`` and the attributes the class lists in
+    ``_saved_attributes`` (state taken from the data, such as a bounding box) are set
+    from the file; the model is rebuilt and checks ``params_``; then the estimator
+    derives its other fitted attributes from ``params_`` exactly as ``fit`` does
+    (``_set_params``). The file may hold no attribute beyond these, and its copies of
+    derived ones must agree with what was derived.
+    """
     cls = type(estimator)
 
     def refuse(msg: str) -> ValueError:
@@ -364,29 +374,30 @@ def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
     for key, (what, ok) in _SUMMARY_CHECKS.items():
         if key in state and not ok(state[key]):
             raise refuse(f"{key} must be {what}, got {state[key]!r}")
-    summary = {k: v for k, v in state.items() if k in _SUMMARY_CHECKS or k == "params_"}
-    for key, value in summary.items():
-        setattr(estimator, key, value)
+    restored = saved_attribute_names(cls, ())  # the summary and the class's own list
+    for key, value in state.items():
+        if key in restored:
+            setattr(estimator, key, value)
+    before = set(vars(estimator))
     try:
         # the model object holds no fitted state: rebuild it from the hyperparameters
         model = estimator._rebuild_model()
         model.check_params(params)
         estimator._model = model
-        derived = estimator._fitted_attributes(params)
+        estimator._set_params(params)  # derives the fitted attributes, as fit does
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise refuse(str(exc)) from None
-    unknown = sorted(set(state) - saved_attribute_names(cls, derived))
+    now = vars(estimator)
+    derived = set(now) - before
+    unknown = sorted(k for k in state if k not in now or k not in restored | derived)
     if unknown:
         raise refuse(f"{cls.__name__} has no fitted attribute {', '.join(map(repr, unknown))}")
-    for key, value in derived.items():
+    for key, value in state.items():
         # the file repeats what params_ determines; it must agree
-        if key in state and not _identical(state[key], value):
+        if key not in _SUMMARY_CHECKS and not _identical(value, now[key]):
             raise refuse(f"the fitted attribute {key!r} disagrees with params_")
     if _in_emframe(cls.__module__):
         _check_n_features(estimator, params, refuse)
-    for key, value in {**derived, **state}.items():
-        if key not in summary:
-            setattr(estimator, key, derived.get(key, value))
     return estimator
 
 

@@ -263,6 +263,9 @@ class NoiseOption:
     noise: bool
     noise_init: float
     _noisy_params_class: type
+    #: Fitted attributes a model file restores (the bounding box comes from the data, and
+    #: _rebuild_model needs it); emframe.load checks them against params_ after the rebuild.
+    _saved_attributes = ("noise_weight_", "noise_volume_", "noise_bounds_")
 
     def _noise_on(self) -> bool:
         if not isinstance(self.noise, (bool, np.bool_)):

@@ -5,13 +5,15 @@
   :class:`PoissonHMM`, :class:`GMMHMM` and the generic :class:`HMM`;
 - :mod:`emframe.models.missing`: :class:`MissingDataGaussian`,
   :class:`MissingDataGaussianMixture`;
-- :mod:`emframe.models.robust`: :class:`StudentTMixture`.
+- :mod:`emframe.models.robust`: :class:`StudentTMixture`;
+- :mod:`emframe.models.ssm`: :class:`LinearGaussianSSM` (Kalman filter and smoother).
 """
 
 from emframe.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emframe.models.missing import MissingDataGaussian, MissingDataGaussianMixture
 from emframe.models.mixtures import BernoulliMixture, GaussianMixture
 from emframe.models.robust import StudentTMixture
+from emframe.models.ssm import LinearGaussianSSM
 
 __all__ = [
     "BernoulliMixture",
@@ -20,6 +22,7 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "HMM",
+    "LinearGaussianSSM",
     "MissingDataGaussian",
     "MissingDataGaussianMixture",
     "PoissonHMM",

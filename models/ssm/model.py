@@ -1,0 +1,253 @@
+"""The linear-Gaussian state-space model as an EM model: parameters, statistics, E- and M-step.
+
+Model (``x_1`` is the state at the first observation, pykalman's convention)::
+
+    x_1 ~ N(mu0, S0),   x_{t+1} = A x_t + b + w_t,  w_t ~ N(0, Q),
+                        y_t     = C x_t + d + v_t,  v_t ~ N(0, R).
+
+The E-step is :func:`emframe.inference.kalman.expected_statistics` (filter, smoother and
+the conditional moments of missing coordinates), whose sums are returned as an
+additive :class:`SSMStats`. The M-step is closed form (see :mod:`.mstep`). The data unit
+is a :class:`~emframe.models.hmm.model.Sequences`: a batch of whole sequences, so
+chunking splits between sequences and the statistics stay exactly additive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import numpy as np
+from emframe.models.hmm.model import Sequences
+from emframe.models.ssm.init import initial_params
+from emframe.models.ssm.mstep import (
+    BlockMoments,
+    covariance_update,
+    regression_coefficients,
+    residual_scatter,
+)
+from emframe.models.ssm.params import (
+    COVARIANCES,
+    FIELDS,
+    SSMParams,
+    SSMStats,
+    check_covariance,
+    shapes,
+)
+
+from emframe.core.model import EMModel
+from emframe.inference.kalman import expected_statistics, kalman_filter
+
+__all__ = ["LinearGaussianSSMModel"]
+
+_COV_TYPES = ("full", "diag")
+_BACKENDS = ("auto", "numpy", "numba")
+
+
+class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
+    """EM model of a linear-Gaussian state-space model.
+
+    Parameters
+    ----------
+    n_dim_state : int
+        State dimension ``m``.
+    n_dim_obs : int
+        Observation dimension ``p``.
+    initial : mapping of str to array, optional
+        Given initial values of some fields (validated by the caller); the others are
+        derived from the data by :func:`emframe.models.ssm.init.initial_params`.
+    frozen : collection of str
+        Fields held fixed by the engine (used for the parameter count, the prior and
+        the identifiability checks; the engine passes their values to the M-step).
+    transition_covariance_type, observation_covariance_type : {"full", "diag"}
+    transition_offset, observation_offset : bool
+        False switches the offset off: it is zero and not a parameter.
+    ridge : float
+        Prior strength on the three covariances (see :mod:`.mstep`); 0 is plain ML.
+    backend : {"auto", "numpy", "numba"}
+        Backend of the Kalman filter and smoother.
+    """
+
+    def __init__(
+        self,
+        n_dim_state: int,
+        n_dim_obs: int,
+        *,
+        initial: Mapping[str, Any] | None = None,
+        frozen: Collection[str] = (),
+        transition_covariance_type: str = "full",
+        observation_covariance_type: str = "full",
+        transition_offset: bool = True,
+        observation_offset: bool = True,
+        ridge: float = 0.0,
+        backend: str = "auto",
+    ) -> None:
+        for name, value in (("transition_covariance_type", transition_covariance_type),
+                            ("observation_covariance_type", observation_covariance_type)):
+            if value not in _COV_TYPES:
+                raise ValueError(f"{name} must be one of {_COV_TYPES}, got {value!r}")
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+        self.n_dim_state = int(n_dim_state)
+        self.n_dim_obs = int(n_dim_obs)
+        self.initial = {k: np.asarray(v, dtype=float) for k, v in (initial or {}).items()}
+        self.frozen = tuple(frozen)
+        self.diag = {
+            "transition_covariance": transition_covariance_type == "diag",
+            "observation_covariance": observation_covariance_type == "diag",
+            "initial_state_covariance": False,
+        }
+        self.offsets = {"transition_offset": bool(transition_offset),
+                        "observation_offset": bool(observation_offset)}
+        self.ridge = float(ridge)
+        self.backend = backend
+
+    # -- fields that are not free ----------------------------------------------------------
+    def _disabled(self) -> dict[str, np.ndarray]:
+        """Offsets switched off: held at zero, not parameters."""
+        m, p = self.n_dim_state, self.n_dim_obs
+        size = {"transition_offset": m, "observation_offset": p}
+        return {k: np.zeros(size[k]) for k, on in self.offsets.items() if not on}
+
+    def free_fields(self) -> tuple[str, ...]:
+        """Fields EM estimates: neither frozen nor switched off."""
+        off = self._disabled()
+        return tuple(f for f in FIELDS if f not in self.frozen and f not in off)
+
+    # -- the EM contract ------------------------------------------------------------------
+    def n_samples(self, X: Sequences) -> int:
+        return X.n_samples
+
+    def initialize(self, X: Sequences, rng: np.random.Generator) -> SSMParams:
+        given = {**self._disabled(), **self.initial}
+        params = initial_params(X.X, X.lengths, self.n_dim_state, given, rng)
+        self.check_params(params)
+        return params
+
+    def e_step(self, params: SSMParams, X: Sequences) -> tuple[SSMStats, float]:
+        ks = expected_statistics(X.X, params.system(), X.lengths, backend=self.backend)
+        return SSMStats(**ks.as_dict()), float(ks.log_likelihood)
+
+    def log_likelihood(self, params: SSMParams, X: Sequences) -> float:
+        return float(kalman_filter(X.X, params.system(), X.lengths,
+                                   backend=self.backend).log_likelihood)
+
+    def m_step(self, stats: SSMStats) -> SSMParams:
+        return self.constrained_m_step(stats, {})
+
+    def constrained_m_step(self, stats: SSMStats, fixed: Mapping[str, Any]) -> SSMParams:
+        """Exact maximiser of the expected complete-data log-likelihood given ``fixed``.
+
+        Switched-off offsets are zero. Each of the three blocks (initial state,
+        transition, observation) is a Gaussian regression; see :mod:`.mstep`.
+        """
+        fixed = {**{k: np.asarray(v, dtype=float) for k, v in fixed.items()},
+                 **self._disabled()}
+        self._check_identified(stats, fixed)
+        out: dict[str, np.ndarray] = {}
+        blocks = (
+            ("initial", None, "initial_state_mean", "initial_state_covariance",
+             BlockMoments(stats.xx_first, np.zeros((self.n_dim_state, 0)), np.zeros((0, 0)),
+                          stats.x_first, np.zeros(0), float(stats.n_sequences))),
+            ("transition", "transition_matrix", "transition_offset", "transition_covariance",
+             BlockMoments(stats.xx_next, stats.x_next_x_prev, stats.xx_prev, stats.x_next,
+                          stats.x_prev, float(stats.n_transitions))),
+            ("observation", "observation_matrix", "observation_offset", "observation_covariance",
+             BlockMoments(stats.yy_sum, stats.yx_sum, stats.xx_sum, stats.y_sum, stats.x_sum,
+                          float(stats.n_steps))),
+        )
+        for block, f_name, g_name, v_name, mom in blocks:
+            names = [n for n in (f_name, g_name, v_name) if n is not None]
+            if all(n in fixed for n in names):
+                out.update({n: fixed[n] for n in names})
+                continue
+            if not mom.n > 0:
+                raise ValueError(
+                    f"the data hold no {block} step (every sequence has length 1), so "
+                    f"{', '.join(n for n in names if n not in fixed)} cannot be estimated; "
+                    f"freeze {', '.join(names)} (give their values by <name>_init)"
+                )
+            F0 = np.zeros((mom.uu.shape[0], 0)) if f_name is None else fixed.get(f_name)
+            F, g = regression_coefficients(mom, F0, fixed.get(g_name))
+            if f_name is not None:
+                out[f_name] = F
+            out[g_name] = g
+            if v_name in fixed:
+                out[v_name] = fixed[v_name]
+            else:
+                out[v_name] = covariance_update(
+                    residual_scatter(mom, F, g), mom.n, self.diag[v_name], self.ridge, v_name
+                )
+        return SSMParams(**out)
+
+    def _check_identified(self, stats: SSMStats, fixed: Mapping[str, Any]) -> None:
+        self.check_unobserved_columns(np.flatnonzero(np.asarray(stats.n_observed) <= 0), fixed)
+
+    def check_unobserved_columns(self, columns: np.ndarray, fixed: Collection[str]) -> None:
+        """Raise ``ValueError`` if some ``columns`` (never observed) make fields unidentified.
+
+        A never-observed column's rows of ``C``, ``d`` and ``R`` are not determined by the
+        data, so they must all be held fixed (``d`` frozen or switched off).
+        """
+        held = set(fixed) | set(self._disabled())
+        obs = ("observation_matrix", "observation_offset", "observation_covariance")
+        if len(columns) and not all(n in held for n in obs):
+            cols = ", ".join(str(int(j)) for j in columns)
+            raise ValueError(
+                f"column(s) {cols} of Y have no observed value, so their rows of the "
+                "observation matrix, offset and covariance are not identified; drop these "
+                "columns, or freeze observation_matrix, observation_offset (or switch it "
+                "off) and observation_covariance"
+            )
+
+    def log_prior(self, params: SSMParams) -> float:
+        if self.ridge == 0.0:
+            return 0.0
+        total = 0.0
+        for name in COVARIANCES:
+            if name in self.frozen:
+                continue
+            L = np.linalg.cholesky(getattr(params, name))
+            Linv = np.linalg.solve(L, np.eye(L.shape[0]))  # trace(V^-1) = ||L^-1||_F^2
+            total -= 0.5 * self.ridge * float(np.sum(Linv**2))
+        return total
+
+    def check_params(self, params: SSMParams) -> None:
+        if not isinstance(params, SSMParams):
+            raise TypeError(f"expected SSMParams, got {type(params).__name__}")
+        want = shapes(self.n_dim_state, self.n_dim_obs)
+        for name, shape in want.items():
+            a = np.asarray(getattr(params, name))
+            if a.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} has non-finite entries")
+        for name in COVARIANCES:
+            check_covariance(getattr(params, name), name, diag=self.diag[name])
+        for name in self._disabled():
+            if np.any(getattr(params, name)):
+                raise ValueError(f"{name} is switched off, so it must be zero")
+
+    def n_parameters(self, params: SSMParams) -> int:
+        m, p = self.n_dim_state, self.n_dim_obs
+        sizes = {k: int(np.prod(s)) for k, s in shapes(m, p).items()}
+        dims = {"transition_covariance": m, "observation_covariance": p,
+                "initial_state_covariance": m}
+        for name, k in dims.items():
+            sizes[name] = k if self.diag[name] else k * (k + 1) // 2
+        return sum(sizes[f] for f in self.free_fields())
+
+    # -- SQUAREM ----------------------------------------------------------------------------
+    @property
+    def param_constraints(self) -> dict[str, str]:  # type: ignore[override]
+        """Matrices and offsets are unconstrained, covariances symmetric positive definite."""
+        off = self._disabled()
+        return {f: ("spd" if f in COVARIANCES else "real") for f in FIELDS if f not in off}
+
+    def complete_params(self, like: SSMParams, values: Mapping[str, Any]) -> SSMParams:
+        vals = dict(values)
+        for name in COVARIANCES:
+            if name in vals:
+                v = np.asarray(vals[name], dtype=float)
+                vals[name] = 0.5 * (v + v.T)
+        return like.replace(**vals)

@@ -24,6 +24,18 @@ __all__ = ["LinearGaussianSSM"]
 _OFFSETS = ("transition_offset", "observation_offset")
 
 
+class _Batches(DataSource):
+    """Batches of whole sequences for the E-step; the start is drawn from all of them, so
+    a chunked fit starts where the unchunked one does."""
+
+    def __init__(self, chunks: list[Sequences], whole: Sequences) -> None:
+        super().__init__(chunks)
+        self._whole = whole
+
+    def first(self) -> Sequences:
+        return self._whole
+
+
 class LinearGaussianSSM(EMEstimator):
     r"""Linear-Gaussian state-space model (Kalman filter and smoother) fitted by exact EM.
 
@@ -293,7 +305,7 @@ initial_state_mean_, initial_state_covariance_ : ndarray
         chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
         self._model_building, self._start = model, start
         try:
-            self._run(model, DataSource(chunks), callbacks, **engine_options)
+            self._run(model, _Batches(chunks, seqs), callbacks, **engine_options)
         finally:
             del self._model_building, self._start
         return self

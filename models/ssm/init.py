@@ -10,8 +10,10 @@ Every field given by the user is used as given; the others are derived from the 
    of observed variables start at zero. A small random perturbation (a tenth of each
    column's standard deviation over ``sqrt(m)``) drawn from the seed breaks ties, gives
    such extra state columns a direction, and lets restarts (``n_init``) differ.
-3. ``observation_covariance``: the other half of each column's observed variance, on
-   the diagonal.
+3. ``observation_covariance``: a quarter of each column's mean squared step-to-step
+   difference (within sequences, where both steps are observed), on the diagonal: for
+   white noise that is half its variance, and unlike the variance it is not inflated by
+   trends or random walks. A column with no such pair of steps takes half its variance.
 4. States ``x_t = C^+ (y_t - d)`` (the mean-filled data projected by the pseudo-inverse).
 5. ``transition_matrix`` and ``transition_offset``: least squares of ``x_{t+1}`` on
    ``x_t`` within sequences (the identity and zero when no sequence has two steps).
@@ -50,6 +52,16 @@ def _observed_moments(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dev = np.where(observed, Y - mean, 0.0)
     var = np.divide((dev**2).sum(axis=0), n, out=np.zeros(Y.shape[1]), where=n > 1)
     return mean, np.where(var > 0, var, 1.0)
+
+
+def _noise_variance(Y: np.ndarray, prev: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """A quarter of the mean squared difference of consecutive observed values per column."""
+    diff = Y[prev + 1] - Y[prev]
+    ok = ~np.isnan(diff)
+    n = ok.sum(axis=0)
+    msd = np.divide(np.where(ok, diff, 0.0).__pow__(2).sum(axis=0), n,
+                    out=np.zeros(Y.shape[1]), where=n > 0)
+    return np.where(msd > 0, msd / 4.0, var / 2.0)
 
 
 def _principal_loadings(Yf: np.ndarray, mean: np.ndarray, var: np.ndarray, m: int,
@@ -99,13 +111,12 @@ def initial_params(
     C = _principal_loadings(Yf, mean, var, m, rng)
     out.setdefault("observation_offset", mean)
     out.setdefault("observation_matrix", C)
-    out.setdefault("observation_covariance", np.diag(var / 2.0))
-    X = (Yf - out["observation_offset"]) @ np.linalg.pinv(out["observation_matrix"]).T
-
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     has_next = np.ones(Y.shape[0], dtype=bool)
     has_next[starts + np.asarray(lengths) - 1] = False
     prev = np.flatnonzero(has_next)
+    out.setdefault("observation_covariance", np.diag(_noise_variance(Y, prev, var)))
+    X = (Yf - out["observation_offset"]) @ np.linalg.pinv(out["observation_matrix"]).T
     x_var = X.var(axis=0)
     if prev.size:
         Xp, Xn = X[prev], X[prev + 1]

@@ -5,6 +5,7 @@ from emframe.interfaces.datasets import (
     load_airquality,
     load_digits_binary,
     load_earthquakes,
+    load_nile,
     load_old_faithful,
     path,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "load_airquality",
     "load_digits_binary",
     "load_earthquakes",
+    "load_nile",
     "load_old_faithful",
     "path",
 ]

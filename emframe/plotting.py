@@ -8,6 +8,7 @@ from emframe.interfaces.plotting import (
     plot_bernoulli_components,
     plot_clusters,
     plot_convergence,
+    plot_smoothed_states,
     plot_state_path,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "plot_bernoulli_components",
     "plot_clusters",
     "plot_convergence",
+    "plot_smoothed_states",
     "plot_state_path",
 ]

@@ -39,7 +39,7 @@ def test_models_are_a_subpackage(wheel_files):
 
 def test_example_data_ships(wheel_files):
     for name in ["old_faithful.csv", "airquality.csv", "earthquakes.csv", "digits_binary.csv",
-                 "coffee.png", "README.md"]:
+                 "coffee.png", "nile.csv", "README.md"]:
         assert f"emframe/interfaces/data/{name}" in wheel_files
 
 

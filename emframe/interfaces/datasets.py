@@ -53,6 +53,18 @@ def load_earthquakes() -> tuple[np.ndarray, np.ndarray]:
     return data[:, 0].astype(int), data[:, 1].astype(int)
 
 
+def load_nile() -> tuple[np.ndarray, np.ndarray]:
+    """Annual flow of the river Nile at Aswan, 1871-1970 (10^8 m^3).
+
+    Returns
+    -------
+    years : ndarray of shape (100,), int
+    flow : ndarray of shape (100,), float
+    """
+    data = _read_csv("nile.csv")[1]
+    return data[:, 0].astype(int), data[:, 1]
+
+
 def load_digits_binary() -> tuple[np.ndarray, np.ndarray]:
     """Binarised 8×8 handwritten digits.
 

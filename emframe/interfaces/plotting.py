@@ -1,4 +1,5 @@
-"""Plots of fitted models: convergence, clusters, HMM state paths, Bernoulli components.
+"""Plots of fitted models: convergence, clusters, HMM state paths, Bernoulli components,
+smoothed states of state-space models.
 
 matplotlib is an optional dependency (``pip install "emframe[plot]"``); it is
 imported only when a plotting function is called. Every function draws on the
@@ -357,4 +358,85 @@ def plot_bernoulli_components(
         ax.set_title(title, fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])
+    return fig
+
+
+# -- state-space models ----------------------------------------------------------------------
+def plot_smoothed_states(
+    estimator: Any,
+    Y: Any,
+    lengths: Any = None,
+    *,
+    signal: bool = False,
+    components: Any = None,
+    x: Any = None,
+    n_std: float = 2.0,
+    fig: Figure | None = None,
+) -> Figure:
+    """Smoothed states of a state-space model with ``± n_std`` standard-deviation bands.
+
+    Parameters
+    ----------
+    estimator : fitted LinearGaussianSSM
+        Anything with ``smooth(Y, lengths) -> (means, covs)`` and, for ``signal``,
+        ``observation_matrix_`` and ``observation_offset_``.
+    Y : array-like of shape (n_steps, n_obs) or (n_steps,)
+        Observations (NaN for missing).
+    lengths : array-like of int, optional
+        Lengths of the concatenated sequences; their boundaries are dashed lines.
+    signal : bool, default False
+        Draw the smoothed signal ``C x_t + d`` of each observed variable, on the data's
+        scale and with the data as dots, instead of the state coordinates. For a
+        local-level model (``C = 1``, ``d = 0``) the signal is the level itself.
+    components : sequence of int, optional
+        The state coordinates (or, with ``signal``, the observed columns) to draw, one
+        axes each; default all.
+    x : array-like of shape (n_steps,), optional
+        Positions on the horizontal axis (for example years); default 0..n-1.
+    n_std : float, default 2.0
+        Half-width of the band in smoothed standard deviations.
+    fig : matplotlib Figure, optional
+        An empty figure to draw on; a new one by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per component: its first line is the smoothed mean, its first
+        collection the band (``mean ± n_std·sd``); with ``signal``, the data are its
+        second line.
+    """
+    Y = np.asarray(Y, dtype=float)
+    Y2 = Y.reshape(-1, 1) if Y.ndim == 1 else Y
+    means, covs = estimator.smooth(Y2, lengths)
+    if signal:
+        C = np.asarray(estimator.observation_matrix_, dtype=float)
+        means = means @ C.T + np.asarray(estimator.observation_offset_, dtype=float)
+        covs = C @ covs @ C.T
+    n, k = means.shape
+    what = "observed column" if signal else "state"
+    idx = list(range(k)) if components is None else [int(i) for i in np.atleast_1d(components)]
+    if not idx or any(not 0 <= i < k for i in idx):
+        raise ValueError(f"components must be {what} indices in 0..{k - 1}, got {components!r}")
+    xs = np.arange(n) if x is None else np.asarray(x)
+    if xs.shape != (n,):
+        raise ValueError(f"x must have shape ({n},) to match Y, got {xs.shape}")
+    sd = np.sqrt(np.maximum(np.diagonal(covs, axis1=1, axis2=2), 0.0))
+    plt = _pyplot()
+    if fig is None:
+        fig = plt.figure(figsize=(8, 2.2 + 1.6 * len(idx)))
+    axes = np.atleast_1d(fig.subplots(len(idx), 1, sharex=True, squeeze=False).ravel())
+    for ax, i in zip(axes, idx, strict=True):
+        ax.plot(xs, means[:, i], color="C0", linewidth=1.8,
+                label="smoothed signal" if signal else "smoothed state")
+        ax.fill_between(xs, means[:, i] - n_std * sd[:, i], means[:, i] + n_std * sd[:, i],
+                        color="C0", alpha=0.25, linewidth=0, label=f"± {n_std:g} sd")
+        if signal:
+            ax.plot(xs, Y2[:, i], color="0.2", linestyle="none", marker=".", markersize=4,
+                    label="data")
+        ax.set_ylabel(f"{'column' if signal else 'state'} {i}")
+        if lengths is not None:
+            for e in np.cumsum(np.asarray(lengths, dtype=int))[:-1]:
+                ax.axvline((xs[e - 1] + xs[e]) / 2, color="0.5", linestyle="--", linewidth=1)
+    axes[0].legend(loc="best", fontsize="small")
+    axes[-1].set_xlabel("time" if x is None else "")
     return fig

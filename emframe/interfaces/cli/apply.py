@@ -1,4 +1,4 @@
-"""Commands that apply a saved model: ``predict``, ``decode`` and ``impute``."""
+"""Commands that apply a saved model: ``predict``, ``decode``, ``impute`` and ``smooth``."""
 
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
 def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) -> Data:
     spec = _spec_of(est)
     lengths = getattr(args, "lengths", None)
-    if lengths is not None and (spec is None or spec.kind != "hmm"):
-        raise InputError("--lengths applies to HMMs only")
+    if lengths is not None and (spec is None or not spec.sequential):
+        raise InputError("--lengths applies to HMMs and ssm only")
     data = load_data(args.data, args.columns, lengths, default_columns=meta.get("columns"),
                      lengths_column=meta.get("lengths_column")
-                     if spec is not None and spec.kind == "hmm" else None)
+                     if spec is not None and spec.sequential else None)
     d = getattr(est, "n_features_in_", data.X.shape[1])
     if data.X.shape[1] != d:
         raise InputError(
@@ -95,16 +95,34 @@ def cmd_decode(args: argparse.Namespace) -> int:
 # -- impute ------------------------------------------------------------------------------------
 def cmd_impute(args: argparse.Namespace) -> int:
     args.data = resolve_input(args.data)
-    check_output(args.out, [args.data])
-    spec = MODELS["mvn-missing"]
-    data = load_data(args.data, args.columns)
-    check_values(data, spec)
+    check_output(args.out, [args.data, args.model_file, args.lengths])
+    if args.model_file is None:
+        if args.lengths is not None:
+            raise InputError("--lengths applies with --model (a saved ssm model)")
+        spec = MODELS["mvn-missing"]
+        data = load_data(args.data, args.columns)
+        check_values(data, spec)
+        est = spec.estimator_class(**{k: v for k, v in
+                                      (("max_iter", args.max_iter), ("tol", args.tol),
+                                       ("ridge", args.ridge)) if v is not None})
+        fit_estimator(est, None, data.X, Progress(args.quiet))
+        imputed = est.impute(data.X)
+        how = (f"{est.n_iter_} iterations, "
+               f"{'converged' if est.converged_ else 'NOT converged'}")
+    else:
+        given = [f"--{n.replace('_', '-')}" for n in ("ridge", "max_iter", "tol")
+                 if getattr(args, n) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: only for impute without --model (which "
+                             "fits its own model); leave it out with --model")
+        est, meta = _load_model(args.model_file)
+        if not hasattr(est, "impute"):
+            raise InputError(f"{args.model_file}: a {type(est).__name__} cannot impute; use a "
+                             "model saved by 'emframe fit ssm' or 'emframe fit mvn-missing'")
+        data = _data_for_model(args, est, meta)
+        imputed = _with_lengths(est.impute, _spec_of(est), data)
+        how = f"with the model {args.model_file}"
     missing = np.isnan(data.X)
-    est = spec.estimator_class(**{k: v for k, v in
-                                  (("max_iter", args.max_iter), ("tol", args.tol),
-                                   ("ridge", args.ridge)) if v is not None})
-    fit_estimator(est, None, data.X, Progress(args.quiet))
-    imputed = est.impute(data.X)
     table = data.table
     header = list(table.names)
     out = np.array(table.values, copy=True)
@@ -125,8 +143,31 @@ def cmd_impute(args: argparse.Namespace) -> int:
         per_col = ", ".join(f"{n} {int(c)}" for n, c in zip(data.names, missing.sum(0),
                                                           strict=True) if c)
         print(f"imputed {int(missing.sum())} missing cells in {int(missing.any(1).sum())} rows "
-              f"({per_col or 'none'}); {est.n_iter_} iterations, "
-              f"{'converged' if est.converged_ else 'NOT converged'}", file=sys.stderr)
+              f"({per_col or 'none'}); {how}", file=sys.stderr)
+    return 0
+
+
+# -- smooth ------------------------------------------------------------------------------------
+def cmd_smooth(args: argparse.Namespace) -> int:
+    args.data = resolve_input(args.data)
+    check_output(args.out, [args.model_file, args.data, args.lengths])
+    est, meta = _load_model(args.model_file)
+    if not hasattr(est, "smooth"):
+        raise InputError(f"{args.model_file}: a {type(est).__name__} has no hidden states to "
+                         "smooth; smooth needs a model saved by 'emframe fit ssm'")
+    data = _data_for_model(args, est, meta)
+    method = est.filter if args.filter else est.smooth
+    means, covs = method(data.X, data.lengths)
+    sd = np.sqrt(np.maximum(np.diagonal(covs, axis1=1, axis2=2), 0.0))
+    header = [h for i in range(means.shape[1]) for h in (f"state{i}", f"state{i}_sd")]
+    values = np.stack([means, sd], axis=2).reshape(means.shape[0], -1)
+    if data.lengths is not None and len(data.lengths) > 1:
+        seq = np.repeat(np.arange(len(data.lengths)), data.lengths)
+        write_csv(args.out, ["sequence", *header],
+                  ([int(q)] + [_fmt(v) for v in row] for q, row in zip(seq, values,
+                                                                      strict=True)))
+    else:
+        write_csv(args.out, header, ([_fmt(v) for v in row] for row in values))
     return 0
 
 

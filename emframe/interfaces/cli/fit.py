@@ -30,8 +30,8 @@ from emframe.interfaces.cli.tables import (
 def cmd_fit(args: argparse.Namespace) -> int:
     args.data = resolve_input(args.data)
     spec = MODELS[args.model]
-    if args.lengths is not None and spec.kind != "hmm":
-        raise InputError(f"--lengths applies to HMMs, not to {spec.name}")
+    if args.lengths is not None and not spec.sequential:
+        raise InputError(f"--lengths applies to HMMs and ssm, not to {spec.name}")
     check_output(args.out, [args.data, args.lengths])
     check_output(args.plot, [args.data, args.lengths, args.out])
     data = load_data(args.data, args.columns, args.lengths)

@@ -21,7 +21,7 @@ from typing import Any
 
 from emframe._version import __version__
 from emframe.inference.hmm.common import caused_by_interrupt
-from emframe.interfaces.cli.apply import cmd_decode, cmd_impute, cmd_predict
+from emframe.interfaces.cli.apply import cmd_decode, cmd_impute, cmd_predict, cmd_smooth
 from emframe.interfaces.cli.fit import SELECT_N_INIT, cmd_fit, cmd_select, parse_range
 from emframe.interfaces.cli.running import _show_warning
 from emframe.interfaces.cli.segment import cmd_segment
@@ -124,10 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "example:NAME for shipped data (example:old_faithful)")
     _add_columns(p)
     p.add_argument("--lengths", metavar="FILE|COLUMN",
-                   help="HMMs: a column of sequence ids (a new sequence starts where the id "
-                   "changes) or a file of sequence lengths, one per line")
+                   help="HMMs and ssm: a column of sequence ids (a new sequence starts where "
+                   "the id changes) or a file of sequence lengths, one per line")
     p.add_argument("--drop-missing", action="store_true",
                    help="leave out rows with a missing value (for models without missing data)")
+    p.add_argument("--state-dim", type=_positive_int, metavar="M",
+                   help="ssm: dimension of the hidden state (default 1)")
     _add_common_fit_options(p)
     p.add_argument("--out", "-o", metavar="MODEL.npz", help="save the fitted model here")
     p.add_argument("--plot", metavar="FILE.png", help="save a picture of the fit here")
@@ -143,12 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="FILE.csv", help="write here instead of stdout")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("impute", help="fill missing values (multivariate normal)",
+    p = sub.add_parser("impute", help="fill missing values (multivariate normal or a saved "
+                       "state-space model)",
                        description="Fit a multivariate normal to data with missing values by "
                        "EM and write the data with every missing cell replaced by its "
-                       "conditional mean given the observed cells of its row.")
+                       "conditional mean given the observed cells of its row. With --model, "
+                       "use a saved model instead (a state-space model fills a cell from "
+                       "every observed cell of its sequence).")
     p.add_argument("data", metavar="DATA")
     _add_columns(p)
+    p.add_argument("--model", metavar="MODEL_FILE", dest="model_file",
+                   help="a model saved by 'emframe fit' (ssm or mvn-missing) to impute with")
+    p.add_argument("--lengths", metavar="FILE|COLUMN", help="ssm: sequences, as for fit")
     p.add_argument("--ridge", type=_non_negative_float, metavar="R",
                    help="covariance regularisation (default 0)")
     p.add_argument("--max-iter", type=_positive_int, metavar="N")
@@ -171,10 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="FILE.csv", help="write here instead of stdout")
     p.set_defaults(func=cmd_decode)
 
+    p = sub.add_parser("smooth", help="smoothed hidden states of a state-space model",
+                       description="Write the smoothed mean and standard deviation of every "
+                       "hidden state at every row under a saved state-space model (fit ssm), "
+                       "given all observed cells of the row's sequence, as CSV.")
+    p.add_argument("model_file", metavar="MODEL_FILE")
+    p.add_argument("data", metavar="DATA")
+    _add_columns(p)
+    p.add_argument("--lengths", metavar="FILE|COLUMN", help="sequences, as for fit")
+    p.add_argument("--filter", action="store_true",
+                   help="filtered states (given the rows up to each one) instead")
+    p.add_argument("--out", "-o", metavar="FILE.csv", help="write here instead of stdout")
+    p.set_defaults(func=cmd_smooth)
+
     p = sub.add_parser("select", help="choose the number of components by BIC/AIC",
                        description="Fit the model for each number of components and print "
                        "a table of log-likelihood, BIC and AIC; the best is marked with *.")
-    p.add_argument("model", choices=[m for m, s in MODELS.items() if s.kind != "gaussian"],
+    p.add_argument("model", choices=[m for m, s in MODELS.items()
+                                     if s.kind not in ("gaussian", "ssm")],
                    metavar="MODEL")
     p.add_argument("data", metavar="DATA")
     p.add_argument("--components", "-k", type=parse_range, default=parse_range("1-6"),

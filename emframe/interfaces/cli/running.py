@@ -174,6 +174,11 @@ def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int 
         if not _accepts(cls, "covariance_type"):
             raise InputError(f"{spec.name} has no --covariance-type")
         kwargs["covariance_type"] = cov
+    state_dim = getattr(args, "state_dim", None)
+    if state_dim is not None or _accepts(cls, "n_dim_state"):
+        if not _accepts(cls, "n_dim_state"):
+            raise InputError(f"{spec.name} has no state dimension; leave out --state-dim")
+        kwargs["n_dim_state"] = 1 if state_dim is None else state_dim
     if args.n_init is not None:
         if not _accepts(cls, "n_init"):
             raise InputError(f"{spec.name} has a deterministic start; leave out --n-init")
@@ -192,13 +197,13 @@ def fit_estimator(est: Any, spec: ModelSpec | None, data: Data | np.ndarray,
     """Fit ``est`` on the data with ``progress`` as its callback."""
     X = data if isinstance(data, np.ndarray) else data.X
     with progress.configure(est):
-        if spec is not None and spec.kind == "hmm":
+        if spec is not None and spec.sequential:
             return est.fit(X, data.lengths, callbacks=[progress])
         return est.fit(X, callbacks=[progress])
 
 
 def _with_lengths(method: Callable[..., Any], spec: ModelSpec | None, data: Data) -> Any:
-    if spec is not None and spec.kind == "hmm":
+    if spec is not None and spec.sequential:
         return method(data.X, data.lengths)
     return method(data.X)
 
@@ -242,6 +247,11 @@ def plot_fit(est: Any, spec: ModelSpec, data: Data) -> Any:
     plt = _pyplot()
     if spec.name == "bernoulli":
         return plotting.plot_bernoulli_components(est)
+    if spec.kind == "ssm":
+        fig = plotting.plot_smoothed_states(est, data.X, data.lengths, signal=True)
+        for ax, name in zip(fig.axes, data.names, strict=True):
+            ax.set_ylabel(name)
+        return fig
     if spec.kind == "hmm":
         fig = plotting.plot_state_path(est, data.X, lengths=data.lengths)
         fig.axes[0].set_ylabel(data.names[0])

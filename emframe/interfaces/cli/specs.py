@@ -21,12 +21,17 @@ class ModelSpec:
 
     name: str
     cls_name: str
-    kind: str  # "mixture", "hmm" or "gaussian"
+    kind: str  # "mixture", "hmm", "gaussian" or "ssm"
     attributes: tuple[str, ...]
     values: str = "real"  # "real", "binary" or "counts"
     missing_ok: bool = False
     one_column: bool = False
     help: str = ""
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the model takes sequences (``--lengths``)."""
+        return self.kind in ("hmm", "ssm")
 
     @property
     def estimator_class(self) -> type:
@@ -65,6 +70,12 @@ MODELS: dict[str, ModelSpec] = {
                   values="counts", help="hidden Markov model with Poisson emissions (counts)"),
         ModelSpec("mvn-missing", "MissingDataGaussian", "gaussian", ("mean_", "covariance_"),
                   missing_ok=True, help="multivariate normal fitted to data with missing values"),
+        ModelSpec("ssm", "LinearGaussianSSM", "ssm",
+                  ("transition_matrix_", "transition_offset_", "transition_covariance_",
+                   "observation_matrix_", "observation_offset_", "observation_covariance_",
+                   "initial_state_mean_", "initial_state_covariance_"), missing_ok=True,
+                  help="linear-Gaussian state-space model (Kalman smoother; empty cells are "
+                  "missing)"),
     ]
 }
 

@@ -437,7 +437,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def score(self, Y: Any, lengths: Any = None) -> float:
         """Total log-likelihood of the observed entries of ``Y`` (as the HMMs, not per step)."""
         s = self._check_data(Y, lengths)
-        return self._model.log_likelihood(self.params_, s)
+        return self._log_likelihood(s)
+
+    def _log_likelihood(self, s: Sequences) -> float:
+        # the estimator's backend (set_params may have changed it since fit)
+        return float(kalman_filter(s.X, self._system(), s.lengths,
+                                   backend=self.backend).log_likelihood)
 
     def log_likelihood(self, Y: Any, lengths: Any = None) -> float:
         """Total log-likelihood of ``Y``; the same as :meth:`score`."""
@@ -463,13 +468,12 @@ initial_state_mean_, initial_state_covariance_ : ndarray
     def bic(self, Y: Any, lengths: Any = None) -> float:
         """Bayesian information criterion (lower is better); n = number of time steps."""
         s = self._check_data(Y, lengths)
-        ll = self._model.log_likelihood(self.params_, s)
-        return -2.0 * ll + self.n_parameters() * math.log(s.n_samples)
+        return -2.0 * self._log_likelihood(s) + self.n_parameters() * math.log(s.n_samples)
 
     def aic(self, Y: Any, lengths: Any = None) -> float:
         """Akaike information criterion (lower is better)."""
         s = self._check_data(Y, lengths)
-        return -2.0 * self._model.log_likelihood(self.params_, s) + 2.0 * self.n_parameters()
+        return -2.0 * self._log_likelihood(s) + 2.0 * self.n_parameters()
 
     def sample(self, n_steps: int = 1, random_state: Any = None
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -332,3 +332,28 @@ def test_the_system_matches_the_parameters(fitted):
     assert isinstance(s, LinearGaussianSystem)
     np.testing.assert_array_equal(s.A, est.transition_matrix_)
     np.testing.assert_array_equal(s.d, est.observation_offset_)
+
+
+def test_methods_use_the_current_backend(fitted, monkeypatch):
+    from emframe.inference.kalman import has_numba
+
+    if not has_numba():
+        pytest.skip("numba not installed")
+    from emframe.inference.kalman import _numba
+
+    def fail(*args, **kwargs):
+        raise AssertionError("numba kernel called")
+
+    est, Y, lengths = fitted
+    monkeypatch.setattr(_numba, "kalman_filter", fail)
+    monkeypatch.setattr(_numba, "rts_smoother", fail)
+    old = est.backend
+    try:
+        est.set_params(backend="numpy")
+        est.score(Y, lengths), est.bic(Y, lengths), est.smooth(Y, lengths)
+        est.impute(Y, lengths), est.forecast(Y, 2, lengths), est.score_samples(Y, lengths)
+        est.set_params(backend="numba")
+        with pytest.raises(AssertionError, match="numba kernel called"):
+            est.score(Y, lengths)
+    finally:
+        est.set_params(backend=old)

@@ -54,20 +54,35 @@ class LinearGaussianSSM(EMEstimator):
     ----------
     n_dim_state : int, default 1
         State dimension ``m``.
-    transition_matrix_init, transition_offset_init, transition_covariance_init, \
-observation_matrix_init, observation_offset_init, observation_covariance_init, \
-initial_state_mean_init, initial_state_covariance_init : array-like, optional
-        Initial value of each parameter, shapes (m, m), (m,), (m, m), (p, m), (p,),
-        (p, p), (m,), (m, m); covariances symmetric positive definite. Fields not given
-        start from the data (see :mod:`emframe.models.ssm.init`).
+    transition_matrix_init : array-like of shape (m, m), optional
+        Initial ``A``. Each ``<field>_init`` gives the start of that field; fields not
+        given start from the data (see :mod:`emframe.models.ssm.init`).
+    transition_offset_init : array-like of shape (m,), optional
+        Initial ``b``.
+    transition_covariance_init : array-like of shape (m, m), optional
+        Initial ``Q``, symmetric positive definite.
+    observation_matrix_init : array-like of shape (p, m), optional
+        Initial ``C`` (``p`` observed variables).
+    observation_offset_init : array-like of shape (p,), optional
+        Initial ``d``.
+    observation_covariance_init : array-like of shape (p, p), optional
+        Initial ``R``, symmetric positive definite.
+    initial_state_mean_init : array-like of shape (m,), optional
+        Initial ``mu0``.
+    initial_state_covariance_init : array-like of shape (m, m), optional
+        Initial ``S0``, symmetric positive definite.
     freeze : sequence of str, default ()
         Fields held at their initial values, named without ``_init`` (for example
         ``("transition_matrix", "observation_matrix")`` for a local-level model with
         ``A = C = 1``). The other fields' updates maximise given the frozen ones.
-    transition_covariance_type, observation_covariance_type : {"full", "diag"}
-        Structure of ``Q`` and ``R``.
-    transition_offset, observation_offset : bool, default True
-        False switches ``b`` (or ``d``) off: it is zero and not a parameter.
+    transition_covariance_type : {"full", "diag"}, default "full"
+        Structure of ``Q``.
+    observation_covariance_type : {"full", "diag"}, default "full"
+        Structure of ``R``.
+    transition_offset : bool, default True
+        False switches ``b`` off: it is zero and not a parameter.
+    observation_offset : bool, default True
+        False switches ``d`` off.
     ridge : float, default 0.0
         Prior ``p(V) ∝ exp(-ridge/2 · trace(V^{-1}))`` on each estimated covariance
         ``V`` (Q, R, S0): the update becomes ``(scatter + ridge·I) / n``, which stays
@@ -90,12 +105,23 @@ initial_state_mean_init, initial_state_covariance_init : array-like, optional
 
     Attributes
     ----------
-    transition_matrix_, transition_offset_, transition_covariance_, \
-observation_matrix_, observation_offset_, observation_covariance_, \
-initial_state_mean_, initial_state_covariance_ : ndarray
-        The fitted parameters.
+    transition_matrix_ : ndarray of shape (m, m)
+    transition_offset_ : ndarray of shape (m,)
+    transition_covariance_ : ndarray of shape (m, m)
+    observation_matrix_ : ndarray of shape (p, m)
+    observation_offset_ : ndarray of shape (p,)
+    observation_covariance_ : ndarray of shape (p, p)
+    initial_state_mean_ : ndarray of shape (m,)
+    initial_state_covariance_ : ndarray of shape (m, m)
     params_ : SSMParams
-    converged_, n_iter_, loglik_history_, n_features_in_
+        The same parameters as one immutable value.
+    converged_ : bool
+    n_iter_ : int
+    loglik_history_ : ndarray of shape (n_iter + 1,)
+        Log-likelihood (penalised when ``ridge > 0``) at the start and after every
+        iteration.
+    n_features_in_ : int
+        Number of observed variables ``p``.
 
     Notes
     -----

@@ -87,14 +87,15 @@ def _pykalman_em(pk, Y, P, em_vars, n_iter):
                 S0=kf.initial_state_covariance), kf
 
 
-def _fit(Y, P, n_iter, m, lengths=None, **kw):
+def _fit(Y, P, n_iter, m, lengths=None, chunk_size=None, **kw):
     init = as_init(P)
     for name in ("transition_offset", "observation_offset"):
         if not kw.get(name, True):
             del init[f"{name}_init"]  # switched off: zero, and no initial value
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return LinearGaussianSSM(m, **init, tol=0.0, max_iter=n_iter, **kw).fit(Y, lengths)
+        est = LinearGaussianSSM(m, **init, tol=0.0, max_iter=n_iter, **kw)
+        return est.fit(Y, lengths, chunk_size=chunk_size)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -416,3 +417,19 @@ def test_ridge_is_the_map_update_and_monotone_in_the_penalised_likelihood():
                                free.initial_state_covariance_ + 3.0 * np.eye(2), rtol=1e-10)
     model = _model(2, 2, ridge=3.0)
     check_monotone(model, Sequences(Y), n_iter=15)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    lengths=st.lists(st.integers(3, 20), min_size=2, max_size=5),
+    chunk=st.integers(1, 40), seed=st.integers(0, 2**16), missing=st.sampled_from([0.0, 0.3]),
+)
+def test_chunked_fit_equals_whole_hypothesis(lengths, chunk, seed, missing):
+    rng = np.random.default_rng(seed)
+    P = random_params(rng, 1, 2)
+    Y = np.vstack([simulate(rng, P, n) for n in lengths])
+    Y[rng.random(Y.shape) < missing] = np.nan
+    Y[0] = np.nan_to_num(Y[0], nan=0.5)  # every column observed somewhere
+    fits = [_fit(Y, P, 4, 1, lengths, chunk_size=c) for c in (None, chunk)]
+    assert fits[0].params_.allclose(fits[1].params_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fits[0].loglik_history_, fits[1].loglik_history_, rtol=1e-11)

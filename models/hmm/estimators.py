@@ -117,7 +117,12 @@ class CategoricalHMM(HMM):
             # The alphabet of the given (or fitted) emission probabilities.
             n_symbols = int(np.shape(self.emissionprob_)[1])
         else:
-            n_symbols = int(check_symbols(X)[:, 0].max()) + 1
+            n_symbols = int(check_symbols(X, allow_missing=True)[:, 0].max()) + 1
+            if n_symbols == 0:
+                raise ValueError(
+                    "every symbol of X is missing (-1 or NaN): nothing to fit, and the "
+                    "number of symbols is unknown (give n_features)"
+                )
         check_table_size(int(self.n_components), n_symbols)
         prior = np.asarray(self.emissionprob_prior, dtype=float)
         if not np.all(np.isfinite(prior)) or np.any(prior < 1.0):

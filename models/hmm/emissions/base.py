@@ -144,6 +144,50 @@ class Emission(ABC):
             raise ValueError(f"{self.attributes.get(field, field)} contains NaN or inf")
         return arr
 
+    # -- missing values (emissions with ``supports_missing``) --------------------------
+    #: Whether ``check_X`` accepts missing entries (NaN). The shipped Gaussian, GMM,
+    #: Poisson and categorical emissions do; their log-likelihoods marginalise the
+    #: missing entries and their statistics hold their conditional expectations.
+    supports_missing: ClassVar[bool] = False
+
+    def missing_mask(self, X: np.ndarray) -> np.ndarray:
+        """Where ``X`` (validated by :meth:`check_X`) is missing, bool (n_samples, n_features)."""
+        return np.isnan(X)
+
+    def impute(
+        self, params: Params, X: np.ndarray, posteriors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Posterior mean and variance of every entry, mixing the states by ``posteriors``.
+
+        Parameters
+        ----------
+        params : Params
+        X : ndarray of shape (n_samples, n_features)
+            Validated data with missing entries.
+        posteriors : ndarray of shape (n_samples, n_components)
+            Smoothed state posteriors given all observed data.
+
+        Returns
+        -------
+        imputed : ndarray of shape (n_samples, n_features)
+            Observed entries copied from ``X``.
+        variance : ndarray of shape (n_samples, n_features) or None
+            0 where observed; None where a variance means nothing (symbols).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support missing values")
+
+    def sample_missing(
+        self, params: Params, X: np.ndarray, states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``X`` with every missing entry drawn from its conditional given ``states[t]``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            Observed entries equal ``X``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support missing values")
+
     # -- helpers --------------------------------------------------------------------
     @property
     def field_letters(self) -> dict[str, tuple[str, ...]]:

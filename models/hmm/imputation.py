@@ -1,0 +1,79 @@
+"""Missing values of an HMM's observations: posterior means and posterior draws.
+
+Given the state, a step's observation depends on nothing else, so the distribution of
+its missing entries given all observed data is a mixture over the step's state of the
+emission's conditional (given the observed entries of the step), weighted by the
+smoothed posterior ``p(z_t = k | all observed data)``. Posterior draws take a whole
+state path from ``p(z | observed)`` by forward filtering, backward sampling, then every
+step's missing entries from the conditional of its drawn state: together an exact draw
+of the missing values from their joint posterior.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from emframe.models.hmm.model import HMMModel, HMMParams, Sequences
+
+from emframe.core.numerics import safe_log
+from emframe.inference.hmm import sample_paths
+
+__all__ = ["impute", "sample_imputations"]
+
+
+def impute(
+    model: HMMModel, params: HMMParams, seqs: Sequences, *, return_var: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Posterior means (modes for symbols) of the missing entries, and their variances.
+
+    Returns
+    -------
+    imputed : ndarray of shape (n_samples, n_features)
+        Observed entries copied unchanged.
+    variance : ndarray of shape (n_samples, n_features) or None
+        Only with ``return_var``: 0 where observed.
+
+    Raises
+    ------
+    ValueError
+        If ``return_var`` is asked of an emission whose imputations have no variance.
+    """
+    emission = model.emission
+    X = seqs.X
+    if not emission.missing_mask(X).any():
+        return np.array(X, dtype=float), (np.zeros(X.shape) if return_var else None)
+    post = model.posterior(params, seqs).posteriors
+    imputed, var = emission.impute(params.emission, X, post)
+    if return_var and var is None:
+        raise ValueError(
+            f"{type(emission).__name__} imputes symbols, which have no standard deviation; "
+            "use sample_imputations to see the uncertainty"
+        )
+    return imputed, var if return_var else None
+
+
+def sample_imputations(
+    model: HMMModel,
+    params: HMMParams,
+    seqs: Sequences,
+    n_draws: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Completions of ``seqs.X`` drawn from the posterior of the missing entries.
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_samples, n_features)
+        Observed entries equal ``seqs.X`` in every draw.
+    """
+    emission = model.emission
+    X = seqs.X
+    out = np.repeat(np.array(X, dtype=float)[None], n_draws, axis=0)
+    if not emission.missing_mask(X).any():
+        return out
+    paths = sample_paths(
+        safe_log(params.startprob), safe_log(params.transmat),
+        model._log_emission(params, seqs), seqs.lengths, n_draws=n_draws, rng=rng,
+    )
+    for i in range(n_draws):
+        out[i] = emission.sample_missing(params.emission, X, paths[i], rng)
+    return out

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 from emframe.models.hmm.emissions.base import Emission, _check_shape, _check_stochastic_rows
-from emframe.models.hmm.labels import check_labels_possible, check_states, clamp
+from emframe.models.hmm.labels import check_labels_possible, check_range, check_states, clamp
+from scipy.optimize import linear_sum_assignment
 
 from emframe.core import reparam
 from emframe.core.model import EMModel
@@ -248,9 +249,39 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
             given = {f: v for f, v in self.initial.items() if f not in ("startprob", "transmat")}
             if given:
                 emission = self.emission.complete_params(emission, given)
+            elif X.states is not None:
+                emission = self._match_labels(emission, X)
         params = HMMParams(startprob, transmat, emission)
         self.check_params(params)
         return params
+
+    def _match_labels(self, emission: Params, X: Sequences) -> Params:
+        """Random initial emission parameters, their states renumbered to fit the labels.
+
+        Each labelled state j takes the initial state that best explains the steps
+        labelled j (an assignment maximising the total log-likelihood). A random start
+        whose states are right but numbered otherwise would otherwise leave every label
+        on the wrong state, a local optimum EM cannot leave. Emissions that cannot
+        renumber their states are left as they are.
+        """
+        rows = np.flatnonzero(X.states >= 0)
+        if not rows.size:
+            return emission
+        labels = X.states[rows]
+        check_range(X.states, self.n_components)
+        log_em = self.emission.log_likelihood(emission, X.X[rows])
+        present = np.unique(labels)
+        score = np.stack([log_em[labels == j].sum(axis=0) for j in present])  # (J, K)
+        score = np.where(np.isfinite(score), score, -1e300)
+        label_idx, state_idx = linear_sum_assignment(score, maximize=True)
+        order = np.full(self.n_components, -1)
+        order[present[label_idx]] = state_idx
+        rest = [s for s in range(self.n_components) if s not in set(state_idx.tolist())]
+        order[order < 0] = rest
+        try:
+            return self.emission.permute_states(emission, order)
+        except NotImplementedError:
+            return emission
 
     def _log_emission(self, params: HMMParams, X: Sequences) -> np.ndarray:
         # Known states condition the chain: every other state is impossible at that step.

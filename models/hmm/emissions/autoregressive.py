@@ -28,6 +28,7 @@ from emframe.models.hmm.emissions.base import (
     Emission,
     _check_precisions,
     _check_shape,
+    _take_states,
     kmeanspp_centres,
 )
 
@@ -265,6 +266,14 @@ class AutoRegressiveEmission(Emission):
             "precisions_cholesky",
         )
         _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+
+    def permute_states(
+        self, params: AutoRegressiveParams, order: np.ndarray
+    ) -> AutoRegressiveParams:
+        fields = ["coefs", "intercepts"]
+        if self.strategy.name != "tied":  # one covariance for all states
+            fields += ["covars", "precisions_cholesky"]
+        return _take_states(params, order, fields)
 
     def n_parameters(self, params: AutoRegressiveParams, frozen: Collection[str] = ()) -> int:
         k, p, d, _ = params.coefs.shape

@@ -133,6 +133,14 @@ class Emission(ABC):
         """One observation from state ``states[t]`` for every ``t``; shape (n, n_features)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sampling")
 
+    def permute_states(self, params: Params, order: np.ndarray) -> Params:
+        """The parameters with state ``order[k]`` renumbered ``k`` (used to match labels).
+
+        Emissions that cannot renumber their states raise ``NotImplementedError`` (the
+        default); labelled fits then start from the random parameters as they are.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not renumber its states")
+
     def to_attribute(self, field: str, value: Any) -> Any:
         """Public form of a parameter field (the identity unless overridden)."""
         return value
@@ -203,6 +211,11 @@ def _check_precisions(strategy: CovarianceStrategy, pc: np.ndarray, what: str) -
         ok = np.all(np.isfinite(strategy.precisions(np.asarray(pc))))
     if not ok:
         raise ValueError(f"{what} is numerically singular: its precision overflows")
+
+
+def _take_states(params: Params, order: np.ndarray, fields: Collection[str]) -> Params:
+    """``params`` with the per-state ``fields`` (state on the first axis) reordered."""
+    return params.replace(**{f: np.asarray(getattr(params, f))[order] for f in fields})
 
 
 def _check_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:

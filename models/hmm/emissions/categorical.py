@@ -11,6 +11,7 @@ from emframe.models.hmm.emissions.base import (
     Emission,
     _check_shape,
     _check_stochastic_rows,
+    _take_states,
 )
 
 from emframe.core.numerics import normalize, safe_log
@@ -162,6 +163,9 @@ class CategoricalEmission(Emission):
     def check_params(self, params: CategoricalParams, n_components: int) -> None:
         _check_shape(params.emissionprob, (n_components, self.n_symbols), "emissionprob_")
         _check_stochastic_rows(params.emissionprob, "emissionprob_")
+
+    def permute_states(self, params: CategoricalParams, order: np.ndarray) -> CategoricalParams:
+        return _take_states(params, order, ("emissionprob",))
 
     def n_parameters(self, params: CategoricalParams, frozen: Collection[str] = ()) -> int:
         if "emissionprob" in frozen:

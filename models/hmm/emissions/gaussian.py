@@ -19,6 +19,7 @@ from emframe.models.hmm.emissions.base import (
     Emission,
     _check_precisions,
     _check_shape,
+    _take_states,
     kmeanspp_centres,
 )
 
@@ -237,6 +238,11 @@ class GaussianEmission(Emission):
             "precisions_cholesky",
         )
         _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+
+    def permute_states(self, params: GaussianParams, order: np.ndarray) -> GaussianParams:
+        shared = self.strategy.name == "tied"  # one covariance for all states
+        fields = ("means",) if shared else ("means", "covars", "precisions_cholesky")
+        return _take_states(params, order, fields)
 
     def n_parameters(self, params: GaussianParams, frozen: Collection[str] = ()) -> int:
         k, d = params.means.shape

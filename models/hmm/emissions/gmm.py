@@ -20,6 +20,7 @@ from emframe.models.hmm.emissions.base import (
     _check_precisions,
     _check_shape,
     _check_stochastic_rows,
+    _take_states,
     kmeanspp_centres,
 )
 from emframe.models.hmm.emissions.gaussian import _data_covariance
@@ -291,6 +292,10 @@ class GMMEmission(Emission):
                 _check_precisions(self.strategy, params.precisions_cholesky[k], "a covariance")
             except ValueError as exc:
                 raise ValueError(f"state {k}: {exc}") from None
+
+    def permute_states(self, params: GMMParams, order: np.ndarray) -> GMMParams:
+        # every field, "tied" included, holds one entry per state
+        return _take_states(params, order, params.field_names())
 
     def n_parameters(self, params: GMMParams, frozen: Collection[str] = ()) -> int:
         k, m, d = params.means.shape

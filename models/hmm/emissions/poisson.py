@@ -11,6 +11,7 @@ from emframe.models.hmm.emissions._missing import mean_imputed
 from emframe.models.hmm.emissions.base import (
     Emission,
     _check_shape,
+    _take_states,
     kmeanspp_centres,
 )
 from scipy.special import gammaln
@@ -146,6 +147,9 @@ class PoissonEmission(Emission):
             )
         if not np.all(np.isfinite(lam)) or np.any(lam < 0):
             raise ValueError("lambdas_ must be finite and non-negative")
+
+    def permute_states(self, params: PoissonParams, order: np.ndarray) -> PoissonParams:
+        return _take_states(params, order, ("lambdas",))
 
     def n_parameters(self, params: PoissonParams, frozen: Collection[str] = ()) -> int:
         return 0 if "lambdas" in frozen else int(params.lambdas.size)

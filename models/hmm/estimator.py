@@ -32,7 +32,8 @@ class HMM(EMEstimator):
     """Hidden Markov model over a pluggable emission component, fitted by Baum-Welch.
 
     Follows hmmlearn's conventions: ``X`` is the concatenation of all sequences and
-    ``lengths`` their lengths; initial parameters can be given as attributes
+    ``lengths`` their lengths (``states``, where given, the known states, -1 elsewhere);
+    initial parameters can be given as attributes
     (``startprob_``, ``transmat_``, emission attributes) and left out of
     ``init_params``; ``params`` lists the parameters EM updates.
 

@@ -57,6 +57,9 @@ _COMMON_DOC = """
 class CategoricalHMM(HMM):
     __doc__ = f"""HMM with categorical emissions: one column of integer symbols 0 .. n_features-1.
 
+    A missing symbol is -1 (or NaN): its step counts only through the transitions;
+    :meth:`impute` fills it with the most probable symbol given all observed data.
+
     Parameters
     ----------
     n_components : int, default 1
@@ -143,7 +146,8 @@ class CategoricalHMM(HMM):
 class PoissonHMM(HMM):
     __doc__ = f"""HMM with Poisson emissions: non-negative integer counts, one or more features.
 
-    Features are independent given the state, each with its own rate.
+    Features are independent given the state, each with its own rate. NaN marks a
+    missing count (marginalised in the likelihood, its expectation in the M-step).
 
     Parameters
     ----------
@@ -190,6 +194,10 @@ class PoissonHMM(HMM):
 
 class GaussianHMM(HMM):
     __doc__ = f"""HMM with multivariate Gaussian emissions.
+
+    NaN marks a missing entry: each step's likelihood is that of its observed entries,
+    and the M-step uses the conditional moments of the missing ones (exact EM for the
+    observed-data likelihood); :meth:`impute` and :meth:`sample_imputations` fill them in.
 
     Parameters
     ----------
@@ -248,6 +256,8 @@ class GaussianHMM(HMM):
 
 class GMMHMM(HMM):
     __doc__ = f"""HMM whose states emit a mixture of ``n_mix`` Gaussians.
+
+    NaN marks a missing entry, handled exactly as in :class:`GaussianHMM`.
 
     Parameters
     ----------

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from emframe.models import CategoricalHMM, GaussianHMM, PoissonHMM
 from emframe.models.hmm import HMMModel, Sequences
-from emframe.models.hmm.emissions import CategoricalEmission, GaussianEmission, PoissonEmission
+from emframe.models.hmm.emissions import (
+    AutoRegressiveEmission,
+    CategoricalEmission,
+    GaussianEmission,
+    GMMEmission,
+    PoissonEmission,
+)
 from hmm_bruteforce import brute_force
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -141,10 +147,13 @@ def test_labels_pin_the_state_identities(data_seed, fraction):
     (GaussianEmission("tied"), ("means",)),
     (PoissonEmission(), ("lambdas",)),
     (CategoricalEmission(4), ("emissionprob",)),
+    (GMMEmission(2, "tied"), ("weights", "means", "covars")),
+    (AutoRegressiveEmission(1, "diag"), ("coefs", "intercepts", "covars")),
+    (AutoRegressiveEmission(1, "tied"), ("coefs", "intercepts")),
 ])
 def test_permute_states_renumbers_the_log_likelihood(emission, fields):
-    kind = {"GaussianEmission": "full", "PoissonEmission": "poisson"}.get(
-        type(emission).__name__, "categorical")
+    kind = {"PoissonEmission": "poisson", "CategoricalEmission": "categorical"}.get(
+        type(emission).__name__, "full")
     X, _ = _labelled(kind, np.random.default_rng(0), 30, 0.0, 0.0)
     params = emission.initialize(X, 3, np.random.default_rng(1))
     order = np.array([2, 0, 1])
@@ -224,6 +233,17 @@ def test_chunked_fit_with_labels_equals_whole():
     whole, chunked = fit(), fit(chunk_size=35)
     np.testing.assert_allclose(chunked.loglik_history_, whole.loglik_history_, rtol=1e-10)
     np.testing.assert_allclose(chunked.covars_, whole.covars_, rtol=1e-8)
+
+
+def test_partial_fit_with_labels():
+    X, labels = _labelled("full", np.random.default_rng(6), 120, 0.2, 0.0)
+    est = GaussianHMM(3, "full", random_state=0)
+    est.partial_fit(X[:60], states=labels[:60]).partial_fit(X[60:], states=labels[60:])
+    post = est.predict_proba(X[60:], states=labels[60:])
+    known = labels[60:] >= 0
+    np.testing.assert_array_equal(post[known], np.eye(3)[labels[60:][known]])
+    with pytest.raises(ValueError, match="states must have shape"):
+        est.partial_fit(X[:10], states=labels[:9])
 
 
 def test_split_keeps_labels_aligned():

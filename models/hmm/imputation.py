@@ -39,15 +39,18 @@ def impute(
     """
     emission = model.emission
     X = seqs.X
-    if not emission.missing_mask(X).any():
-        return np.array(X, dtype=float), (np.zeros(X.shape) if return_var else None)
-    post = model.posterior(params, seqs).posteriors
-    imputed, var = emission.impute(params.emission, X, post)
-    if return_var and var is None:
-        raise ValueError(
-            f"{type(emission).__name__} imputes symbols, which have no standard deviation; "
-            "use sample_imputations to see the uncertainty"
-        )
+    imputed, var = np.array(X, dtype=float), np.zeros(X.shape)
+    rows = emission.missing_mask(X).any(axis=1)  # only these need the emission's work
+    if rows.any():
+        post = model.posterior(params, seqs).posteriors
+        imputed[rows], v = emission.impute(params.emission, X[rows], post[rows])
+        if return_var and v is None:
+            raise ValueError(
+                f"{type(emission).__name__} imputes symbols, which have no standard deviation; "
+                "use sample_imputations to see the uncertainty"
+            )
+        if v is not None:
+            var[rows] = v
     return imputed, var if return_var else None
 
 
@@ -68,12 +71,11 @@ def sample_imputations(
     emission = model.emission
     X = seqs.X
     out = np.repeat(np.array(X, dtype=float)[None], n_draws, axis=0)
-    if not emission.missing_mask(X).any():
-        return out
-    paths = sample_paths(
-        safe_log(params.startprob), safe_log(params.transmat),
-        model._log_emission(params, seqs), seqs.lengths, n_draws=n_draws, rng=rng,
-    )
-    for i in range(n_draws):
-        out[i] = emission.sample_missing(params.emission, X, paths[i], rng)
+    rows = emission.missing_mask(X).any(axis=1)  # only these need the emission's work
+    if rows.any():
+        paths = sample_paths(
+            safe_log(params.startprob), safe_log(params.transmat),
+            model._log_emission(params, seqs), seqs.lengths, n_draws=n_draws, rng=rng,
+        )
+        out[:, rows] = emission.sample_missing(params.emission, X[rows], paths[:, rows], rng)
     return out

@@ -177,16 +177,23 @@ def sample_from_conditionals(
     X: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """One completion of ``X``: the missing entries of row i from component ``labels[i]``.
+    """Completions of ``X``: in draw i, row t's missing entries from component ``labels[i, t]``.
+
+    Parameters
+    ----------
+    conds : sequence of GaussianConditionals, one per component
+    labels : ndarray of int, shape (n_draws, n_rows)
+    X : ndarray of shape (n_rows, d)
+    rng : numpy Generator
 
     Returns
     -------
-    ndarray of shape (n_rows, d)
+    ndarray of shape (n_draws, n_rows, d)
         Observed entries equal ``X``.
     """
-    out = np.array(X, dtype=float)
+    out = np.repeat(np.array(X, dtype=float)[None], labels.shape[0], axis=0)
     for k, c in enumerate(conds):
-        rows = labels == k
-        if rows.any():
-            out[rows] = c.sample(X, 1, rng)[0][rows]
+        chosen = labels == k
+        if chosen.any():
+            out[chosen] = c.sample(X, labels.shape[0], rng)[chosen]
     return out

@@ -187,12 +187,22 @@ class Emission(ABC):
     def sample_missing(
         self, params: Params, X: np.ndarray, states: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """``X`` with every missing entry drawn from its conditional given ``states[t]``.
+        """Completions of ``X``: every missing entry drawn given its step's state.
+
+        Parameters
+        ----------
+        params : Params
+        X : ndarray of shape (n_samples, n_features)
+        states : ndarray of int, shape (n_draws, n_samples)
+            One state path per draw.
+        rng : numpy Generator
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features)
-            Observed entries equal ``X``.
+        ndarray of shape (n_draws, n_samples, n_features)
+            Draw ``i`` has the missing entries of step t drawn from their conditional
+            given the observed entries and state ``states[i, t]``; observed entries
+            equal ``X``.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support missing values")
 

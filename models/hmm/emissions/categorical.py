@@ -138,8 +138,8 @@ class CategoricalEmission(Emission):
         self, params: CategoricalParams, X: np.ndarray, states: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        draws = self.sample(params, states, rng).astype(float)
-        return np.where(X == MISSING_SYMBOL, draws, X)
+        draws = self.sample(params, states.ravel(), rng).astype(float)
+        return np.where(X == MISSING_SYMBOL, draws.reshape(*states.shape, 1), X)
 
     def _alpha_minus_one(self, k: int) -> np.ndarray:
         return np.broadcast_to(np.asarray(self.emissionprob_prior, dtype=float) - 1.0,

@@ -236,10 +236,9 @@ class GMMEmission(Emission):
         self._cond_cache = None
         m = self.n_mix
         # the mixture component given the state and the observed entries
-        prob = np.exp(log_normalize(np.stack(joint, axis=1), axis=2)[0])[
-            np.arange(X.shape[0]), states
-        ]
-        comp = (rng.random((X.shape[0], 1)) > np.cumsum(prob, axis=1)).sum(axis=1)
+        prob = np.exp(log_normalize(np.stack(joint, axis=1), axis=2)[0])  # (n, K, M)
+        cum = np.cumsum(prob[np.arange(X.shape[0]), states], axis=-1)  # (n_draws, n, M)
+        comp = (rng.random((*states.shape, 1)) > cum).sum(axis=-1)
         labels = states * m + np.minimum(comp, m - 1)
         return sample_from_conditionals([c for ck in conds for c in ck], labels, X, rng)
 

@@ -128,7 +128,7 @@ class PoissonEmission(Emission):
     def sample_missing(
         self, params: PoissonParams, X: np.ndarray, states: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        draws = rng.poisson(params.lambdas[states]).astype(float)
+        draws = rng.poisson(params.lambdas[states]).astype(float)  # (n_draws, n, d)
         return np.where(np.isnan(X), draws, X)
 
     def m_step(self, stats: PoissonStats) -> PoissonParams:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from emframe.models.hmm._attributes import _ParamAttribute, _store_args
 from emframe.models.hmm.emissions import Emission
-from emframe.models.hmm.imputation import impute, sample_imputations
+from emframe.models.hmm.imputation import MissingValuesMixin
 from emframe.models.hmm.model import (
     _BACKENDS,
     _DECODERS,
@@ -28,7 +28,7 @@ from emframe.inference.hmm import validate_lengths
 __all__ = ["HMM"]
 
 
-class HMM(EMEstimator):
+class HMM(MissingValuesMixin, EMEstimator):
     """Hidden Markov model over a pluggable emission component, fitted by Baum-Welch.
 
     Follows hmmlearn's conventions: ``X`` is the concatenation of all sequences and
@@ -220,8 +220,7 @@ class HMM(EMEstimator):
         return int(seqs.X.shape[1])
 
     def _check_width(self, seqs: Sequences, emission: Emission, *, reset: bool) -> None:
-        d = self._unit_n_features(seqs, emission)
-        self._check_n_features(np.empty((0, d)), reset=reset)
+        self._check_n_features(np.empty((0, self._unit_n_features(seqs, emission))), reset=reset)
 
     def _check_data(self, X: Any, lengths: Any, states: Any = None) -> Sequences:
         """Validate data (and labels) for scoring against the fitted model."""
@@ -506,74 +505,6 @@ class HMM(EMEstimator):
         """Akaike information criterion (lower is better)."""
         seqs = self._check_data(X, lengths)
         return -2.0 * self._model.log_likelihood(self.params_, seqs) + 2.0 * self.n_parameters()
-
-    # -- missing values --------------------------------------------------------------------------
-    def impute(
-        self, X: Any, lengths: Any = None, *, states: Any = None, return_std: bool = False
-    ) -> Any:
-        """Fill the missing entries of ``X`` with their posterior expectation.
-
-        The expectation given all observed data mixes the states' conditional
-        expectations by the smoothed state posteriors. Symbols of a
-        :class:`CategoricalHMM` are filled with their most probable value instead.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            NaN marks a missing entry (-1 too, for a CategoricalHMM); not modified.
-        lengths : array-like of int, optional
-        states : array-like of int, shape (n_samples,), optional
-            Known states (-1 where unknown).
-        return_std : bool, default False
-            Also return the posterior standard deviation of every entry (0 where
-            observed); it includes the uncertainty about the state. Not for symbols.
-
-        Returns
-        -------
-        X_imputed : ndarray of shape (n_samples, n_features)
-            Observed entries are copied unchanged.
-        std : ndarray of shape (n_samples, n_features)
-            Only with ``return_std``.
-        """
-        seqs = self._check_data(X, lengths, states)
-        imputed, var = impute(self._model, self.params_, seqs, return_var=return_std)
-        return (imputed, np.sqrt(var)) if return_std else imputed
-
-    def sample_imputations(
-        self,
-        X: Any,
-        lengths: Any = None,
-        n_imputations: int = 5,
-        random_state: Any = None,
-        *,
-        states: Any = None,
-    ) -> np.ndarray:
-        """Completed data sets drawn from the posterior, for multiple imputation.
-
-        Each draw samples a state path from its posterior given the observed data
-        (forward filtering, backward sampling), then the missing entries of every step
-        from their conditional distribution given that step's state and observed
-        entries: an exact draw from ``p(missing | observed)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        lengths : array-like of int, optional
-        n_imputations : int, default 5
-        random_state : None, int or numpy Generator, optional
-            Defaults to the estimator's ``random_state``.
-        states : array-like of int, shape (n_samples,), optional
-            Known states (-1 where unknown).
-
-        Returns
-        -------
-        ndarray of shape (n_imputations, n_samples, n_features)
-            Observed entries equal ``X`` in every draw.
-        """
-        check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
-        rng = check_random_state(self.random_state if random_state is None else random_state)
-        seqs = self._check_data(X, lengths, states)
-        return sample_imputations(self._model, self.params_, seqs, int(n_imputations), rng)
 
     def sample(
         self, n_samples: int = 1, random_state: Any = None

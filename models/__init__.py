@@ -2,20 +2,29 @@
 
 - :mod:`emframe.models.mixtures`: :class:`GaussianMixture`, :class:`BernoulliMixture`;
 - :mod:`emframe.models.hmm`: :class:`GaussianHMM`, :class:`CategoricalHMM`,
-  :class:`PoissonHMM`, :class:`GMMHMM` and the generic :class:`HMM`;
+  :class:`PoissonHMM`, :class:`GMMHMM`, :class:`AutoRegressiveHMM` and the generic
+  :class:`HMM`;
 - :mod:`emframe.models.missing`: :class:`MissingDataGaussian`,
   :class:`MissingDataGaussianMixture`;
 - :mod:`emframe.models.robust`: :class:`StudentTMixture`;
 - :mod:`emframe.models.ssm`: :class:`LinearGaussianSSM` (Kalman filter and smoother).
 """
 
-from emframe.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emframe.models.hmm import (
+    GMMHMM,
+    HMM,
+    AutoRegressiveHMM,
+    CategoricalHMM,
+    GaussianHMM,
+    PoissonHMM,
+)
 from emframe.models.missing import MissingDataGaussian, MissingDataGaussianMixture
 from emframe.models.mixtures import BernoulliMixture, GaussianMixture
 from emframe.models.robust import StudentTMixture
 from emframe.models.ssm import LinearGaussianSSM
 
 __all__ = [
+    "AutoRegressiveHMM",
     "BernoulliMixture",
     "CategoricalHMM",
     "GMMHMM",

@@ -433,8 +433,9 @@ def _check_n_features(estimator: Any, params: Params, refuse: Any) -> None:
     """Check ``n_features_in_`` against the parameters of one of emframe's own models.
 
     Every shipped model has at least one parameter per feature, and accepts a row of
-    zeros; scoring one such row of ``n_features_in_`` columns fails when the
-    parameters are for another number of features.
+    zeros (``_min_rows`` rows where it needs more); scoring zeros of
+    ``n_features_in_`` columns fails when the parameters are for another number of
+    features.
     """
     d = getattr(estimator, "n_features_in_", None)
     if d is None:
@@ -442,10 +443,12 @@ def _check_n_features(estimator: Any, params: Params, refuse: Any) -> None:
     size = sum(np.size(leaf) for leaf in _param_arrays(params))
     if d > size:
         raise refuse(f"n_features_in_ = {d}, but params_ holds only {size} numbers")
+    # a model that conditions on its first rows (an autoregressive HMM) needs more than one
+    rows = int(getattr(estimator, "_min_rows", 1))
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            estimator.log_likelihood(np.zeros((1, d)))
+            estimator.log_likelihood(np.zeros((rows, d)))
     except (ValueError, TypeError, IndexError) as exc:
         raise refuse(f"n_features_in_ = {d} does not match params_ ({exc})") from None
 

@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from emframe.models.hmm._attributes import _ParamAttribute, _store_args
 from emframe.models.hmm.emissions import Emission
+from emframe.models.hmm.imputation import MissingValuesMixin
 from emframe.models.hmm.model import (
     _BACKENDS,
     _DECODERS,
@@ -26,52 +28,12 @@ from emframe.inference.hmm import validate_lengths
 __all__ = ["HMM"]
 
 
-
-# ----------------------------------------------------------------------------------------
-# Estimator
-# ----------------------------------------------------------------------------------------
-
-
-def _store_args(obj: Any, args: Mapping[str, Any]) -> None:
-    """Store constructor arguments unchanged (scikit-learn's convention)."""
-    for name, value in args.items():
-        if name not in ("self", "__class__"):
-            setattr(obj, name, value)
-
-
-class _ParamAttribute:
-    """A fitted attribute (``startprob_``, ``means_``, ...) backed by the parameter set.
-
-    Before ``fit`` it stores a user-supplied initial value (hmmlearn style: leave its
-    letter out of ``init_params``). After ``fit`` it reads ``params_``, and assigning
-    to it replaces that field of ``params_`` (validated), so the attribute and the
-    parameters used for scoring can never disagree.
-    """
-
-    def __init__(self, field: str, doc: str = "") -> None:
-        self.field = field
-        self.__doc__ = doc
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
-        if obj is None:
-            return self
-        return obj._get_param_attribute(self.field, self.name)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        obj._set_param_attribute(self.field, self.name, value)
-
-    def __delete__(self, obj: Any) -> None:
-        obj.__dict__.get("_given", {}).pop(self.field, None)
-
-
-class HMM(EMEstimator):
+class HMM(MissingValuesMixin, EMEstimator):
     """Hidden Markov model over a pluggable emission component, fitted by Baum-Welch.
 
     Follows hmmlearn's conventions: ``X`` is the concatenation of all sequences and
-    ``lengths`` their lengths; initial parameters can be given as attributes
+    ``lengths`` their lengths (``states``, where given, the known states, -1 elsewhere);
+    initial parameters can be given as attributes
     (``startprob_``, ``transmat_``, emission attributes) and left out of
     ``init_params``; ``params`` lists the parameters EM updates.
 
@@ -246,15 +208,26 @@ class HMM(EMEstimator):
         if self.backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
 
-    def _validate_sequences(self, X: Any, lengths: Any, emission: Emission) -> Sequences:
+    def _validate_sequences(
+        self, X: Any, lengths: Any, emission: Emission, states: Any = None
+    ) -> Sequences:
+        """The data unit of ``X``, ``lengths`` and the known ``states`` (validated)."""
         X = emission.check_X(X)
-        return Sequences(X, validate_lengths(lengths, X.shape[0]))
+        return Sequences(X, validate_lengths(lengths, X.shape[0]), states)
 
-    def _check_data(self, X: Any, lengths: Any) -> Sequences:
-        """Validate data for scoring against the fitted model."""
+    def _unit_n_features(self, seqs: Sequences, emission: Emission) -> int:
+        """Number of features of the user's data behind a data unit."""
+        return int(seqs.X.shape[1])
+
+    def _check_width(self, seqs: Sequences, emission: Emission, *, reset: bool) -> None:
+        self._check_n_features(np.empty((0, self._unit_n_features(seqs, emission))), reset=reset)
+
+    def _check_data(self, X: Any, lengths: Any, states: Any = None) -> Sequences:
+        """Validate data (and labels) for scoring against the fitted model."""
         self._check_is_fitted()
-        seqs = self._validate_sequences(X, lengths, self._model.emission)
-        self._check_n_features(seqs.X, reset=False)
+        seqs = self._validate_sequences(X, lengths, self._model.emission, states)
+        self._check_width(seqs, self._model.emission, reset=False)
+        self._model.check_labels(seqs, self.params_)
         return seqs
 
     def _build_model(self, X: Any) -> HMMModel:
@@ -279,10 +252,12 @@ class HMM(EMEstimator):
             initial=initial, frozen=frozen, backend=self.backend,
         )
 
-    def _build(self, X_raw: Any, lengths: Any) -> tuple[HMMModel, Sequences]:
+    def _build(
+        self, X_raw: Any, lengths: Any, states: Any = None
+    ) -> tuple[HMMModel, Sequences]:
         self._validate_hyper()
         emission = self._make_emission(X_raw)
-        seqs = self._validate_sequences(X_raw, lengths, emission)
+        seqs = self._validate_sequences(X_raw, lengths, emission, states)
         k = int(self.n_components)
         init_letters = self._parse_letters(self.init_params, "init_params", emission)
         update_letters = self._parse_letters(self.params, "params", emission)
@@ -312,9 +287,10 @@ class HMM(EMEstimator):
                         initial[field] = value
                     else:
                         initial[field] = emission.from_attribute(
-                            field, value, k, seqs.X.shape[1]
+                            field, value, k, self._unit_n_features(seqs, emission)
                         )
         model = self._new_model(emission, initial, update_letters)
+        model.check_labels(seqs)
         # All given (or warm): one run from those values, checked together; restarts
         # would all coincide.
         self._all_given = model.initialize(seqs, np.random.default_rng(0)) if all_given else None
@@ -357,6 +333,7 @@ class HMM(EMEstimator):
         X: Any,
         lengths: Any = None,
         *,
+        states: Any = None,
         chunk_size: int | None = None,
         callbacks: Sequence[Callable[[IterationInfo], Any]] | None = None,
         **engine_options: Any,
@@ -369,6 +346,11 @@ class HMM(EMEstimator):
             All sequences, concatenated.
         lengths : array-like of int, shape (n_sequences,), optional
             Length of each sequence (summing to ``n_samples``); default one sequence.
+        states : array-like of int, shape (n_samples,), optional
+            Known states: a state index at labelled steps, -1 where unknown. EM then
+            maximises the joint likelihood of ``X`` and the known states (the
+            forward-backward pass is conditioned on them). Labels that a zero of a given
+            ``startprob_``/``transmat_`` makes impossible are an error.
         chunk_size : int, optional
             Run the E-step on batches of whole sequences of at most this many steps
             (a longer sequence is its own batch) and sum the statistics; the result
@@ -387,8 +369,8 @@ class HMM(EMEstimator):
         """
         if chunk_size is not None:
             check_scalar(chunk_size, "chunk_size", (int, np.integer), min_value=1)
-        model, seqs = self._build(X, lengths)
-        self._check_n_features(seqs.X, reset=True)
+        model, seqs = self._build(X, lengths, states)
+        self._check_width(seqs, model.emission, reset=True)
         chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
         self._model_building = model
         try:
@@ -399,7 +381,9 @@ class HMM(EMEstimator):
         self.__dict__.pop("_given", None)
         return self
 
-    def partial_fit(self, X: Any, lengths: Any = None, *, kappa: float = 0.6) -> HMM:
+    def partial_fit(
+        self, X: Any, lengths: Any = None, *, states: Any = None, kappa: float = 0.6
+    ) -> HMM:
         """Update the fit with one batch of whole sequences by online (stepwise) EM.
 
         The first call initialises from the batch (or from given/fitted parameters, as
@@ -412,6 +396,8 @@ class HMM(EMEstimator):
         X : array-like of shape (n_samples, n_features)
             A batch of sequences, concatenated.
         lengths : array-like of int, optional
+        states : array-like of int, shape (n_samples,), optional
+            Known states (-1 where unknown), as in :meth:`fit`.
         kappa : float in (0.5, 1]
 
         Returns
@@ -419,60 +405,65 @@ class HMM(EMEstimator):
         self
         """
         if getattr(self, "_online_state", None) is not None:
-            return self._partial_fit_unit(self._check_data(X, lengths), None, kappa)
-        model, seqs = self._build(X, lengths)
-        self._check_n_features(seqs.X, reset=True)
+            return self._partial_fit_unit(self._check_data(X, lengths, states), None, kappa)
+        model, seqs = self._build(X, lengths, states)
+        self._check_width(seqs, model.emission, reset=True)
         self._model_building = model
         try:
             return self._partial_fit_unit(seqs, None, kappa)
         finally:
             del self._model_building
 
-    # -- scoring -----------------------------------------------------------------------------------
-    def score(self, X: Any, lengths: Any = None) -> float:
+    # -- scoring: ``states`` (-1 where unknown) conditions on the known states -----------------
+
+    def score(self, X: Any, lengths: Any = None, *, states: Any = None) -> float:
         """Total log-likelihood of ``X`` (hmmlearn's convention, not a per-sample mean).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         lengths : array-like of int, shape (n_sequences,), optional
+        states : array-like of int, shape (n_samples,), optional
+            Known states (-1 where unknown); the score is then ``log p(X, known states)``.
 
         Returns
         -------
         float
         """
-        seqs = self._check_data(X, lengths)
+        seqs = self._check_data(X, lengths, states)
         return self._model.log_likelihood(self.params_, seqs)
 
-    def log_likelihood(self, X: Any, lengths: Any = None) -> float:
+    def log_likelihood(self, X: Any, lengths: Any = None, *, states: Any = None) -> float:
         """Total log-likelihood of ``X``; the same as :meth:`score`."""
-        return self.score(X, lengths)
+        return self.score(X, lengths, states=states)
 
-    def score_sequences(self, X: Any, lengths: Any = None) -> np.ndarray:
+    def score_sequences(self, X: Any, lengths: Any = None, *, states: Any = None) -> np.ndarray:
         """Log-likelihood of every sequence, shape (n_sequences,)."""
-        seqs = self._check_data(X, lengths)
+        seqs = self._check_data(X, lengths, states)
         return self._model.sequence_log_likelihood(self.params_, seqs)
 
-    def score_samples(self, X: Any, lengths: Any = None) -> tuple[float, np.ndarray]:
+    def score_samples(
+        self, X: Any, lengths: Any = None, *, states: Any = None
+    ) -> tuple[float, np.ndarray]:
         """Total log-likelihood and state posteriors (hmmlearn's convention).
 
         Returns
         -------
         log_prob : float
-            Total log-likelihood of ``X``.
+            Total log-likelihood of ``X`` (and of the known ``states``, if given).
         posteriors : ndarray of shape (n_samples, n_components)
-            ``p(z_t = k | the whole sequence holding t)``.
+            ``p(z_t = k | the whole sequence holding t)``; one-hot at labelled steps.
         """
-        seqs = self._check_data(X, lengths)
+        seqs = self._check_data(X, lengths, states)
         post = self._model.posterior(self.params_, seqs)
         return float(post.log_likelihood), post.posteriors
 
-    def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
+    def predict_proba(self, X: Any, lengths: Any = None, *, states: Any = None) -> np.ndarray:
         """State posteriors, shape (n_samples, n_components)."""
-        return self.score_samples(X, lengths)[1]
+        return self.score_samples(X, lengths, states=states)[1]
 
     def decode(
-        self, X: Any, lengths: Any = None, algorithm: str | None = None
+        self, X: Any, lengths: Any = None, algorithm: str | None = None, *, states: Any = None
     ) -> tuple[float, np.ndarray]:
         """Most likely state sequence.
 
@@ -483,6 +474,8 @@ class HMM(EMEstimator):
         algorithm : {"viterbi", "map"}, optional
             Default: the estimator's ``algorithm``. "viterbi" finds the jointly most
             probable path; "map" takes the most probable state at every step.
+        states : array-like of int, shape (n_samples,), optional
+            Known states (-1 where unknown): the path goes through them.
 
         Returns
         -------
@@ -495,12 +488,12 @@ class HMM(EMEstimator):
         algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in _DECODERS:
             raise ValueError(f"algorithm must be one of {_DECODERS}, got {algorithm!r}")
-        seqs = self._check_data(X, lengths)
+        seqs = self._check_data(X, lengths, states)
         return self._model.decode(self.params_, seqs, algorithm)
 
-    def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
+    def predict(self, X: Any, lengths: Any = None, *, states: Any = None) -> np.ndarray:
         """Most likely states (with the estimator's ``algorithm``), shape (n_samples,)."""
-        return self.decode(X, lengths)[1]
+        return self.decode(X, lengths, states=states)[1]
 
     def bic(self, X: Any, lengths: Any = None) -> float:
         """Bayesian information criterion (lower is better); n = number of steps."""

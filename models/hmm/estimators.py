@@ -57,6 +57,9 @@ _COMMON_DOC = """
 class CategoricalHMM(HMM):
     __doc__ = f"""HMM with categorical emissions: one column of integer symbols 0 .. n_features-1.
 
+    A missing symbol is -1 (or NaN): its step counts only through the transitions;
+    :meth:`impute` fills it with the most probable symbol given all observed data.
+
     Parameters
     ----------
     n_components : int, default 1
@@ -117,7 +120,12 @@ class CategoricalHMM(HMM):
             # The alphabet of the given (or fitted) emission probabilities.
             n_symbols = int(np.shape(self.emissionprob_)[1])
         else:
-            n_symbols = int(check_symbols(X)[:, 0].max()) + 1
+            n_symbols = int(check_symbols(X, allow_missing=True)[:, 0].max()) + 1
+            if n_symbols == 0:
+                raise ValueError(
+                    "every symbol of X is missing (-1 or NaN): nothing to fit, and the "
+                    "number of symbols is unknown (give n_features)"
+                )
         check_table_size(int(self.n_components), n_symbols)
         prior = np.asarray(self.emissionprob_prior, dtype=float)
         if not np.all(np.isfinite(prior)) or np.any(prior < 1.0):
@@ -138,7 +146,8 @@ class CategoricalHMM(HMM):
 class PoissonHMM(HMM):
     __doc__ = f"""HMM with Poisson emissions: non-negative integer counts, one or more features.
 
-    Features are independent given the state, each with its own rate.
+    Features are independent given the state, each with its own rate. NaN marks a
+    missing count (marginalised in the likelihood, its expectation in the M-step).
 
     Parameters
     ----------
@@ -185,6 +194,10 @@ class PoissonHMM(HMM):
 
 class GaussianHMM(HMM):
     __doc__ = f"""HMM with multivariate Gaussian emissions.
+
+    NaN marks a missing entry: each step's likelihood is that of its observed entries,
+    and the M-step uses the conditional moments of the missing ones (exact EM for the
+    observed-data likelihood); :meth:`impute` and :meth:`sample_imputations` fill them in.
 
     Parameters
     ----------
@@ -243,6 +256,8 @@ class GaussianHMM(HMM):
 
 class GMMHMM(HMM):
     __doc__ = f"""HMM whose states emit a mixture of ``n_mix`` Gaussians.
+
+    NaN marks a missing entry, handled exactly as in :class:`GaussianHMM`.
 
     Parameters
     ----------

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from emframe.models.hmm.emissions.base import Emission, _check_shape, _check_stochastic_rows
+from emframe.models.hmm.labels import check_labels_possible, check_range, check_states, clamp
+from scipy.optimize import linear_sum_assignment
 
 from emframe.core import reparam
 from emframe.core.model import EMModel
@@ -50,10 +52,15 @@ class Sequences:
     lengths : array-like of int, shape (n_sequences,), optional
         Length of each sequence; they must sum to ``n_samples``. ``None`` means one
         sequence.
+    states : array-like of int, shape (n_samples,), optional
+        Known states: a state index at labelled steps, -1 where the state is unknown
+        (see :mod:`emframe.models.hmm.labels`). They travel with the rows, so a batch
+        of sequences keeps its own labels.
     """
 
     X: np.ndarray
     lengths: np.ndarray | None = None
+    states: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         X = np.asarray(self.X)
@@ -61,6 +68,8 @@ class Sequences:
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "lengths", validate_lengths(self.lengths, X.shape[0]))
+        if self.states is not None:
+            object.__setattr__(self, "states", check_states(self.states, X.shape[0]))
 
     @property
     def n_samples(self) -> int:
@@ -90,7 +99,9 @@ class Sequences:
         for i in range(1, self.n_sequences + 1):
             last = i == self.n_sequences
             if last or b[i + 1] - b[first] > max_samples:
-                out.append(Sequences(self.X[b[first] : b[i]], self.lengths[first:i]))
+                rows = slice(b[first], b[i])
+                states = None if self.states is None else self.states[rows]
+                out.append(Sequences(self.X[rows], self.lengths[first:i], states))
                 first = i
         return out
 
@@ -238,12 +249,60 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
             given = {f: v for f, v in self.initial.items() if f not in ("startprob", "transmat")}
             if given:
                 emission = self.emission.complete_params(emission, given)
+            elif X.states is not None:
+                emission = self._match_labels(emission, X)
         params = HMMParams(startprob, transmat, emission)
         self.check_params(params)
         return params
 
+    def _match_labels(self, emission: Params, X: Sequences) -> Params:
+        """Random initial emission parameters, their states renumbered to fit the labels.
+
+        Each labelled state j takes the initial state that best explains the steps
+        labelled j (an assignment maximising the total log-likelihood). A random start
+        whose states are right but numbered otherwise would otherwise leave every label
+        on the wrong state, a local optimum EM cannot leave. Emissions that cannot
+        renumber their states are left as they are.
+        """
+        rows = np.flatnonzero(X.states >= 0)
+        if not rows.size:
+            return emission
+        labels = X.states[rows]
+        check_range(X.states, self.n_components)
+        log_em = self.emission.log_likelihood(emission, X.X[rows])
+        present = np.unique(labels)
+        score = np.stack([log_em[labels == j].sum(axis=0) for j in present])  # (J, K)
+        score = np.where(np.isfinite(score), score, -1e300)
+        label_idx, state_idx = linear_sum_assignment(score, maximize=True)
+        order = np.full(self.n_components, -1)
+        order[present[label_idx]] = state_idx
+        rest = [s for s in range(self.n_components) if s not in set(state_idx.tolist())]
+        order[order < 0] = rest
+        try:
+            return self.emission.permute_states(emission, order)
+        except NotImplementedError:
+            return emission
+
     def _log_emission(self, params: HMMParams, X: Sequences) -> np.ndarray:
-        return self.emission.log_likelihood(params.emission, X.X)
+        # Known states condition the chain: every other state is impossible at that step.
+        return clamp(self.emission.log_likelihood(params.emission, X.X), X.states)
+
+    def check_labels(self, X: Sequences, params: HMMParams | None = None) -> None:
+        """Raise ``ValueError`` if the labels of ``X`` are out of range or have zero probability.
+
+        Without ``params`` the zeros that define the topology (of a given initial
+        ``startprob``/``transmat``) are checked; with ``params``, their zeros.
+        """
+        if X.states is None:
+            return
+        if params is None:
+            start_ok, trans_ok, where = self.start_support, self.trans_support, (
+                "the model's topology (the zeros of the initial startprob_/transmat_)"
+            )
+        else:
+            start_ok, trans_ok = params.startprob > 0, params.transmat > 0
+            where = "the fitted model"
+        check_labels_possible(start_ok, trans_ok, X.states, X.lengths, where)
 
     def posterior(self, params: HMMParams, X: Sequences) -> Any:
         """Forward-backward result (:class:`emframe.inference.hmm.Posterior`)."""
@@ -389,6 +448,11 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         self, params: HMMParams, n_samples: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """One sequence of ``n_samples`` steps: observations and states."""
+        states = self.chain(params, n_samples, rng)
+        return self.emission.sample(params.emission, states, rng), states
+
+    def chain(self, params: HMMParams, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+        """One path of the hidden chain, ``n_samples`` steps, shape (n_samples,)."""
         k = self.n_components
         start_cdf = np.cumsum(params.startprob)
         trans_cdf = np.cumsum(params.transmat, axis=1)
@@ -398,7 +462,7 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         for t in range(1, n_samples):
             row = trans_cdf[states[t - 1]]
             states[t] = min(int(np.searchsorted(row, u[t] * row[-1], side="right")), k - 1)
-        return self.emission.sample(params.emission, states, rng), states
+        return states
 
 
 def _check_prior(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -7,6 +7,7 @@ and the T×K emission log-likelihoods) and hmmlearn-style ``lengths``; see
 
 from emframe.inference.hmm.common import has_numba, validate_lengths
 from emframe.inference.hmm.recursions import Posterior, backward, forward, forward_backward
+from emframe.inference.hmm.sampling import sample_paths
 from emframe.inference.hmm.viterbi import viterbi
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "forward",
     "forward_backward",
     "has_numba",
+    "sample_paths",
     "validate_lengths",
     "viterbi",
 ]

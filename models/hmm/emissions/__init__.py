@@ -6,10 +6,16 @@ turn state posteriors into additive weighted statistics, and how to maximise the
 It holds no data and no fitted state, so one instance can serve many fits.
 
 Shipped: :class:`GaussianEmission` (four covariance types), :class:`CategoricalEmission`,
-:class:`PoissonEmission` and :class:`GMMEmission` (a Gaussian mixture per state).
+:class:`PoissonEmission`, :class:`GMMEmission` (a Gaussian mixture per state) and
+:class:`AutoRegressiveEmission` (a vector autoregression per state).
 Any subclass of :class:`Emission` can be plugged into :class:`~emframe.models.hmm.HMM`.
 """
 
+from emframe.models.hmm.emissions.autoregressive import (
+    AutoRegressiveEmission,
+    AutoRegressiveParams,
+    lagged_rows,
+)
 from emframe.models.hmm.emissions.base import Emission, kmeanspp_centres
 from emframe.models.hmm.emissions.categorical import (
     CategoricalEmission,
@@ -22,6 +28,8 @@ from emframe.models.hmm.emissions.gmm import GMMEmission, GMMParams, GMMStats
 from emframe.models.hmm.emissions.poisson import PoissonEmission, PoissonParams, PoissonStats
 
 __all__ = [
+    "AutoRegressiveEmission",
+    "AutoRegressiveParams",
     "CategoricalEmission",
     "CategoricalParams",
     "CategoricalStats",
@@ -36,4 +44,5 @@ __all__ = [
     "PoissonStats",
     "check_symbols",
     "kmeanspp_centres",
+    "lagged_rows",
 ]

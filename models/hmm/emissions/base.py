@@ -133,6 +133,14 @@ class Emission(ABC):
         """One observation from state ``states[t]`` for every ``t``; shape (n, n_features)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sampling")
 
+    def permute_states(self, params: Params, order: np.ndarray) -> Params:
+        """The parameters with state ``order[k]`` renumbered ``k`` (used to match labels).
+
+        Emissions that cannot renumber their states raise ``NotImplementedError`` (the
+        default); labelled fits then start from the random parameters as they are.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not renumber its states")
+
     def to_attribute(self, field: str, value: Any) -> Any:
         """Public form of a parameter field (the identity unless overridden)."""
         return value
@@ -143,6 +151,60 @@ class Emission(ABC):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{self.attributes.get(field, field)} contains NaN or inf")
         return arr
+
+    # -- missing values (emissions with ``supports_missing``) --------------------------
+    #: Whether ``check_X`` accepts missing entries (NaN). The shipped Gaussian, GMM,
+    #: Poisson and categorical emissions do; their log-likelihoods marginalise the
+    #: missing entries and their statistics hold their conditional expectations.
+    supports_missing: ClassVar[bool] = False
+
+    def missing_mask(self, X: np.ndarray) -> np.ndarray:
+        """Where ``X`` (validated by :meth:`check_X`) is missing, bool (n_samples, n_features)."""
+        return np.isnan(X)
+
+    def impute(
+        self, params: Params, X: np.ndarray, posteriors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Posterior mean and variance of every entry, mixing the states by ``posteriors``.
+
+        Parameters
+        ----------
+        params : Params
+        X : ndarray of shape (n_samples, n_features)
+            Validated data with missing entries.
+        posteriors : ndarray of shape (n_samples, n_components)
+            Smoothed state posteriors given all observed data.
+
+        Returns
+        -------
+        imputed : ndarray of shape (n_samples, n_features)
+            Observed entries copied from ``X``.
+        variance : ndarray of shape (n_samples, n_features) or None
+            0 where observed; None where a variance means nothing (symbols).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support missing values")
+
+    def sample_missing(
+        self, params: Params, X: np.ndarray, states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Completions of ``X``: every missing entry drawn given its step's state.
+
+        Parameters
+        ----------
+        params : Params
+        X : ndarray of shape (n_samples, n_features)
+        states : ndarray of int, shape (n_draws, n_samples)
+            One state path per draw.
+        rng : numpy Generator
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples, n_features)
+            Draw ``i`` has the missing entries of step t drawn from their conditional
+            given the observed entries and state ``states[i, t]``; observed entries
+            equal ``X``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support missing values")
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -159,6 +221,11 @@ def _check_precisions(strategy: CovarianceStrategy, pc: np.ndarray, what: str) -
         ok = np.all(np.isfinite(strategy.precisions(np.asarray(pc))))
     if not ok:
         raise ValueError(f"{what} is numerically singular: its precision overflows")
+
+
+def _take_states(params: Params, order: np.ndarray, fields: Collection[str]) -> Params:
+    """``params`` with the per-state ``fields`` (state on the first axis) reordered."""
+    return params.replace(**{f: np.asarray(getattr(params, f))[order] for f in fields})
 
 
 def _check_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:

@@ -11,6 +11,7 @@ from emframe.models.hmm.emissions.base import (
     Emission,
     _check_shape,
     _check_stochastic_rows,
+    _take_states,
 )
 
 from emframe.core.numerics import normalize, safe_log
@@ -56,8 +57,16 @@ class CategoricalStats(Stats):
     counts: np.ndarray
 
 
+#: The symbol marking a missing observation (NaN in float input is read as it too).
+MISSING_SYMBOL = -1
+
+
 class CategoricalEmission(Emission):
     """Integer symbols ``0 .. n_symbols - 1`` (one column), a categorical distribution per state.
+
+    A missing observation is written -1 (or NaN in float input; :meth:`check_X` turns
+    it into -1). A missing step has emission log-likelihood 0 in every state: it
+    contributes only through the transitions, and nothing to the emission counts.
 
     Parameters
     ----------
@@ -70,34 +79,67 @@ class CategoricalEmission(Emission):
     letters: ClassVar[Mapping[str, str]] = {"e": "emissionprob"}
     param_constraints: Mapping[str, str] | None = {"emissionprob": "simplex"}
     attributes: ClassVar[Mapping[str, str]] = {"emissionprob": "emissionprob_"}
+    supports_missing: ClassVar[bool] = True
 
     def __init__(self, n_symbols: int, emissionprob_prior: Any = 1.0) -> None:
         self.n_symbols = int(n_symbols)
         self.emissionprob_prior = emissionprob_prior
 
     def check_X(self, X: Any) -> np.ndarray:
-        return check_symbols(X, self.n_symbols)
+        return check_symbols(X, self.n_symbols, allow_missing=True)
+
+    def missing_mask(self, X: np.ndarray) -> np.ndarray:
+        return X == MISSING_SYMBOL
 
     def initialize(
         self, X: np.ndarray, n_components: int, rng: np.random.Generator
     ) -> CategoricalParams:
-        freq = np.bincount(X[:, 0].astype(np.intp), minlength=self.n_symbols) / X.shape[0]
+        x = X[:, 0].astype(np.intp)
+        x = x[x != MISSING_SYMBOL]
+        freq = np.bincount(x, minlength=self.n_symbols) / max(x.shape[0], 1)
         # Half the empirical frequencies, half a random draw: every entry positive, states differ.
         noise = rng.dirichlet(np.ones(self.n_symbols), size=n_components)
         return CategoricalParams(0.5 * freq + 0.5 * noise)
 
     def log_likelihood(self, params: CategoricalParams, X: np.ndarray) -> np.ndarray:
-        return safe_log(params.emissionprob).T[X[:, 0].astype(np.intp)]
+        x = X[:, 0].astype(np.intp)
+        missing = x == MISSING_SYMBOL
+        if not missing.any():
+            return safe_log(params.emissionprob).T[x]
+        out = safe_log(params.emissionprob).T[np.where(missing, 0, x)]
+        out[missing] = 0.0
+        return out
 
     def statistics(
         self, params: CategoricalParams, X: np.ndarray, posteriors: np.ndarray
     ) -> CategoricalStats:
         x = X[:, 0].astype(np.intp)
+        missing = x == MISSING_SYMBOL
+        if missing.any():
+            x, posteriors = x[~missing], posteriors[~missing]
         counts = np.stack(
             [np.bincount(x, weights=posteriors[:, k], minlength=self.n_symbols)
              for k in range(posteriors.shape[1])]
         )
         return CategoricalStats(counts)
+
+    def _predictive(self, params: CategoricalParams, posteriors: np.ndarray) -> np.ndarray:
+        return posteriors @ params.emissionprob
+
+    def impute(
+        self, params: CategoricalParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> tuple[np.ndarray, None]:
+        """The most probable symbol given all observed data (an expectation means nothing)."""
+        mode = np.argmax(self._predictive(params, posteriors), axis=1).astype(float)
+        missing = X[:, 0] == MISSING_SYMBOL
+        return np.where(missing, mode, X[:, 0])[:, None], None
+
+    def sample_missing(
+        self, params: CategoricalParams, X: np.ndarray, states: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        draws = self.sample(params, states.ravel(), rng).astype(float)
+        return np.where(X == MISSING_SYMBOL, draws.reshape(*states.shape, 1), X)
 
     def _alpha_minus_one(self, k: int) -> np.ndarray:
         return np.broadcast_to(np.asarray(self.emissionprob_prior, dtype=float) - 1.0,
@@ -121,6 +163,9 @@ class CategoricalEmission(Emission):
     def check_params(self, params: CategoricalParams, n_components: int) -> None:
         _check_shape(params.emissionprob, (n_components, self.n_symbols), "emissionprob_")
         _check_stochastic_rows(params.emissionprob, "emissionprob_")
+
+    def permute_states(self, params: CategoricalParams, order: np.ndarray) -> CategoricalParams:
+        return _take_states(params, order, ("emissionprob",))
 
     def n_parameters(self, params: CategoricalParams, frozen: Collection[str] = ()) -> int:
         if "emissionprob" in frozen:
@@ -161,16 +206,23 @@ def check_table_size(n_components: int, n_symbols: int) -> None:
         )
 
 
-def check_symbols(X: Any, n_symbols: int | None = None) -> np.ndarray:
+def check_symbols(
+    X: Any, n_symbols: int | None = None, *, allow_missing: bool = False
+) -> np.ndarray:
     """Validate a column of integer symbols; return it as a float array of shape (n, 1).
+
+    With ``allow_missing``, -1 and NaN mark missing observations; NaN is returned as -1
+    (in a new array: the input is never modified).
 
     Raises
     ------
     ValueError
-        If ``X`` is not one column, holds NaN, non-integers, negatives, or symbols
-        ``>= n_symbols``.
+        If ``X`` is not one column, holds NaN (unless allowed), non-integers, negatives
+        (other than a -1 that is allowed), or symbols ``>= n_symbols``.
     """
-    X = check_array(X)
+    X = check_array(X, allow_nan=allow_missing)
+    if allow_missing and X.ndim == 2 and np.isnan(X).any():
+        X = np.where(np.isnan(X), float(MISSING_SYMBOL), X)
     if X.shape[1] != 1:
         raise ValueError(
             f"X must be one column of integer symbols, shape (n_samples, 1), got shape {X.shape}"
@@ -181,10 +233,12 @@ def check_symbols(X: Any, n_symbols: int | None = None) -> np.ndarray:
         raise ValueError(
             f"X must hold integer symbols, but X[{int(bad[0])}] = {x[bad[0]]:g} is not an integer"
         )
-    bad = np.flatnonzero(x < 0)
+    bad = np.flatnonzero((x < 0) & ~(allow_missing & (x == MISSING_SYMBOL)))
     if bad.size:
+        hint = " (-1 or NaN marks a missing symbol)" if allow_missing else ""
         raise ValueError(
-            f"X must hold symbols 0, 1, 2, ...; X[{int(bad[0])}] = {x[bad[0]]:g} is negative"
+            f"X must hold symbols 0, 1, 2, ...{hint}; X[{int(bad[0])}] = {x[bad[0]]:g} "
+            "is negative"
         )
     if n_symbols is not None:
         bad = np.flatnonzero(x >= n_symbols)

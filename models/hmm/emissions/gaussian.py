@@ -8,15 +8,23 @@ from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from emframe.models.hmm.emissions._missing import (
+    component_conditionals,
+    incomplete_moments,
+    mean_imputed,
+    mixture_impute,
+    sample_from_conditionals,
+)
 from emframe.models.hmm.emissions.base import (
     Emission,
     _check_precisions,
     _check_shape,
+    _take_states,
     kmeanspp_centres,
 )
 
 from emframe.core.params import Params
-from emframe.core.validation import check_scalar
+from emframe.core.validation import check_array, check_scalar
 from emframe.inference.gaussian import (
     CovarianceStrategy,
     GaussianKernel,
@@ -24,6 +32,7 @@ from emframe.inference.gaussian import (
     gaussian_moments,
     get_covariance_strategy,
 )
+from emframe.inference.gaussian.conditional import GaussianConditionals
 
 __all__ = ["GaussianEmission", "GaussianParams"]
 
@@ -70,6 +79,12 @@ class GaussianEmission(Emission):
     The covariance type is a strategy object from :mod:`emframe.inference.gaussian`, which
     also supplies the fast log-density/moment kernel and the M-step.
 
+    Missing entries (NaN) are supported: a step's log-likelihood is the density of its
+    observed entries (1 if it has none), and its statistics hold the conditional
+    moments of the missing entries given the observed ones and the state, so Baum-Welch
+    stays exact for the observed-data likelihood. Complete steps take the fast kernel,
+    so on complete data nothing changes.
+
     Parameters
     ----------
     covariance_type : {"full", "diag", "spherical", "tied"}, default "diag"
@@ -79,12 +94,14 @@ class GaussianEmission(Emission):
 
     letters: ClassVar[Mapping[str, str]] = {"m": "means", "c": "covars"}
     attributes: ClassVar[Mapping[str, str]] = {"means": "means_", "covars": "covars_"}
+    supports_missing: ClassVar[bool] = True
 
     def __init__(self, covariance_type: str = "diag", reg_covar: float = 1e-6) -> None:
         self.strategy = get_covariance_strategy(covariance_type)
         self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
         self.param_constraints = {"means": "real", "covars": self.strategy.constraint}
         self._cache: tuple[Params, GaussianKernel] | None = None
+        self._cond_cache: tuple[Params, np.ndarray, list[GaussianConditionals]] | None = None
 
     @property
     def covariance_type(self) -> str:
@@ -99,22 +116,85 @@ class GaussianEmission(Emission):
         self._cache = (params, kernel)
         return kernel
 
+    def check_X(self, X: Any) -> np.ndarray:
+        return check_array(X, allow_nan=True)
+
+    def _conditionals(
+        self, params: GaussianParams, X: np.ndarray, incomplete: np.ndarray, *, reuse: bool
+    ) -> list[GaussianConditionals]:
+        """Conditionals of the incomplete rows of ``X`` under every state.
+
+        An E-step scores (``reuse=False``: always computed, then kept) and accumulates
+        (``reuse=True``: taken over if computed for the same arrays, then dropped) with
+        the same parameters, so they are computed once per E-step; data modified
+        between two calls are never served stale.
+        """
+        cache, self._cond_cache = self._cond_cache, None
+        if reuse and cache is not None and cache[0] is params and cache[1] is X:
+            return cache[2]
+        X_inc = X if incomplete.all() else X[incomplete]
+        conds = component_conditionals(
+            self.strategy, params.means, params.precisions_cholesky, X_inc
+        )
+        if not reuse:
+            self._cond_cache = (params, X, conds)
+        return conds
+
     def initialize(
         self, X: np.ndarray, n_components: int, rng: np.random.Generator
     ) -> GaussianParams:
+        # k-means++ and the data covariance need complete rows: start from mean imputation.
+        X = mean_imputed(X)
         means = kmeanspp_centres(X, n_components, rng)
         covars = _data_covariance(X, self.strategy, self.reg_covar, n_components)
         pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
         return GaussianParams(means, covars, pc)
 
     def log_likelihood(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
-        return self._kernel(params).log_prob(X)
+        incomplete = np.isnan(X).any(axis=1)
+        if not incomplete.any():
+            return self._kernel(params).log_prob(X)
+        out = np.empty((X.shape[0], params.means.shape[0]))
+        if not incomplete.all():
+            out[~incomplete] = self._kernel(params).log_prob(X[~incomplete])
+        conds = self._conditionals(params, X, incomplete, reuse=False)
+        out[incomplete] = np.column_stack([c.log_pdf for c in conds])
+        return out
 
     def statistics(
         self, params: GaussianParams, X: np.ndarray, posteriors: np.ndarray
     ) -> GaussianMoments:
-        # Moments about a point fixed by params: chunks scored with the same params add exactly.
-        return self._kernel(params).moments(X, posteriors)
+        incomplete = np.isnan(X).any(axis=1)
+        if not incomplete.any():
+            # Moments about a point fixed by params: chunks scored with the same params
+            # add exactly.
+            return self._kernel(params).moments(X, posteriors)
+        conds = self._conditionals(params, X, incomplete, reuse=True)
+        # a step with nothing observed carries no information about the emissions
+        informative = conds[0].patterns.n_observed > 0
+        resp = posteriors[incomplete] * informative[:, None]
+        stats = incomplete_moments(self.strategy, params.means, conds, resp)
+        if not incomplete.all():
+            done = ~incomplete
+            stats = self._kernel(params).moments(X[done], posteriors[done]) + stats
+        return stats
+
+    def impute(
+        self, params: GaussianParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        conds = component_conditionals(
+            self.strategy, params.means, params.precisions_cholesky, X
+        )
+        return mixture_impute(conds, posteriors, X)
+
+    def sample_missing(
+        self, params: GaussianParams, X: np.ndarray, states: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        conds = component_conditionals(
+            self.strategy, params.means, params.precisions_cholesky, X
+        )
+        return sample_from_conditionals(conds, states, X, rng)
 
     def m_step(self, stats: GaussianMoments) -> GaussianParams:
         return self.constrained_m_step(stats, {})
@@ -158,6 +238,11 @@ class GaussianEmission(Emission):
             "precisions_cholesky",
         )
         _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+
+    def permute_states(self, params: GaussianParams, order: np.ndarray) -> GaussianParams:
+        shared = self.strategy.name == "tied"  # one covariance for all states
+        fields = ("means",) if shared else ("means", "covars", "precisions_cholesky")
+        return _take_states(params, order, fields)
 
     def n_parameters(self, params: GaussianParams, frozen: Collection[str] = ()) -> int:
         k, d = params.means.shape

@@ -8,11 +8,19 @@ from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from emframe.models.hmm.emissions._missing import (
+    component_conditionals,
+    incomplete_moments,
+    mean_imputed,
+    mixture_impute,
+    sample_from_conditionals,
+)
 from emframe.models.hmm.emissions.base import (
     Emission,
     _check_precisions,
     _check_shape,
     _check_stochastic_rows,
+    _take_states,
     kmeanspp_centres,
 )
 from emframe.models.hmm.emissions.gaussian import _data_covariance
@@ -21,11 +29,12 @@ from scipy.special import logsumexp
 
 from emframe.core.numerics import log_normalize
 from emframe.core.params import Params, Stats
-from emframe.core.validation import check_scalar
+from emframe.core.validation import check_array, check_scalar
 from emframe.inference.gaussian import (
     GaussianKernel,
     GaussianMoments,
 )
+from emframe.inference.gaussian.conditional import GaussianConditionals, missing_patterns
 
 __all__ = ["GMMEmission", "GMMParams", "GMMStats"]
 
@@ -69,6 +78,11 @@ class GMMEmission(Emission):
     whose responsibilities are multiplied by the state posteriors; its statistics
     and its M-step are reused unchanged.
 
+    Missing entries (NaN) are supported as in
+    :class:`~emframe.models.hmm.emissions.GaussianEmission`: every mixture component
+    marginalises them in the log-likelihood, and its statistics hold their conditional
+    moments, weighted by the joint posterior of the state and the component.
+
     Parameters
     ----------
     n_mix : int
@@ -78,6 +92,7 @@ class GMMEmission(Emission):
     """
 
     letters: ClassVar[Mapping[str, str]] = {"w": "weights", "m": "means", "c": "covars"}
+    supports_missing: ClassVar[bool] = True
     attributes: ClassVar[Mapping[str, str]] = {
         "weights": "weights_", "means": "means_", "covars": "covars_"
     }
@@ -91,6 +106,7 @@ class GMMEmission(Emission):
             "weights": "simplex", "means": "real", "covars": self.strategy.constraint
         }
         self._cache: tuple[Params, list[GaussianKernel]] | None = None
+        self._cond_cache: tuple[Params, np.ndarray, list[np.ndarray], list] | None = None
 
     @property
     def covariance_type(self) -> str:
@@ -114,7 +130,42 @@ class GMMEmission(Emission):
         self._cache = (params, kernels)
         return kernels
 
+    def check_X(self, X: Any) -> np.ndarray:
+        return check_array(X, allow_nan=True)
+
+    def _state_conditionals(
+        self, params: GMMParams, X: np.ndarray
+    ) -> list[list[GaussianConditionals]]:
+        """Conditionals of the rows of ``X`` under every mixture component of every state."""
+        patterns = missing_patterns(X)
+        return [
+            component_conditionals(
+                self.strategy, params.means[k], params.precisions_cholesky[k], X, patterns
+            )
+            for k in range(params.weights.shape[0])
+        ]
+
+    def _incomplete(
+        self, params: GMMParams, X: np.ndarray, incomplete: np.ndarray, *, reuse: bool
+    ) -> tuple[list[np.ndarray], list[list[GaussianConditionals]]]:
+        """Per state: ``log w_m + log p_m(observed entries)`` (n_inc, M), and the conditionals.
+
+        Computed once per E-step, as in the Gaussian emission (see its ``_conditionals``).
+        """
+        cache, self._cond_cache = self._cond_cache, None
+        if reuse and cache is not None and cache[0] is params and cache[1] is X:
+            return cache[2], cache[3]
+        X_inc = X if incomplete.all() else X[incomplete]
+        conds = self._state_conditionals(params, X_inc)
+        with np.errstate(divide="ignore"):
+            log_w = np.log(params.weights)
+        joint = [np.column_stack([c.log_pdf for c in ck]) + log_w[k] for k, ck in enumerate(conds)]
+        if not reuse:
+            self._cond_cache = (params, X, joint, conds)
+        return joint, conds
+
     def initialize(self, X: np.ndarray, n_components: int, rng: np.random.Generator) -> GMMParams:
+        X = mean_imputed(X)  # k-means++ and the data covariance need complete rows
         m, d = self.n_mix, X.shape[1]
         means = kmeanspp_centres(X, n_components * m, rng).reshape(n_components, m, d)
         one = _data_covariance(X, self.strategy, self.reg_covar, m)
@@ -123,11 +174,39 @@ class GMMEmission(Emission):
         return self.complete_params(GMMParams(weights, means, covars, covars), {"covars": covars})
 
     def log_likelihood(self, params: GMMParams, X: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [logsumexp(kern.log_prob(X), axis=1) for kern in self._kernels(params)], axis=1
-        )
+        incomplete = np.isnan(X).any(axis=1)
+        if not incomplete.any():
+            return np.stack(
+                [logsumexp(kern.log_prob(X), axis=1) for kern in self._kernels(params)], axis=1
+            )
+        out = np.empty((X.shape[0], params.weights.shape[0]))
+        if not incomplete.all():
+            out[~incomplete] = self.log_likelihood(params, X[~incomplete])
+        joint, _ = self._incomplete(params, X, incomplete, reuse=False)
+        out[incomplete] = np.column_stack([logsumexp(j, axis=1) for j in joint])
+        return out
 
     def statistics(
+        self, params: GMMParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> GMMStats:
+        incomplete = np.isnan(X).any(axis=1)
+        if not incomplete.any():
+            return self._complete_statistics(params, X, posteriors)
+        joint, conds = self._incomplete(params, X, incomplete, reuse=True)
+        # a step with nothing observed carries no information about the emissions
+        informative = conds[0][0].patterns.n_observed > 0
+        post = posteriors[incomplete] * informative[:, None]
+        out = []
+        for k, ck in enumerate(conds):
+            resp = np.exp(log_normalize(joint[k], axis=1)[0]) * post[:, k : k + 1]
+            out.append(incomplete_moments(self.strategy, params.means[k], ck, resp))
+        stats = GMMStats(tuple(out))
+        if not incomplete.all():
+            done = ~incomplete
+            stats = self._complete_statistics(params, X[done], posteriors[done]) + stats
+        return stats
+
+    def _complete_statistics(
         self, params: GMMParams, X: np.ndarray, posteriors: np.ndarray
     ) -> GMMStats:
         out = []
@@ -137,6 +216,31 @@ class GMMEmission(Emission):
             resp = np.exp(log_resp) * posteriors[:, k : k + 1]
             out.append(kern.moments(X, resp))
         return GMMStats(tuple(out))
+
+    def impute(
+        self, params: GMMParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        joint, conds = self._incomplete(params, X, np.ones(X.shape[0], bool), reuse=False)
+        self._cond_cache = None
+        # weight of (state k, component m): p(k | all data) p(m | k, observed entries)
+        weights = np.concatenate(
+            [np.exp(log_normalize(j, axis=1)[0]) * posteriors[:, [k]] for k, j in enumerate(joint)],
+            axis=1,
+        )
+        return mixture_impute([c for ck in conds for c in ck], weights, X)
+
+    def sample_missing(
+        self, params: GMMParams, X: np.ndarray, states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        joint, conds = self._incomplete(params, X, np.ones(X.shape[0], bool), reuse=False)
+        self._cond_cache = None
+        m = self.n_mix
+        # the mixture component given the state and the observed entries
+        prob = np.exp(log_normalize(np.stack(joint, axis=1), axis=2)[0])  # (n, K, M)
+        cum = np.cumsum(prob[np.arange(X.shape[0]), states], axis=-1)  # (n_draws, n, M)
+        comp = (rng.random((*states.shape, 1)) > cum).sum(axis=-1)
+        labels = states * m + np.minimum(comp, m - 1)
+        return sample_from_conditionals([c for ck in conds for c in ck], labels, X, rng)
 
     def m_step(self, stats: GMMStats) -> GMMParams:
         return self.constrained_m_step(stats, {})
@@ -187,6 +291,10 @@ class GMMEmission(Emission):
                 _check_precisions(self.strategy, params.precisions_cholesky[k], "a covariance")
             except ValueError as exc:
                 raise ValueError(f"state {k}: {exc}") from None
+
+    def permute_states(self, params: GMMParams, order: np.ndarray) -> GMMParams:
+        # every field, "tied" included, holds one entry per state
+        return _take_states(params, order, params.field_names())
 
     def n_parameters(self, params: GMMParams, frozen: Collection[str] = ()) -> int:
         k, m, d = params.means.shape

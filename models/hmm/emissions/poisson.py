@@ -7,9 +7,11 @@ from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from emframe.models.hmm.emissions._missing import mean_imputed
 from emframe.models.hmm.emissions.base import (
     Emission,
     _check_shape,
+    _take_states,
     kmeanspp_centres,
 )
 from scipy.special import gammaln
@@ -47,19 +49,27 @@ class PoissonStats(Stats):
 
 
 class PoissonEmission(Emission):
-    """Non-negative integer counts, independent Poisson features per state."""
+    """Non-negative integer counts, independent Poisson features per state.
+
+    NaN marks a missing count. A step's log-likelihood is that of its observed counts
+    (0 if it has none); in the statistics a missing count of a step in state k is
+    replaced by its conditional expectation, the rate ``lambdas[k, j]`` (features are
+    independent given the state), and steps with no observed count are left out.
+    """
 
     letters: ClassVar[Mapping[str, str]] = {"l": "lambdas"}
     param_constraints: Mapping[str, str] | None = {"lambdas": "positive"}
     attributes: ClassVar[Mapping[str, str]] = {"lambdas": "lambdas_"}
+    supports_missing: ClassVar[bool] = True
 
     def check_X(self, X: Any) -> np.ndarray:
-        X = check_array(X)
-        bad = np.argwhere(X < 0)
+        X = check_array(X, allow_nan=True)
+        with np.errstate(invalid="ignore"):
+            bad = np.argwhere(X < 0)
         if bad.size:
             i, j = (int(v) for v in bad[0])
             raise ValueError(f"counts must be non-negative, but X[{i}, {j}] = {X[i, j]:g}")
-        bad = np.argwhere(X != np.round(X))
+        bad = np.argwhere((X != np.round(X)) & ~np.isnan(X))
         if bad.size:
             i, j = (int(v) for v in bad[0])
             raise ValueError(f"counts must be integers, but X[{i}, {j}] = {X[i, j]:g}")
@@ -68,6 +78,7 @@ class PoissonEmission(Emission):
     def initialize(
         self, X: np.ndarray, n_components: int, rng: np.random.Generator
     ) -> PoissonParams:
+        X = mean_imputed(X)  # k-means++ needs complete rows
         centres = kmeanspp_centres(X, n_components, rng)
         # Halfway to the overall mean: a zero count in a seed must not give a zero rate.
         return PoissonParams(0.5 * (centres + X.mean(axis=0)))
@@ -76,7 +87,14 @@ class PoissonEmission(Emission):
         lam = params.lambdas
         zero = lam == 0
         log_lam = np.log(np.where(zero, 1.0, lam))
-        out = X @ log_lam.T - lam.sum(axis=1) - gammaln(X + 1.0).sum(axis=1)[:, None]
+        missing = np.isnan(X)
+        if missing.any():
+            # only the observed counts: 0 for the missing ones, and their rates left out
+            X = np.where(missing, 0.0, X)
+            rate = (~missing).astype(float) @ lam.T
+        else:
+            rate = lam.sum(axis=1)
+        out = X @ log_lam.T - rate - gammaln(X + 1.0).sum(axis=1)[:, None]
         if zero.any():
             # Rate 0 gives probability 1 to a zero count and 0 to any positive count.
             impossible = (X > 0).astype(float) @ zero.T.astype(float) > 0
@@ -86,7 +104,32 @@ class PoissonEmission(Emission):
     def statistics(
         self, params: PoissonParams, X: np.ndarray, posteriors: np.ndarray
     ) -> PoissonStats:
-        return PoissonStats(posteriors.sum(axis=0), posteriors.T @ X)
+        missing = np.isnan(X)
+        if not missing.any():
+            return PoissonStats(posteriors.sum(axis=0), posteriors.T @ X)
+        informative = ~missing.all(axis=1)
+        w = posteriors * informative[:, None]
+        # E[x_tj | z_t = k] = lambdas[k, j] for a missing count
+        obs = w.T @ np.where(missing, 0.0, X) + (w.T @ missing.astype(float)) * params.lambdas
+        return PoissonStats(w.sum(axis=0), obs)
+
+    def impute(
+        self, params: PoissonParams, X: np.ndarray, posteriors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        lam = params.lambdas
+        mean = posteriors @ lam
+        # law of total variance: E[Var] + Var[E], a Poisson's variance being its rate
+        var = posteriors @ lam + sum(
+            posteriors[:, [k]] * (lam[k] - mean) ** 2 for k in range(lam.shape[0])
+        )
+        missing = np.isnan(X)
+        return np.where(missing, mean, X), np.where(missing, var, 0.0)
+
+    def sample_missing(
+        self, params: PoissonParams, X: np.ndarray, states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        draws = rng.poisson(params.lambdas[states]).astype(float)  # (n_draws, n, d)
+        return np.where(np.isnan(X), draws, X)
 
     def m_step(self, stats: PoissonStats) -> PoissonParams:
         post = stats.post[:, None]
@@ -104,6 +147,9 @@ class PoissonEmission(Emission):
             )
         if not np.all(np.isfinite(lam)) or np.any(lam < 0):
             raise ValueError("lambdas_ must be finite and non-negative")
+
+    def permute_states(self, params: PoissonParams, order: np.ndarray) -> PoissonParams:
+        return _take_states(params, order, ("lambdas",))
 
     def n_parameters(self, params: PoissonParams, frozen: Collection[str] = ()) -> int:
         return 0 if "lambdas" in frozen else int(params.lambdas.size)

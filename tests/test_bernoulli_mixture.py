@@ -302,9 +302,14 @@ def test_sample_weight_equals_repeated_rows():
     assert ll_w == pytest.approx(ll_r, rel=1e-12)
     a = fit_em(model, binary_data(X), sample_weight=w, init_params=params, tol=0, max_iter=8,
                warn_convergence=False)
-    b = fit_em(model, binary_data(Xr), init_params=params, tol=0, max_iter=8,
+    # only relative weights matter: the fit sees w / c, c the mean positive weight, so the
+    # prior's pseudo-counts count c times on the repeated rows
+    c = w[w > 0].mean()
+    scaled = BernoulliMixtureModel(3, alpha=1 + c, beta=1 + c, weight_concentration=1 + c)
+    b = fit_em(scaled, binary_data(Xr), init_params=params, tol=0, max_iter=8,
                warn_convergence=False)
     assert a.params.allclose(b.params, rtol=1e-10)
+    np.testing.assert_allclose(a.loglik_history * c, b.loglik_history, rtol=1e-10)
     est = BernoulliMixture(3, random_state=0).fit(X, sample_weight=w)
     assert est.weights_.shape == (3,)
 

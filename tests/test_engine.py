@@ -209,8 +209,12 @@ def test_sample_weight_equals_repeated_rows():
     repeated = fit_em(PoissonMixture(2), np.repeat(X, w, axis=0), init_params=START, tol=0,
                       max_iter=8)
     assert weighted.params.allclose(repeated.params, rtol=1e-10)
-    np.testing.assert_allclose(weighted.loglik_history, repeated.loglik_history, rtol=1e-10)
-    assert weighted.n_samples == w.sum()
+    # the fit sees the weights relative to their mean over the positive ones
+    scale = w[w > 0].mean()
+    assert weighted.weight_scale == pytest.approx(scale, rel=1e-15)
+    np.testing.assert_allclose(weighted.loglik_history * scale, repeated.loglik_history,
+                               rtol=1e-10)
+    assert weighted.n_samples == pytest.approx(np.count_nonzero(w), rel=1e-14)
 
 
 def test_freezing_holds_parameters_fixed():

@@ -67,10 +67,12 @@ def rel_err(a, b):
 def test_iterates_equal_sklearn(covariance_type, max_iter):
     X = blobs()
     init = sk_init(X, covariance_type)
+    # reg_covar=0 on both sides: emframe's reg_covar is a prior strength (it adds
+    # reg_covar / N_k to the variances), scikit-learn's a constant added to them
     sk = fit_quiet(SKGaussianMixture(3, covariance_type=covariance_type, max_iter=max_iter,
-                                     tol=0, **init), X)
+                                     tol=0, reg_covar=0.0, **init), X)
     em = fit_quiet(GaussianMixture(3, covariance_type=covariance_type, max_iter=max_iter, tol=0,
-                                   **init), X)
+                                   reg_covar=0.0, **init), X)
     assert em.n_iter_ == sk.n_iter_ == max_iter
     for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
         assert rel_err(getattr(em, name), getattr(sk, name)) < 1e-8, name
@@ -89,9 +91,9 @@ def test_history_is_sklearn_lower_bounds(covariance_type):
     X = blobs()
     init = sk_init(X, covariance_type)
     sk = fit_quiet(SKGaussianMixture(3, covariance_type=covariance_type, max_iter=6, tol=0,
-                                     **init), X)
+                                     reg_covar=0.0, **init), X)
     em = fit_quiet(GaussianMixture(3, covariance_type=covariance_type, max_iter=6, tol=0,
-                                   **init), X)
+                                   reg_covar=0.0, **init), X)
     np.testing.assert_allclose(em.loglik_history_[:-1] / len(X), sk.lower_bounds_, rtol=1e-12)
     assert np.all(np.diff(em.loglik_history_) >= -1e-9)
 
@@ -124,7 +126,7 @@ def test_sklearn_init_methods_give_finite_fits():
 # closed forms
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("covariance_type", TYPES)
-def test_single_component_is_weighted_mle(covariance_type):
+def test_single_component_is_weighted_map(covariance_type):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 3)) + [5.0, -2.0, 100.0]
     w = rng.uniform(0.1, 3.0, size=50)
@@ -132,11 +134,14 @@ def test_single_component_is_weighted_mle(covariance_type):
         X, sample_weight=w)
     mean = w @ X / w.sum()
     cov = (X - mean).T @ ((X - mean) * w[:, None]) / w.sum()
+    # the MAP estimate (S + reg_covar I) / N, with the weights counted relative to their
+    # mean (only relative weights matter), so N = 50 and reg_covar / 50 joins the variances
+    r = 1e-4 / 50
     expected = {
-        "full": cov[None] + 1e-4 * np.eye(3),
-        "tied": cov + 1e-4 * np.eye(3),
-        "diag": np.diag(cov)[None] + 1e-4,
-        "spherical": np.array([np.trace(cov) / 3 + 1e-4]),
+        "full": cov[None] + r * np.eye(3),
+        "tied": cov + r * np.eye(3),
+        "diag": np.diag(cov)[None] + r,
+        "spherical": np.array([np.trace(cov) / 3 + r]),
     }[covariance_type]
     np.testing.assert_allclose(gm.means_, mean[None], rtol=1e-12)
     np.testing.assert_allclose(gm.covariances_, expected, rtol=1e-10)
@@ -178,12 +183,16 @@ def test_complete_data_mle(covariance_type):
     strategy = get_covariance_strategy(covariance_type)
     means = np.stack([X[labels == k].mean(0) for k in range(3)])
     covs = np.stack([np.cov(X[labels == k], rowvar=False, bias=True) for k in range(3)])
-    weights = np.bincount(labels) / len(X)
+    counts = np.bincount(labels)
+    weights = counts / len(X)
+    # the complete-data MAP: (S_k + reg_covar I) / N_k, so reg_covar / N_k on the variances
+    # (reg_covar / n for the tied covariance; d reg_covar on trace(S_k) for spherical)
+    r = 1e-6 / counts
     expected_cov = {
-        "full": covs + 1e-6 * np.eye(3),
-        "tied": np.einsum("k,kij->ij", weights, covs) + 1e-6 * np.eye(3),
-        "diag": np.diagonal(covs, axis1=1, axis2=2) + 1e-6,
-        "spherical": np.trace(covs, axis1=1, axis2=2) / 3 + 1e-6,
+        "full": covs + r[:, None, None] * np.eye(3),
+        "tied": np.einsum("k,kij->ij", weights, covs) + 1e-6 / len(X) * np.eye(3),
+        "diag": np.diagonal(covs, axis1=1, axis2=2) + r[:, None],
+        "spherical": np.trace(covs, axis1=1, axis2=2) / 3 + r,
     }[covariance_type]
     expected = GaussianMixtureParams(weights, means, expected_cov,
                                      strategy.precisions_cholesky(expected_cov))
@@ -279,7 +288,7 @@ def test_tight_far_component_uses_direct_path_and_stays_accurate():
     pts = X[200:]
     np.testing.assert_allclose(gm.means_[tight], pts.mean(0), rtol=1e-12)
     np.testing.assert_allclose(gm.covariances_[tight],
-                               np.cov(pts, rowvar=False, bias=True) + 1e-6 * np.eye(2),
+                               np.cov(pts, rowvar=False, bias=True) + 1e-6 / 100 * np.eye(2),
                                rtol=1e-7)
 
 
@@ -288,15 +297,18 @@ def test_tight_far_component_uses_direct_path_and_stays_accurate():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_integer_weights_equal_repeated_rows(covariance_type):
+    # Only relative weights matter: the fit uses w / mean(w), so the reg_covar prior counts
+    # in units of the mean weight, and repeating rows w times equals the weighted fit with
+    # a prior mean(w) times as strong. Histories differ by that factor.
     X = blobs()
     w = np.random.default_rng(0).integers(1, 4, size=len(X))
     init = sk_init(X, covariance_type)
     a = fit_quiet(GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0,
                                   **init), X, sample_weight=w)
     b = fit_quiet(GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0,
-                                  **init), np.repeat(X, w, axis=0))
+                                  reg_covar=1e-6 * w.mean(), **init), np.repeat(X, w, axis=0))
     assert a.params_.allclose(b.params_, rtol=1e-10)
-    np.testing.assert_allclose(a.loglik_history_, b.loglik_history_, rtol=1e-12)
+    np.testing.assert_allclose(a.loglik_history_ * w.mean(), b.loglik_history_, rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
@@ -553,8 +565,8 @@ def test_large_dimension_uses_direct_path_and_matches_sklearn():
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(size=(150, 70)), rng.normal(size=(150, 70)) + 1.5])
     init = sk_init(X, "full", K=2)
-    em = fit_quiet(GaussianMixture(2, max_iter=3, tol=0, **init), X)
-    sk = fit_quiet(SKGaussianMixture(2, max_iter=3, tol=0, **init), X)
+    em = fit_quiet(GaussianMixture(2, max_iter=3, tol=0, reg_covar=0.0, **init), X)
+    sk = fit_quiet(SKGaussianMixture(2, max_iter=3, tol=0, reg_covar=0.0, **init), X)
     p = em.params_
     kern = GaussianKernel(get_covariance_strategy("full"), p.means, p.precisions_cholesky)
     assert kern.fast.size == 0

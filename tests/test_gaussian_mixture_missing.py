@@ -94,15 +94,16 @@ def brute_force_m_step(X, params, covs, reg_covar):
 
 
 def as_type(full, nk, covariance_type, reg):
+    """The MAP covariances under the reg_covar prior: reg / N_k added to the variances."""
     d = full.shape[-1]
     if covariance_type == "full":
-        return full + reg * np.eye(d)
+        return full + (reg / nk)[:, None, None] * np.eye(d)
     if covariance_type == "tied":
-        return np.einsum("k,kde->de", nk / nk.sum(), full) + reg * np.eye(d)
+        return np.einsum("k,kde->de", nk / nk.sum(), full) + reg / nk.sum() * np.eye(d)
     diag = np.diagonal(full, axis1=1, axis2=2)
     if covariance_type == "diag":
-        return diag + reg
-    return diag.mean(axis=1) + reg
+        return diag + (reg / nk)[:, None]
+    return diag.mean(axis=1) + reg / nk
 
 
 def quiet(est, *args, **kw):
@@ -251,13 +252,16 @@ def test_one_component_equals_missing_data_gaussian():
     for pa, pb in zip(seen_a, seen_b, strict=True):  # every iterate
         np.testing.assert_allclose(pb.means[0], pa.mean, rtol=1e-11, atol=1e-12)
         np.testing.assert_allclose(pb.covariances[0], pa.covariance, rtol=1e-10, atol=1e-12)
-    # reg_covar r adds r to the variances; the ridge prior adds ridge / n: equal for ridge = n r
-    n = np.sum(~np.isnan(X).all(axis=1))
+    # reg_covar and ridge are the same prior, exp(-r / 2 trace(inv(Sigma))): equal fits
+    # and equal penalised histories
     reg = MissingGaussianMixtureModel(1, reg_covar=0.25)
-    ridge = MissingGaussianModel(ridge=0.25 * n)
-    p_mix = reg.m_step(reg.e_step(mix_start, X)[0])
-    p_one = ridge.m_step(ridge.e_step(start, X)[0])
-    np.testing.assert_allclose(p_mix.covariances[0], p_one.covariance, rtol=1e-12)
+    ridge = MissingGaussianModel(ridge=0.25, center=np.nanmean(X, axis=0))
+    a = fit_em(ridge, X, init_params=start, tol=0.0, max_iter=15, warn_convergence=False)
+    b = fit_em(reg, X, init_params=mix_start, tol=0.0, max_iter=15, warn_convergence=False)
+    np.testing.assert_allclose(b.params.covariances[0], a.params.covariance, rtol=1e-10)
+    np.testing.assert_allclose(b.params.means[0], a.params.mean, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(b.loglik_history, a.loglik_history, rtol=1e-12)
+    assert reg.log_prior(b.params) == pytest.approx(ridge.log_prior(a.params), rel=1e-10)
 
 
 # -- behaviour on realistic data and the estimator surface ----------------------------------------

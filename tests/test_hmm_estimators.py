@@ -58,7 +58,8 @@ def test_common_api(name):
     total = model.score(X, LENGTHS)
     assert total == model.log_likelihood(X, LENGTHS)
     np.testing.assert_allclose(model.score_sequences(X, LENGTHS).sum(), total, rtol=1e-12)
-    assert math.isclose(total, h[-1], rel_tol=1e-10)
+    # the history is penalised by the log prior (the reg_covar prior of Gaussian emissions)
+    assert math.isclose(total + model._model.log_prior(model.params_), h[-1], rel_tol=1e-10)
     # score_samples is hmmlearn's (log_prob, posteriors)
     logprob, post = model.score_samples(X, LENGTHS)
     np.testing.assert_allclose(logprob, total, rtol=1e-10)
@@ -118,7 +119,7 @@ def test_given_initial_parameters_are_the_start():
     for k, v in init.items():
         setattr(m, k, v)
     m.fit(X, LENGTHS)
-    assert m.loglik_history_[0] == ref.score(X, LENGTHS)
+    assert m.loglik_history_[0] == ref.score(X, LENGTHS) + ref._model.log_prior(ref.params_)
 
 
 def test_init_params_partial_and_params_freeze():
@@ -185,6 +186,7 @@ def test_map_prior_history_is_penalised_and_monotone():
     h = m.loglik_history_
     assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))
     log_prior = np.sum((alpha - 1) * np.log(m.transmat_)) + np.sum(np.log(m.startprob_))
+    log_prior -= 0.5 * 1e-6 * np.sum(1.0 / m.covars_)  # reg_covar: -r/2 trace(inv(Sigma_k))
     np.testing.assert_allclose(h[-1], m.score(X, LENGTHS) + log_prior, rtol=1e-10)
     # the M-step is the Dirichlet mode of the expected counts
     model = m._model

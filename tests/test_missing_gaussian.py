@@ -382,7 +382,8 @@ def test_integer_weights_equal_repeated_rows(air):
     b = fit_em(model, np.repeat(air, w, axis=0), init_params=start, tol=0.0, max_iter=20,
                warn_convergence=False)
     assert a.params.allclose(b.params, rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(a.loglik_history, b.loglik_history, rtol=1e-12)
+    # the fit sees the weights relative to their mean over the positive ones
+    np.testing.assert_allclose(a.loglik_history * a.weight_scale, b.loglik_history, rtol=1e-12)
 
 
 def test_squarem_and_online_reach_the_same_estimate(air):

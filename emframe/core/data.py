@@ -7,6 +7,36 @@ from typing import Any
 
 import numpy as np
 
+from emframe.core.validation import check_sample_weight
+
+
+def relative_weights(sample_weight: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weights divided by the mean of the positive ones, and that mean.
+
+    Only relative weights matter to a fit: the engine works with weights of mean
+    one over the rows that have positive weight, so multiplying every weight by a
+    constant (1e-300 or 1e300) changes nothing, and the responsibility floors,
+    the priors (``reg_covar``, Dirichlet pseudo-counts) and the monotonicity
+    guard act as for unit weights. Computed without overflow or underflow.
+
+    Parameters
+    ----------
+    sample_weight : ndarray of shape (n_samples,)
+        Finite, non-negative, not all zero.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_samples,)
+        A new array; equal positive weights become exactly 1.
+    scale : float
+        The mean of the positive weights: ``weights * scale`` is the input.
+    """
+    w = np.asarray(sample_weight, dtype=float)
+    top = float(w.max())
+    positive = w > 0
+    scale = top * float(np.mean(w[positive] / top))
+    return w / scale, scale
+
 
 class DataSource:
     """A re-iterable source of data chunks for the E-step.
@@ -24,7 +54,9 @@ class DataSource:
         A one-shot iterator or generator is rejected, because EM passes over the
         data once per iteration.
     sample_weight : ndarray of shape (n_samples,), optional
-        Per-sample weights, only with array data; sliced along with it.
+        Per-sample weights, only with array data; sliced along with it. They are
+        stored relative to the mean positive weight (see :func:`relative_weights`),
+        which is kept as :attr:`weight_scale`.
     chunk_size : int, optional
         Rows per chunk for array data.
     transform : callable, optional
@@ -56,6 +88,12 @@ class DataSource:
         self._is_array = hasattr(data, "shape") and hasattr(data, "__getitem__")
         if sample_weight is not None and not self._is_array:
             raise TypeError("sample_weight is only supported with array data, not with chunks")
+        #: Mean of the positive sample weights (1.0 without weights): the fit sees
+        #: ``sample_weight / weight_scale``.
+        self.weight_scale = 1.0
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, data.shape[0])
+            sample_weight, self.weight_scale = relative_weights(w)
         self.data = data
         self.sample_weight = sample_weight
         self.chunk_size = chunk_size

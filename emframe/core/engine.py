@@ -92,6 +92,7 @@ def _fit_online(model: EMModel, source: DataSource, params: Params, **kw: Any) -
         n_iter=len(history),
         n_samples=n,
         n_e_steps=len(history) + 1,
+        weight_scale=source.weight_scale,
     )
 
 

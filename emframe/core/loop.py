@@ -199,6 +199,7 @@ class _Loop:
             n_iter=self.n_iter,
             n_samples=self.n,
             n_e_steps=self.n_e_steps + 1,
+            weight_scale=self.source.weight_scale,
         )
 
 

@@ -47,7 +47,8 @@ class FitResult:
     params : Params
         Fitted parameters.
     log_likelihood : float
-        (Penalised) log-likelihood of ``params`` on the data.
+        (Penalised) log-likelihood of ``params`` on the data. With sample weights,
+        the weights count relative to their mean (see ``weight_scale``).
     loglik_history : ndarray of shape (n_iter + 1,)
         ``loglik_history[i]`` is the (penalised) log-likelihood after ``i``
         M-steps; entry 0 is at the initial parameters, the last at ``params``.
@@ -55,7 +56,8 @@ class FitResult:
     n_iter : int
         Number of M-steps done.
     n_samples : float
-        Number of samples (sum of the weights when weighted).
+        Number of samples (with sample weights, the sum of the relative weights:
+        the number of rows with positive weight when they are all equal).
     n_e_steps : int
         E-steps (passes over the data) done in the kept restart, including the
         final evaluation; SQUAREM needs more per iteration than plain EM.
@@ -63,6 +65,11 @@ class FitResult:
         Index of the restart kept.
     init_log_likelihoods : tuple of float
         Final (penalised) log-likelihood of every restart.
+    weight_scale : float
+        Mean of the positive sample weights (1.0 without weights). The fit uses the
+        weights divided by it, so only relative weights matter; the weighted
+        log-likelihood in the caller's scale is ``weight_scale`` times the
+        log-likelihood part of ``log_likelihood``.
     """
 
     params: Params
@@ -74,4 +81,5 @@ class FitResult:
     best_init: int = 0
     init_log_likelihoods: tuple[float, ...] = field(default=())
     n_e_steps: int = 0
+    weight_scale: float = 1.0
 

@@ -172,7 +172,13 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         Number of components K.
     covariance_type : {"full", "tied", "diag", "spherical"}
     reg_covar : float
-        Non-negative number added to the variances in every M-step.
+        Non-negative strength of the prior
+        ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))`` on every covariance
+        matrix (one matrix when tied). The M-step is its MAP estimate, which adds
+        ``reg_covar / N_k`` (N_k the component's total weight) to the
+        maximum-likelihood variances; :meth:`log_prior` is its log density, so the
+        engine monitors the penalised log-likelihood that EM increases. 0 gives
+        maximum likelihood.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
         How initial responsibilities are drawn when not all of
         ``weights_init``, ``means_init`` and ``precisions_init`` are given.
@@ -324,6 +330,11 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
             cov = self.strategy.covariances_from_precisions_cholesky(pc)
         return GaussianMixtureParams(weights, means, cov, pc)
 
+    def log_prior(self, params: GaussianMixtureParams) -> float:
+        """``-reg_covar / 2 * sum_k trace(inv(Sigma_k))``, the penalty the M-step maximises with."""
+        d = np.shape(params.means)[-1]
+        return self.strategy.log_prior(params.precisions_cholesky, self.reg_covar, d)
+
     def complete_params(
         self, like: GaussianMixtureParams, values: Mapping[str, Any]
     ) -> GaussianMixtureParams:
@@ -394,8 +405,16 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
     tol : float, default=1e-3
         Stop when the mean per-sample log-likelihood improves by less than this.
     reg_covar : float, default=1e-6
-        Non-negative number added to the variances, keeping covariances
-        positive definite.
+        Non-negative strength of a prior on the covariances,
+        ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``, that keeps them
+        positive definite. Each M-step is the exact MAP estimate, which adds
+        ``reg_covar / N_k`` to the maximum-likelihood variances of a component
+        with total weight ``N_k`` (the tied covariance gets ``reg_covar / n``),
+        and ``loglik_history_`` is the penalised log-likelihood, which EM never
+        decreases. This differs from scikit-learn, which adds ``reg_covar``
+        itself to the variances after maximising (an update that maximises no
+        objective, so its likelihood can decrease); with ``reg_covar=0`` both
+        are maximum likelihood and the iterates are equal.
     max_iter : int, default=100
         Maximum number of EM iterations per initialisation.
     n_init : int, default=1

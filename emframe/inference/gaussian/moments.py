@@ -21,10 +21,19 @@ import numpy as np
 
 from ...core.params import Stats
 
-#: Added to every component's total responsibility before dividing, as in
-#: scikit-learn, so an empty component gives finite parameters (and M-steps match).
+#: Relative floor of the responsibilities: a component whose total weight is below
+#: ``NK_EPS`` times the total weight of the statistics counts as holding that much
+#: (so an empty component gets finite parameters and a positive mixing weight).
+#: Relative, so multiplying every sample weight by a constant (1e-50, 1e300)
+#: changes nothing; a floor, not an addition, so components above it get the exact
+#: M-step, whatever the reference point of their moments. Its size is scikit-learn's
+#: ``10 * eps`` per sample of unit weight.
 NK_EPS = 10.0 * np.finfo(np.float64).eps
 
+#: Statistics whose total weight is below this (a hidden state that is never
+#: visited) use the absolute floor ``NK_EPS``: no scale is defined, and a relative
+#: floor would make the regularised variances ``reg_covar / floor`` overflow.
+NK_MIN_TOTAL = 1e-250
 
 
 # ---------------------------------------------------------------------------
@@ -142,8 +151,9 @@ class GaussianMoments(Stats):
     # -- M-step quantities -------------------------------------------------
     @property
     def nk_eff(self) -> np.ndarray:
-        """``nk`` plus a tiny constant, the divisor of every average (K,)."""
-        return self.nk + NK_EPS
+        """``nk`` raised to the relative floor :data:`NK_EPS`: the divisor of every average (K,)."""
+        total = float(np.sum(self.nk))
+        return np.maximum(self.nk, NK_EPS * total if total > NK_MIN_TOTAL else NK_EPS)
 
     def means(self) -> np.ndarray:
         """Weighted means of the components, (K, d)."""

@@ -17,6 +17,25 @@ diag        (K, d)                   (K, d), ``1 / sqrt(C)``
 spherical   (K,)                     (K,), ``1 / sqrt(C)``
 =========== ======================== ==========================================
 
+Regularisation is a prior, not a constant added after maximising: ``reg_covar``
+is the strength of ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))`` on
+every covariance matrix (the exponential factor of an inverse-Wishart density
+with scale ``reg_covar * I``). :meth:`CovarianceStrategy.covariances` returns the
+MAP estimate under it and :meth:`CovarianceStrategy.log_prior` its log density,
+so EM increases ``log-likelihood + log_prior`` exactly. With N_k the total
+weight of component k and S_k its weighted scatter matrix, the MAP estimates are
+
+=========== ==================================================================
+full        ``(S_k + reg_covar I) / N_k``
+tied        ``(sum_k S_k + reg_covar I) / sum_k N_k``
+diag        ``(diag(S_k) + reg_covar) / N_k``
+spherical   ``(trace(S_k) + d reg_covar) / (d N_k)`` (``trace(inv(Sigma)) = d / sigma^2``)
+=========== ==================================================================
+
+so ``reg_covar / N_k`` is added to the maximum-likelihood variances (scikit-learn
+adds ``reg_covar`` itself, which maximises no objective). ``reg_covar = 0`` is
+maximum likelihood.
+
 The moments they consume live in :mod:`.moments`, the fast log-density kernel
 in :mod:`.kernel`.
 """
@@ -47,7 +66,8 @@ __all__ = [
 # ---------------------------------------------------------------------------
 def _not_pd_error(what: str, reg_covar: float | None) -> ValueError:
     hint = (
-        f"increase reg_covar (now {reg_covar:g})"
+        f"increase reg_covar (now {reg_covar:g}), which adds reg_covar / N_k to the "
+        "variances of a component of total weight N_k"
         if reg_covar is not None
         else "increase reg_covar"
     )
@@ -136,23 +156,41 @@ class CovarianceStrategy(ABC):
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Number of free covariance parameters."""
 
-    # -- M-step ------------------------------------------------------------
+    # -- M-step and prior ----------------------------------------------------
     @abstractmethod
     def covariances(
         self, moments: GaussianMoments, reg_covar: float, about: np.ndarray | None = None
     ) -> np.ndarray:
-        """Maximum-likelihood covariances from moments, plus ``reg_covar`` on the diagonal.
+        """MAP covariances from moments under the ``reg_covar`` prior (see the module docstring).
 
         Parameters
         ----------
         moments : GaussianMoments
             Statistics of class :attr:`moments`.
         reg_covar : float
-            Non-negative number added to the variances.
+            Non-negative prior strength: ``reg_covar`` is added to the diagonal
+            of each scatter matrix before dividing by the component's weight,
+            so ``reg_covar / N_k`` to its variances. 0 gives maximum likelihood.
         about : ndarray of shape (K, d), optional
             Centre the covariances here (frozen means) instead of at the
-            weighted means.
+            weighted means; the result is then the MAP given those means.
         """
+
+    @abstractmethod
+    def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
+        """``sum_k trace(inv(Sigma_k))`` over the distinct covariance matrices (one if tied)."""
+
+    def log_prior(
+        self, precisions_cholesky: np.ndarray, reg_covar: float, n_features: int
+    ) -> float:
+        """Log density of the ``reg_covar`` prior, up to a constant.
+
+        ``-reg_covar / 2 * sum_k trace(inv(Sigma_k))``: the penalty whose MAP
+        estimate :meth:`covariances` returns. 0 when ``reg_covar`` is 0.
+        """
+        if reg_covar == 0.0:
+            return 0.0
+        return -0.5 * reg_covar * self.trace_precisions(precisions_cholesky, n_features)
 
     @abstractmethod
     def precisions_cholesky(
@@ -248,6 +286,10 @@ class _MatrixCovariance(CovarianceStrategy):
     def factor_diagonal(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         return np.diagonal(precisions_cholesky, axis1=-2, axis2=-1)
 
+    def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
+        # trace(U U^T) is the sum of the squared entries of U
+        return float(np.sum(np.square(precisions_cholesky)))
+
     moments = FullMoments
     constraint = "spd"
 
@@ -282,7 +324,7 @@ class FullCovariance(_MatrixCovariance):
         cov = moments.scatter(about)
         cov = 0.5 * (cov + cov.transpose(0, 2, 1))
         d = cov.shape[-1]
-        cov[:, np.arange(d), np.arange(d)] += reg_covar
+        cov[:, np.arange(d), np.arange(d)] += (reg_covar / moments.nk_eff)[:, None]
         return cov
 
     def precisions_cholesky(
@@ -351,9 +393,10 @@ class TiedCovariance(_MatrixCovariance):
     ) -> np.ndarray:
         scatter = moments.scatter(about)
         nk = moments.nk_eff
-        cov = np.einsum("k,kij->ij", nk, scatter) / nk.sum()
+        total = nk.sum()
+        cov = np.einsum("k,kij->ij", nk, scatter) / total
         cov = 0.5 * (cov + cov.T)
-        cov[np.diag_indices_from(cov)] += reg_covar
+        cov[np.diag_indices_from(cov)] += reg_covar / total
         return cov
 
     def precisions_cholesky(
@@ -448,7 +491,10 @@ class DiagCovariance(_Variances):
     def covariances(
         self, moments: GaussianMoments, reg_covar: float, about: np.ndarray | None = None
     ) -> np.ndarray:
-        return moments.scatter(about) + reg_covar
+        return moments.scatter(about) + (reg_covar / moments.nk_eff)[:, None]
+
+    def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
+        return float(np.sum(np.square(precisions_cholesky)))
 
     def log_det_cholesky(
         self, precisions_cholesky: np.ndarray, n_components: int, n_features: int
@@ -484,8 +530,12 @@ class SphericalCovariance(_Variances):
     def covariances(
         self, moments: GaussianMoments, reg_covar: float, about: np.ndarray | None = None
     ) -> np.ndarray:
+        # trace(inv(sigma^2 I)) = d / sigma^2: the prior adds d * reg_covar to trace(S_k)
         d = moments.ref.shape[1]
-        return moments.scatter(about) / d + reg_covar
+        return moments.scatter(about) / d + reg_covar / moments.nk_eff
+
+    def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
+        return n_features * float(np.sum(np.square(precisions_cholesky)))
 
     def log_det_cholesky(
         self, precisions_cholesky: np.ndarray, n_components: int, n_features: int

@@ -89,7 +89,13 @@ class GaussianEmission(Emission):
     ----------
     covariance_type : {"full", "diag", "spherical", "tied"}, default "diag"
     reg_covar : float, default 1e-6
-        Added to the variances in every M-step (keeps covariances positive definite).
+        Strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``
+        on every state's covariance (one matrix when tied), which keeps them positive
+        definite. The M-step is its exact MAP estimate (``reg_covar / N_k`` added to
+        the maximum-likelihood variances of a state with occupancy ``N_k``) and
+        :meth:`log_prior` its log density, so EM increases the penalised
+        log-likelihood. 0 gives maximum likelihood (hmmlearn's update with
+        ``covars_prior=0``, ``covars_weight=1``).
     """
 
     letters: ClassVar[Mapping[str, str]] = {"m": "means", "c": "covars"}
@@ -221,6 +227,10 @@ class GaussianEmission(Emission):
                 precisions_cholesky=self.strategy.precisions_cholesky(out.covars, self.reg_covar)
             )
         return out
+
+    def log_prior(self, params: GaussianParams) -> float:
+        d = np.shape(params.means)[-1]
+        return self.strategy.log_prior(params.precisions_cholesky, self.reg_covar, d)
 
     def check_params(self, params: GaussianParams, n_components: int) -> None:
         means = np.asarray(params.means)

@@ -89,6 +89,11 @@ class GMMEmission(Emission):
         Mixture components per state.
     covariance_type : {"full", "diag", "spherical", "tied"}, default "diag"
     reg_covar : float, default 1e-6
+        Strength of the covariance prior of
+        :class:`~emframe.models.mixtures.gaussian.GaussianMixtureModel`, on every
+        covariance matrix of every state (one per state when tied); the M-step is
+        its exact MAP estimate and :meth:`log_prior` sums its log density over the
+        states. 0 gives maximum likelihood.
     """
 
     letters: ClassVar[Mapping[str, str]] = {"w": "weights", "m": "means", "c": "covars"}
@@ -268,6 +273,12 @@ class GMMEmission(Emission):
             )
             out = out.replace(precisions_cholesky=pc)
         return out
+
+    def log_prior(self, params: GMMParams) -> float:
+        return sum(
+            self.mixture.log_prior(self.state_params(params, k))
+            for k in range(np.shape(params.weights)[0])
+        )
 
     def check_params(self, params: GMMParams, n_components: int) -> None:
         w = np.asarray(params.weights)

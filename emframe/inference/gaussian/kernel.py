@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 _LOG_2PI = math.log(2.0 * math.pi)
 
 #: A component is scored by the expanded (fast) formula only while the squared
-#: Mahalanobis distance between its mean and the centring point stays below this;
-#: the rounding error of the expansion is about ``eps * distance``, so this keeps
-#: it near 1e-11 relative. Farther components are evaluated directly.
+#: Mahalanobis distance between its mean and the centring point (plus d, for its
+#: own spread), times its variance inflation (``max_i Lambda_ii Sigma_ii``, large
+#: when features are nearly collinear), stays below this: the rounding error of the
+#: expansion is about ``eps`` times that product, so this keeps it near 1e-11.
+#: Other components are evaluated directly, about their own means.
 EXPANSION_MAX_DISTANCE = 1e5
 
 #: Above this many quadratic features (full covariance with d > 63) the expansion
@@ -142,7 +144,11 @@ class GaussianKernel:
 
         self.nq = self.kind.n_features(d)
         expand = self.nq <= EXPANSION_MAX_FEATURES
-        near = (dist < EXPANSION_MAX_DISTANCE) if expand else np.zeros(K, dtype=bool)
+        if expand:
+            inflation = strategy.variance_inflation(self.precisions_cholesky, K)
+            near = (dist + d) * inflation < EXPANSION_MAX_DISTANCE
+        else:
+            near = np.zeros(K, dtype=bool)
         self.fast = np.flatnonzero(near)
         self.direct = np.flatnonzero(~near)
         self.n_rows = self.nq + d + 1 if self.fast.size else 0

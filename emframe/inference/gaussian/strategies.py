@@ -17,24 +17,13 @@ diag        (K, d)                   (K, d), ``1 / sqrt(C)``
 spherical   (K,)                     (K,), ``1 / sqrt(C)``
 =========== ======================== ==========================================
 
-Regularisation is a prior, not a constant added after maximising: ``reg_covar``
-is the strength of ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))`` on
-every covariance matrix (the exponential factor of an inverse-Wishart density
-with scale ``reg_covar * I``). :meth:`CovarianceStrategy.covariances` returns the
-MAP estimate under it and :meth:`CovarianceStrategy.log_prior` its log density,
-so EM increases ``log-likelihood + log_prior`` exactly. With N_k the total
-weight of component k and S_k its weighted scatter matrix, the MAP estimates are
-
-=========== ==================================================================
-full        ``(S_k + reg_covar I) / N_k``
-tied        ``(sum_k S_k + reg_covar I) / sum_k N_k``
-diag        ``(diag(S_k) + reg_covar) / N_k``
-spherical   ``(trace(S_k) + d reg_covar) / (d N_k)`` (``trace(inv(Sigma)) = d / sigma^2``)
-=========== ==================================================================
-
-so ``reg_covar / N_k`` is added to the maximum-likelihood variances (scikit-learn
-adds ``reg_covar`` itself, which maximises no objective). ``reg_covar = 0`` is
-maximum likelihood.
+``reg_covar`` is the strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 *
+trace(inv(Sigma_k)))`` (an inverse-Wishart factor with scale ``reg_covar * I``):
+:meth:`CovarianceStrategy.covariances` is its MAP estimate, ``(S_k + reg_covar I) /
+N_k`` for scatter S_k and weight N_k (tied: ``(sum S_k + reg_covar I) / sum N_k``;
+spherical: ``(trace S_k + d reg_covar) / (d N_k)``), and
+:meth:`CovarianceStrategy.log_prior` its log density. ``reg_covar = 0`` is maximum
+likelihood.
 
 The moments they consume live in :mod:`.moments`, the fast log-density kernel
 in :mod:`.kernel`.
@@ -64,15 +53,16 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Strategies
 # ---------------------------------------------------------------------------
-def _not_pd_error(what: str, reg_covar: float | None) -> ValueError:
+def _not_pd_error(what: str, reg_covar: float | None, numerically: bool = False) -> ValueError:
     hint = (
         f"increase reg_covar (now {reg_covar:g}), which adds reg_covar / N_k to the "
         "variances of a component of total weight N_k"
         if reg_covar is not None
         else "increase reg_covar"
     )
+    state = "numerically singular" if numerically else "not positive definite"
     return ValueError(
-        f"{what} is not positive definite (a component may have collapsed onto a single "
+        f"{what} is {state} (a component may have collapsed onto a single "
         f"point or a subspace, e.g. duplicate points or a constant feature); {hint}, "
         "use fewer components, or rescale the data"
     )
@@ -87,9 +77,18 @@ def _chol_lower(mat: np.ndarray, what: str, reg_covar: float | None) -> np.ndarr
         raise _not_pd_error(what, reg_covar) from None
 
 
+#: A covariance matrix one of whose features keeps less than this fraction of its
+#: variance given the others (``L_ii^2 / C_ii``) is numerically singular: its thinnest
+#: direction is resolved to worse than 1e-4 relative, and its log-density carries
+#: rounding noise that can exceed the monotonicity guard's tolerance.
+SINGULAR_FRACTION = 1e4 * np.finfo(np.float64).eps
+
+
 def _upper_precision_cholesky(cov: np.ndarray, what: str, reg_covar: float | None) -> np.ndarray:
     """Upper-triangular ``U`` with ``U U^T = inv(cov)``."""
     chol = _chol_lower(cov, what, reg_covar)
+    if np.min(np.diagonal(chol) ** 2 / np.diagonal(cov)) < SINGULAR_FRACTION:
+        raise _not_pd_error(what, reg_covar, numerically=True)
     try:
         return triangular_inverse(chol, lower=True).T
     except np.linalg.LinAlgError:
@@ -250,6 +249,15 @@ class CovarianceStrategy(ABC):
     def factor_diagonal(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         """Diagonal entries of the precision factors (all positive for a valid factor)."""
 
+    def variance_inflation(self, precisions_cholesky: np.ndarray, n_components: int) -> np.ndarray:
+        """``max_i Lambda_ii Sigma_ii`` per component (K,): 1 unless features are correlated.
+
+        It bounds how much rounding the quadratic expansion of the log-density
+        amplifies (a feature that is nearly a combination of the others has a
+        large ``Lambda_ii``), so the kernel evaluates such components directly.
+        """
+        return np.ones(n_components)
+
     # -- validation ----------------------------------------------------------
     @abstractmethod
     def _check_matrices(self, arr: np.ndarray, name: str) -> None:
@@ -296,6 +304,16 @@ class _MatrixCovariance(CovarianceStrategy):
     def mahalanobis(self, xc: np.ndarray, precisions_cholesky: np.ndarray, k: int) -> np.ndarray:
         y = xc @ self._factor(precisions_cholesky, k)
         return np.einsum("ij,ij->i", y, y)
+
+    def variance_inflation(self, precisions_cholesky: np.ndarray, n_components: int) -> np.ndarray:
+        out = np.empty(n_components)
+        for k in range(n_components):
+            u = self._factor(precisions_cholesky, k)
+            # Lambda = U U^T and Sigma = U^-T U^-1: row norms of U, column norms of U^-1
+            lam_ii = np.einsum("ij,ij->i", u, u)
+            inv_u = triangular_inverse(u, lower=False)
+            out[k] = np.max(lam_ii * np.einsum("ji,ji->i", inv_u, inv_u))
+        return out
 
     def sample_noise(self, precisions_cholesky: np.ndarray, k: int, z: np.ndarray) -> np.ndarray:
         u = self._factor(precisions_cholesky, k)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from emframe.core.data import DataSource
+from emframe.core.data import DataSource, relative_weights
 from emframe.core.model import EMModel
 from emframe.core.params import Params, Stats
 from emframe.core.results import IterationInfo
@@ -86,21 +86,29 @@ def online_update(
     """Absorb one batch: E-step, blend the statistics, M-step.
 
     The first batch sets the running statistics; each later batch is blended
-    in with ``rho_t = (t + 2) ** -kappa``, t counting the blends from 0.
+    in with ``rho_t = (t + 2) ** -kappa``, t counting the blends from 0. Sample
+    weights count relative to their mean over the positive ones (see
+    :func:`~emframe.core.data.relative_weights`), so scaling them changes nothing.
 
     Returns
     -------
     state : OnlineState
         The new state (the old one is unchanged).
     log_likelihood : float
-        Log-likelihood of the batch under the parameters before the update.
+        Log-likelihood of the batch under the parameters before the update
+        (weighted by the relative weights).
     """
     if sample_weight is None:
         s_hat, ll = model.e_step(state.params, batch)
         nb = float(model.n_samples(batch))
     else:
-        s_hat, ll = model.e_step(state.params, batch, sample_weight=sample_weight)
-        nb = float(np.sum(sample_weight))
+        if not np.any(np.asarray(sample_weight) > 0):
+            return state, 0.0
+        # Only relative weights matter, as in batch EM: relative to their mean, the
+        # batch counts as its number of weighted rows (for the prior and the floors).
+        w, _ = relative_weights(sample_weight)
+        s_hat, ll = model.e_step(state.params, batch, sample_weight=w)
+        nb = float(np.sum(w))
     if nb <= 0:
         return state, 0.0
     s_hat = s_hat.scale(1.0 / nb)

@@ -77,10 +77,9 @@ def _chol_lower(mat: np.ndarray, what: str, reg_covar: float | None) -> np.ndarr
         raise _not_pd_error(what, reg_covar) from None
 
 
-#: A covariance matrix one of whose features keeps less than this fraction of its
-#: variance given the others (``L_ii^2 / C_ii``) is numerically singular: its thinnest
-#: direction is resolved to worse than 1e-4 relative, and its log-density carries
-#: rounding noise that can exceed the monotonicity guard's tolerance.
+#: A covariance one of whose features keeps less than this fraction of its variance
+#: given the others (``L_ii^2 / C_ii``) is numerically singular: its thinnest direction is
+#: resolved to worse than 1e-4, and its log-density's rounding noise can trip the guard.
 SINGULAR_FRACTION = 1e4 * np.finfo(np.float64).eps
 
 
@@ -175,18 +174,15 @@ class CovarianceStrategy(ABC):
             weighted means; the result is then the MAP given those means.
         """
 
-    @abstractmethod
     def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
-        """``sum_k trace(inv(Sigma_k))`` over the distinct covariance matrices (one if tied)."""
+        """``sum_k trace(inv(Sigma_k))`` over the distinct covariances (one if tied)."""
+        # trace(U U^T) is the sum of the squared entries of U (of 1/variances for diag)
+        return float(np.sum(np.square(precisions_cholesky)))
 
     def log_prior(
         self, precisions_cholesky: np.ndarray, reg_covar: float, n_features: int
     ) -> float:
-        """Log density of the ``reg_covar`` prior, up to a constant.
-
-        ``-reg_covar / 2 * sum_k trace(inv(Sigma_k))``: the penalty whose MAP
-        estimate :meth:`covariances` returns. 0 when ``reg_covar`` is 0.
-        """
+        """The ``reg_covar`` prior's log density, ``-reg_covar / 2 * sum_k trace(inv(Sigma_k))``."""
         if reg_covar == 0.0:
             return 0.0
         return -0.5 * reg_covar * self.trace_precisions(precisions_cholesky, n_features)
@@ -250,11 +246,9 @@ class CovarianceStrategy(ABC):
         """Diagonal entries of the precision factors (all positive for a valid factor)."""
 
     def variance_inflation(self, precisions_cholesky: np.ndarray, n_components: int) -> np.ndarray:
-        """``max_i Lambda_ii Sigma_ii`` per component (K,): 1 unless features are correlated.
+        """``max_i Lambda_ii Sigma_ii`` per component, shape (K,); 1 without correlations.
 
-        It bounds how much rounding the quadratic expansion of the log-density
-        amplifies (a feature that is nearly a combination of the others has a
-        large ``Lambda_ii``), so the kernel evaluates such components directly.
+        How much the kernel's quadratic expansion amplifies rounding: large for collinear features.
         """
         return np.ones(n_components)
 
@@ -293,10 +287,6 @@ class _MatrixCovariance(CovarianceStrategy):
 
     def factor_diagonal(self, precisions_cholesky: np.ndarray) -> np.ndarray:
         return np.diagonal(precisions_cholesky, axis1=-2, axis2=-1)
-
-    def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
-        # trace(U U^T) is the sum of the squared entries of U
-        return float(np.sum(np.square(precisions_cholesky)))
 
     moments = FullMoments
     constraint = "spd"
@@ -510,9 +500,6 @@ class DiagCovariance(_Variances):
         self, moments: GaussianMoments, reg_covar: float, about: np.ndarray | None = None
     ) -> np.ndarray:
         return moments.scatter(about) + (reg_covar / moments.nk_eff)[:, None]
-
-    def trace_precisions(self, precisions_cholesky: np.ndarray, n_features: int) -> float:
-        return float(np.sum(np.square(precisions_cholesky)))
 
     def log_det_cholesky(
         self, precisions_cholesky: np.ndarray, n_components: int, n_features: int

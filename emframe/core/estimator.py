@@ -162,7 +162,10 @@ class EMEstimator:
             bounded by one chunk; the fit equals the in-memory one.
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative per-sample weights (array data only).
+            Non-negative per-sample weights (array data only). Only relative
+            weights matter: the fit uses them divided by the mean of the positive
+            ones, so priors (such as ``reg_covar``) count in units of that mean and
+            ``loglik_history_`` is the log-likelihood under those relative weights.
         chunk_size : int, optional
             Rows per E-step chunk for array data.
         callbacks : sequence of callables, optional

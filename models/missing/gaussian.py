@@ -282,9 +282,10 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
     ridge : float, default 0.0
         Prior strength for the covariance: the M-step adds ``ridge`` to the
         diagonal of the scatter matrix (so ``ridge / n_samples`` to the variances),
-        which is the MAP estimate under ``p(Sigma) ∝ exp(-ridge/2 trace(inv(Sigma)))``.
-        Use it when ``n_features`` is close to ``n_samples`` or the data are
-        collinear. With ``ridge > 0``, ``loglik_history_`` holds the penalised
+        which is the MAP estimate under ``p(Sigma) ∝ exp(-ridge/2 trace(inv(Sigma)))``,
+        the prior that ``reg_covar`` sets in the Gaussian mixtures and HMMs. Use it
+        when ``n_features`` is close to ``n_samples`` or the data are collinear.
+        With ``ridge > 0``, ``loglik_history_`` holds the penalised
         log-likelihood, which EM never decreases.
     tol : float, default 1e-6
         Stop when the mean per-sample log-likelihood changes by less than this.

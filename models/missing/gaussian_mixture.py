@@ -247,8 +247,9 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
 
     On data with no missing value it is the ordinary ``GaussianMixture``: the
     same initialisation, the same iterates, the same result. With one component
-    it equals :class:`~emframe.models.MissingDataGaussian` (with ``reg_covar=0``
-    and ``ridge=0``, from the same start).
+    it equals :class:`~emframe.models.MissingDataGaussian` with ``ridge`` equal
+    to ``reg_covar`` (both are the prior ``exp(-r/2 trace(inv(Sigma)))``), from the
+    same start.
 
     Notes
     -----

@@ -9,6 +9,7 @@ the installed ``emframe`` entry point.
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -638,8 +639,9 @@ def test_select_uses_several_starts_and_warns_on_worse_nested_fits(capsys):
     code, out, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "1-4", "--covariance-type",
                           "tied", "--n-init", "1", "-q")
     assert code == 0
-    assert ("emframe: warning: the tied model with 3 components fits worse (log-likelihood "
-            "-1140.5468) than the one with 2 (-1140.1868)") in err and "--n-init, now 1" in err
+    assert re.search(r"emframe: warning: the tied model with 3 components fits worse "
+                     r"\(log-likelihood -1140\.54\d*\) than the one with 2 \(-1140\.18\d*\)",
+                     err) and "--n-init, now 1" in err
     code, out, err = call(capsys, "select", "gmm", FAITHFUL, "-k", "1-4", "--covariance-type",
                           "tied", "-q")
     assert code == 0 and "warning" not in err

@@ -14,6 +14,7 @@ from emframe.models import (
     MissingDataGaussian,
     MissingDataGaussianMixture,
     PoissonHMM,
+    StudentTMixture,
 )
 from emframe.models.mixtures.gaussian import GaussianMixtureModel
 from hypothesis import given, settings
@@ -230,6 +231,9 @@ def _case(name, seed, scale, offset):
     if kind == "gmm":
         return GaussianMixture(3, covariance_type=ct, random_state=seed), (
             _gaussian(rng, n, scale, offset),)
+    if kind == "student-t":
+        return StudentTMixture(3, covariance_type=ct, random_state=seed), (
+            _gaussian(rng, n, scale, offset),)
     if kind == "missing-gmm":
         return MissingDataGaussianMixture(3, covariance_type=ct, random_state=seed), (
             _with_nan(rng, _gaussian(rng, n, scale, offset)),)
@@ -263,7 +267,7 @@ def _case(name, seed, scale, offset):
 MODELS = [
     *(f"gmm:{t}" for t in TYPES), "bernoulli", *(f"gaussian-hmm:{t}" for t in TYPES),
     *(f"gmm-hmm:{t}" for t in TYPES), "poisson", "categorical", "missing-gaussian",
-    *(f"missing-gmm:{t}" for t in TYPES),
+    *(f"missing-gmm:{t}" for t in TYPES), *(f"student-t:{t}" for t in TYPES),
 ]
 
 

@@ -18,7 +18,8 @@ complete-data log-likelihood exactly; it separates into
 - weights ``N_k / n`` with ``N_k = sum_i r_ik``;
 - locations ``sum_i r_ik E[u_ik] x_i / sum_i r_ik E[u_ik]``;
 - scale matrices ``sum_i r_ik E[u_ik] (x_i - mu_k)(x_i - mu_k)^T / N_k`` (through
-  the covariance strategy, which adds ``reg_covar`` as for the Gaussian mixture);
+  the covariance strategy: the MAP estimate under the ``reg_covar`` prior, as for
+  the Gaussian mixture, ``reg_covar / N_k`` added to the variances);
 - degrees of freedom by the exact one-dimensional maximisation of
   :func:`emframe.inference.student_t.update_dof` (a root found by ``brentq``,
   clipped to ``[DOF_MIN, DOF_MAX]``).
@@ -163,7 +164,8 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
     covariance_type : {"full", "tied", "diag", "spherical"}
         Structure of the scale matrices.
     reg_covar : float
-        Regularisation of the scale matrices, exactly as in the Gaussian mixture.
+        Strength of the prior on the scale matrices, exactly as in the Gaussian
+        mixture (:meth:`log_prior` is its log density, monitored by the engine).
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     weights_init, means_init, precisions_init : array-like, optional
         As for :class:`~emframe.models.mixtures.gaussian.GaussianMixtureModel`;

@@ -296,14 +296,12 @@ class _MatrixCovariance(CovarianceStrategy):
         return np.einsum("ij,ij->i", y, y)
 
     def variance_inflation(self, precisions_cholesky: np.ndarray, n_components: int) -> np.ndarray:
-        out = np.empty(n_components)
-        for k in range(n_components):
-            u = self._factor(precisions_cholesky, k)
-            # Lambda = U U^T and Sigma = U^-T U^-1: row norms of U, column norms of U^-1
-            lam_ii = np.einsum("ij,ij->i", u, u)
-            inv_u = triangular_inverse(u, lower=False)
-            out[k] = np.max(lam_ii * np.einsum("ji,ji->i", inv_u, inv_u))
-        return out
+        u = precisions_cholesky  # (K, d, d), or one (d, d) when tied
+        # Lambda = U U^T and Sigma = U^-T U^-1: row norms of U, column norms of U^-1
+        inv_u = np.linalg.inv(u)
+        lam_ii = np.einsum("...ij,...ij->...i", u, u)
+        vif = np.max(lam_ii * np.einsum("...ji,...ji->...i", inv_u, inv_u), axis=-1)
+        return np.broadcast_to(vif, (n_components,)).copy()
 
     def sample_noise(self, precisions_cholesky: np.ndarray, k: int, z: np.ndarray) -> np.ndarray:
         u = self._factor(precisions_cholesky, k)

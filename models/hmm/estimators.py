@@ -206,8 +206,12 @@ class GaussianHMM(HMM):
     covariance_type : {{"diag", "full", "spherical", "tied"}}, default "diag"
         Structure of the state covariances (hmmlearn's default is "diag" too).
     reg_covar : float, default 1e-6
-        Added to the variances in every M-step so they stay positive definite. 0
-        gives the textbook Baum-Welch update.
+        Strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``
+        that keeps the covariances positive definite: each M-step is its exact MAP
+        estimate (``reg_covar / N_k`` added to the variances of a state with
+        occupancy ``N_k``; hmmlearn's ``covars_prior=reg_covar``, ``covars_weight=1``),
+        and ``loglik_history_`` includes its log density. 0 gives the textbook
+        Baum-Welch update.
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"m"`` means_, ``"c"`` covars_.
@@ -268,7 +272,8 @@ class GMMHMM(HMM):
     covariance_type : {{"diag", "full", "spherical", "tied"}}, default "diag"
         "tied" shares one matrix between the components of a state (as in hmmlearn).
     reg_covar : float, default 1e-6
-        Added to the variances in every M-step.
+        Strength of the covariance prior, as for :class:`GaussianHMM`, on every
+        mixture component of every state; 0 gives maximum likelihood.
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"w"`` weights_, ``"m"`` means_,

@@ -113,10 +113,12 @@ def test_oracle(cov_type, order):
         r = X[steps] - Z @ B
         scatter.append((r * g[:, [k]]).T @ r / nk[k])
     scatter = np.array(scatter)
-    want = {"full": scatter + 1e-3 * np.eye(2),
-            "diag": np.diagonal(scatter, axis1=1, axis2=2) + 1e-3,
-            "spherical": np.trace(scatter, axis1=1, axis2=2) / 2 + 1e-3,
-            "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum() + 1e-3 * np.eye(2)}[cov_type]
+    r = 1e-3 / nk  # the MAP under the reg_covar prior: reg_covar / N_k on the variances
+    want = {"full": scatter + r[:, None, None] * np.eye(2),
+            "diag": np.diagonal(scatter, axis1=1, axis2=2) + r[:, None],
+            "spherical": np.trace(scatter, axis1=1, axis2=2) / 2 + r,
+            "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum()
+            + 1e-3 / nk.sum() * np.eye(2)}[cov_type]
     np.testing.assert_allclose(one.covars_, want, rtol=1e-8, atol=1e-10)
 
 

@@ -39,9 +39,10 @@ class AutoRegressiveHMM(HMM):
     modelled step.
 
     The M-step is closed form: weighted least squares per state for ``A_k`` and
-    ``b_k``, then the covariance of the residuals with ``reg_covar`` added, as in
-    :class:`GaussianHMM`. With every ``A_k`` held at zero (``params`` without ``"a"``)
-    the model is a full-covariance Gaussian HMM of the steps after the first ``order``.
+    ``b_k``, then the covariance of the residuals, the MAP estimate under the
+    ``reg_covar`` prior as in :class:`GaussianHMM`. With every ``A_k`` held at zero
+    (``params`` without ``"a"``) the model is a full-covariance Gaussian HMM of the steps
+    after the first ``order``.
     Missing values (NaN) are not supported.
 
     Parameters
@@ -53,7 +54,7 @@ class AutoRegressiveHMM(HMM):
     covariance_type : {{"full", "diag", "spherical", "tied"}}, default "full"
         Structure of the noise covariances.
     reg_covar : float, default 1e-6
-        Added to the noise variances in every M-step.
+        Strength of the prior on the noise covariances, as in :class:`GaussianHMM`.
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"a"`` coefs_, ``"b"``

@@ -14,6 +14,7 @@ from emframe.inference.gaussian.moments import (
     FullMoments,
     GaussianMoments,
     TraceMoments,
+    effective_counts,
 )
 from emframe.inference.gaussian.strategies import (
     COVARIANCE_TYPES,
@@ -38,6 +39,7 @@ __all__ = [
     "SphericalCovariance",
     "TiedCovariance",
     "TraceMoments",
+    "effective_counts",
     "gaussian_moments",
     "get_covariance_strategy",
 ]

@@ -36,6 +36,16 @@ NK_EPS = 10.0 * np.finfo(np.float64).eps
 NK_MIN_TOTAL = 1e-250
 
 
+def effective_counts(nk: np.ndarray) -> np.ndarray:
+    """Component totals ``nk`` (K,) raised to the relative floor :data:`NK_EPS`.
+
+    The divisor of every average in the M-step (:attr:`GaussianMoments.nk_eff`).
+    """
+    nk = np.asarray(nk, dtype=float)
+    total = float(np.sum(nk))
+    return np.maximum(nk, NK_EPS * total if total > NK_MIN_TOTAL else NK_EPS)
+
+
 # ---------------------------------------------------------------------------
 # Sufficient statistics
 # ---------------------------------------------------------------------------
@@ -152,8 +162,7 @@ class GaussianMoments(Stats):
     @property
     def nk_eff(self) -> np.ndarray:
         """``nk`` raised to the relative floor :data:`NK_EPS`: the divisor of every average (K,)."""
-        total = float(np.sum(self.nk))
-        return np.maximum(self.nk, NK_EPS * total if total > NK_MIN_TOTAL else NK_EPS)
+        return effective_counts(self.nk)
 
     def means(self) -> np.ndarray:
         """Weighted means of the components, (K, d)."""

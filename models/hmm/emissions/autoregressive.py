@@ -10,9 +10,10 @@ only, never modelled steps.
 The statistics are the weighted moments of these rows, per state, referenced near
 their means (no cancellation). The M-step is weighted least squares per state on the
 centred moments, ``A = C_xz inv(C_zz)``, ``b = m_x - A m_z``, then the covariance of the
-residuals through the covariance strategy (with ``reg_covar``, exactly as the Gaussian
-emission), in any of the four covariance types: with the same regressors for every
-output, the least-squares coefficients maximise the likelihood whatever ``Sigma_k``.
+residuals through the covariance strategy (the MAP estimate under the ``reg_covar`` prior,
+exactly as the Gaussian emission), in any of the four covariance types: with the same
+regressors for every output, the least-squares coefficients maximise the likelihood
+whatever ``Sigma_k``.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from emframe.models.hmm.emissions.base import (
 from emframe.core.params import Params
 from emframe.core.validation import check_scalar
 from emframe.inference.gaussian import (
-    NK_EPS,
     FullCovariance,
     GaussianMoments,
+    effective_counts,
     gaussian_moments,
     get_covariance_strategy,
 )
@@ -118,7 +119,9 @@ class AutoRegressiveEmission(Emission):
         Number of lags p (>= 1).
     covariance_type : {"full", "diag", "spherical", "tied"}, default "full"
     reg_covar : float, default 1e-6
-        Added to the noise variances in every M-step.
+        Strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``
+        on the noise covariances, as for the Gaussian emission: the M-step is its exact
+        MAP estimate and :meth:`log_prior` its log density.
     """
 
     letters: ClassVar[Mapping[str, str]] = {"a": "coefs", "b": "intercepts", "c": "covars"}
@@ -248,6 +251,10 @@ class AutoRegressiveEmission(Emission):
             )
         return out
 
+    def log_prior(self, params: AutoRegressiveParams) -> float:
+        d = np.shape(params.intercepts)[-1]
+        return self.strategy.log_prior(params.precisions_cholesky, self.reg_covar, d)
+
     def check_params(self, params: AutoRegressiveParams, n_components: int) -> None:
         b = np.asarray(params.intercepts)
         if b.ndim != 2 or b.shape[0] != n_components:
@@ -345,10 +352,10 @@ def _residual_moments(
 
     In the strategy's representation, so its ``covariances(..., about=0)`` is the
     covariance M-step of every covariance type, with its ``reg_covar`` handling.
-    Scaled by ``nk + NK_EPS``, the divisor of every average, so the averages are exact.
+    Scaled by the floored counts, the divisor of every average, so the averages are exact.
     """
     kind = strategy.moments
-    nk_eff = nk + NK_EPS
+    nk_eff = effective_counts(nk)
     d = expected.shape[-1]
     rep = np.stack([kind.cross(np.eye(d), m.T).sum(axis=0) for m in expected])
     shape = (-1,) + (1,) * (rep.ndim - 1)

@@ -166,8 +166,8 @@ def test_conformance(cov_type):
 def test_monotone_additive_and_frozen(cov_type, order, extra, letters, seed, split):
     lengths = [order + e for e in extra]
     X = simulate(sum(lengths), lengths, seed=seed)
-    # reg_covar=0: exact EM. (reg_covar added to the variances is not a maximisation: where
-    # a state collapses onto a few steps it fits exactly, it can lower the likelihood.)
+    # reg_covar=0: exact maximum likelihood (the default prior is covered, for every shipped
+    # model, by test_regularisation.py)
     kw = {"random_state": seed, "tol": 0.0, "reg_covar": 0.0}
     est = AutoRegressiveHMM(2, order, cov_type, params=letters, max_iter=8, strict=True, **kw)
     try:

@@ -155,11 +155,12 @@ def test_gaussian_oracle_with_nan(cov_type):
         new_means.append(mu)
         scatter.append(second / nk[k])
     scatter = np.array(scatter)
+    r = 1e-3 / nk  # the MAP under the reg_covar prior: reg_covar / N_k on the variances
     expected = {
-        "full": scatter + 1e-3 * np.eye(DIM),
-        "diag": np.diagonal(scatter, axis1=1, axis2=2) + 1e-3,
-        "spherical": np.trace(scatter, axis1=1, axis2=2) / DIM + 1e-3,
-        "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum() + 1e-3 * np.eye(DIM),
+        "full": scatter + r[:, None, None] * np.eye(DIM),
+        "diag": np.diagonal(scatter, axis1=1, axis2=2) + r[:, None],
+        "spherical": np.trace(scatter, axis1=1, axis2=2) / DIM + r,
+        "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum() + 1e-3 / nk.sum() * np.eye(DIM),
     }[cov_type]
     np.testing.assert_allclose(one.means_, np.array(new_means), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(one.covars_, expected, rtol=1e-10, atol=1e-12)
@@ -215,9 +216,11 @@ def test_gmm_oracle_with_nan(cov_type):
             scat.append(sum(resp[t, k, m] * (np.outer(ex[t] - mu, ex[t] - mu) + exx[t])
                             for t in range(len(X))) / nk[m])
         scat = np.array(scat)
-        want = {"full": scat + 1e-3 * np.eye(DIM),
-                "diag": np.diagonal(scat, axis1=1, axis2=2) + 1e-3,
-                "tied": np.einsum("m,mij->ij", nk, scat) / nk.sum() + 1e-3 * np.eye(DIM)}
+        r = 1e-3 / nk  # the reg_covar MAP: reg_covar / N_km on the variances
+        want = {"full": scat + r[:, None, None] * np.eye(DIM),
+                "diag": np.diagonal(scat, axis1=1, axis2=2) + r[:, None],
+                "tied": np.einsum("m,mij->ij", nk, scat) / nk.sum()
+                + 1e-3 / nk.sum() * np.eye(DIM)}
         np.testing.assert_allclose(one.covars_[k], want[cov_type], rtol=1e-10, atol=1e-12)
 
 

@@ -6,6 +6,13 @@ Run from the repository root, at the commit that predates them::
 
 tests/test_hmm_missing.py checks that today's code reproduces every number to 1e-14:
 support for NaN entries and partial labels must leave complete, unlabelled data alone.
+
+The Gaussian fits use ``reg_covar=0``: maximum likelihood, the same before and after
+``reg_covar`` became the strength of a prior (it used to be added to the variances after
+the M-step, now the M-step is the MAP estimate). The file was regenerated that way at the
+commit that predates missing values (2583937), with that commit's
+``GaussianMoments.nk_eff`` changed to today's floor (``max(nk, NK_EPS * total)`` instead
+of ``nk + NK_EPS``), which moves tiny probabilities by ~1e-14 relative.
 """
 
 from __future__ import annotations
@@ -17,12 +24,12 @@ import numpy as np
 OUT = Path(__file__).resolve().parent / "no_missing.npz"
 LENGTHS = [30, 45, 25]
 CASES = [
-    ("gaussian-full", "GaussianHMM", {"covariance_type": "full"}),
-    ("gaussian-diag", "GaussianHMM", {"covariance_type": "diag"}),
-    ("gaussian-spherical", "GaussianHMM", {"covariance_type": "spherical"}),
-    ("gaussian-tied", "GaussianHMM", {"covariance_type": "tied"}),
-    ("gmm-diag", "GMMHMM", {"n_mix": 2, "covariance_type": "diag"}),
-    ("gmm-full", "GMMHMM", {"n_mix": 2, "covariance_type": "full"}),
+    ("gaussian-full", "GaussianHMM", {"covariance_type": "full", "reg_covar": 0.0}),
+    ("gaussian-diag", "GaussianHMM", {"covariance_type": "diag", "reg_covar": 0.0}),
+    ("gaussian-spherical", "GaussianHMM", {"covariance_type": "spherical", "reg_covar": 0.0}),
+    ("gaussian-tied", "GaussianHMM", {"covariance_type": "tied", "reg_covar": 0.0}),
+    ("gmm-diag", "GMMHMM", {"n_mix": 2, "covariance_type": "diag", "reg_covar": 0.0}),
+    ("gmm-full", "GMMHMM", {"n_mix": 2, "covariance_type": "full", "reg_covar": 0.0}),
     ("poisson", "PoissonHMM", {}),
     ("categorical", "CategoricalHMM", {}),
 ]

@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+# re-exported for code written against this module (they used to live here)
+from emframe.inference.compiled import call_interruptible, caused_by_interrupt  # noqa: F401
+
 _BACKENDS = ("auto", "numpy", "numba")
 
 # Largest accepted |sum_k alpha_hat * beta_hat - 1| (and posterior mass of flushed cells)
@@ -228,33 +231,6 @@ def _check_kernel_args(name: str, signature: tuple[str, ...], args: tuple[Any, .
                              f"float64 array of shape {code} = "
                              f"{tuple(sizes[c] for c in code)}")
     check_kernel_bounds(starts, lengths, le.shape[0])
-
-
-def call_interruptible(fn: Any, *args: Any) -> Any:
-    """Call a compiled function; a Ctrl-C during it raises KeyboardInterrupt.
-
-    numba's dispatcher turns a KeyboardInterrupt raised while compiled code runs into
-    ``SystemError(... returned a result with an exception set)`` (possibly a chain of
-    them) caused by the KeyboardInterrupt; this undoes that.
-    """
-    try:
-        return fn(*args)
-    except SystemError as exc:
-        if caused_by_interrupt(exc):
-            raise KeyboardInterrupt from None
-        raise
-
-
-def caused_by_interrupt(exc: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is somewhere in the chain of causes of ``exc``."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, KeyboardInterrupt):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 def _check_inputs(

@@ -35,6 +35,8 @@ from numpy.typing import ArrayLike
 from scipy import linalg
 from scipy.linalg import lapack
 
+from emframe.inference.compiled import call_interruptible
+
 from ._system import LinearGaussianSystem, check_lengths, check_observations, use_numba
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -208,7 +210,7 @@ def _filter_arrays(y, system, lens, starts, backend):
 
         args = (y, ~np.isnan(y), starts, lens, system.A, system.b, system.Q,
                 system.C, system.d, system.R, system.mu0, system.S0)
-        *out, seq_ll, failed = _numba.kalman_filter(*args)
+        *out, seq_ll, failed = call_interruptible(_numba.kalman_filter, *args)
         if failed.any():
             # the reference path raises the explanatory error
             _filter_numpy(y, system, lens, starts, np.flatnonzero(failed), out, seq_ll)
@@ -288,7 +290,8 @@ def _smooth_arrays(system, filt, lens, starts, backend):
     if use_numba(backend):
         from . import _numba
 
-        *out, failed = _numba.rts_smoother(system.A, system.Q, *filt, starts, lens)
+        *out, failed = call_interruptible(_numba.rts_smoother, system.A, system.Q, *filt,
+                                          starts, lens)
         seqs = np.flatnonzero(failed)  # singular predicted covariance: pseudo-inverse
     else:
         T, m = filt[0].shape

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from emframe._version import __version__
-from emframe.inference.hmm.common import caused_by_interrupt
+from emframe.inference.compiled import caused_by_interrupt
 from emframe.interfaces.cli.apply import cmd_decode, cmd_impute, cmd_predict, cmd_smooth
 from emframe.interfaces.cli.fit import SELECT_N_INIT, cmd_fit, cmd_select, parse_range
 from emframe.interfaces.cli.running import _show_warning

@@ -7,4 +7,6 @@
   Gaussian limit, the latent precision weights and the degrees-of-freedom update.
 - :mod:`emframe.inference.kalman`: the Kalman filter, the RTS smoother and the
   expected statistics of linear-Gaussian state-space models, with missing entries.
+- :mod:`emframe.inference.compiled`: calling the compiled (numba) kernels so that a
+  Ctrl-C during one is a KeyboardInterrupt.
 """

@@ -84,6 +84,17 @@ class EMModel(ABC, Generic[P, S]):
 
         check_finite_params(params)
 
+    def n_features_of(self, params: P) -> int | None:
+        """Number of features (columns of X) that ``params`` are for, or ``None``.
+
+        Read from the parameters' shapes (for example ``means.shape[-1]``).
+        :func:`emframe.load` compares it with a file's ``n_features_in_`` and refuses
+        a file where they differ, so that no data are scored with parameters of
+        another size. The default ``None`` (the parameters do not fix the number of
+        features) skips that check.
+        """
+        return None
+
     # Parameters as a flat vector, for extrapolation (SQUAREM).
 
     #: Constraint of each parameter field, for :mod:`emframe.core.reparam`: "real",

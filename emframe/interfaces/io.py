@@ -39,7 +39,6 @@ import json
 import os
 import re
 import sys
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -396,8 +395,7 @@ def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
         # the file repeats what params_ determines; it must agree
         if key not in _SUMMARY_CHECKS and not _identical(value, now[key]):
             raise refuse(f"the fitted attribute {key!r} disagrees with params_")
-    if _in_emframe(cls.__module__):
-        _check_n_features(estimator, params, refuse)
+    _check_n_features(estimator, params, refuse, own=_in_emframe(cls.__module__))
     return estimator
 
 
@@ -429,28 +427,29 @@ def _identical(saved: Any, derived: Any) -> bool:
                                              or (saved != saved and derived != derived))
 
 
-def _check_n_features(estimator: Any, params: Params, refuse: Any) -> None:
-    """Check ``n_features_in_`` against the parameters of one of emframe's own models.
+def _check_n_features(estimator: Any, params: Params, refuse: Any, *, own: bool) -> None:
+    """Check ``n_features_in_`` against the shapes of ``params_``.
 
-    Every shipped model has at least one parameter per feature, and accepts a row of
-    zeros (``_min_rows`` rows where it needs more); scoring zeros of
-    ``n_features_in_`` columns fails when the parameters are for another number of
-    features.
+    The model reads the number of features from the parameters
+    (:meth:`~emframe.core.model.EMModel.n_features_of`); nothing is scored. Every
+    shipped model declares it; a custom model that leaves it at ``None`` is not
+    checked. For emframe's own models (``own``), which have at least one parameter
+    per feature, a count beyond the numbers in ``params_`` is refused first.
     """
     d = getattr(estimator, "n_features_in_", None)
     if d is None:
         return
-    size = sum(np.size(leaf) for leaf in _param_arrays(params))
-    if d > size:
-        raise refuse(f"n_features_in_ = {d}, but params_ holds only {size} numbers")
-    # a model that conditions on its first rows (an autoregressive HMM) needs more than one
-    rows = int(getattr(estimator, "_min_rows", 1))
+    if own:
+        size = sum(np.size(leaf) for leaf in _param_arrays(params))
+        if d > size:
+            raise refuse(f"n_features_in_ = {d}, but params_ holds only {size} numbers")
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            estimator.log_likelihood(np.zeros((rows, d)))
-    except (ValueError, TypeError, IndexError) as exc:
-        raise refuse(f"n_features_in_ = {d} does not match params_ ({exc})") from None
+        n = estimator._model.n_features_of(params)
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise refuse(f"cannot tell the number of features of params_ ({exc})") from None
+    if n is not None and int(n) != d:
+        raise refuse(f"n_features_in_ = {d} does not match params_, which are for {n} "
+                     "features")
 
 
 def _param_arrays(obj: Any) -> list[Any]:

@@ -101,11 +101,6 @@ class AutoRegressiveHMM(HMM):
     ) -> None:
         _store_args(self, locals())
 
-    @property
-    def _min_rows(self) -> int:
-        """Fewest rows of X a sequence may have: ``order + 1``."""
-        return int(self.order) + 1
-
     def _make_emission(self, X: Any) -> AutoRegressiveEmission:
         return AutoRegressiveEmission(self.order, self.covariance_type, self.reg_covar)
 

@@ -369,6 +369,10 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         _check_stochastic_rows(tm, "transmat")
         self.emission.check_params(params.emission, k)
 
+    def n_features_of(self, params: HMMParams) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return self.emission.n_features_of(params.emission)
+
     def n_parameters(self, params: HMMParams) -> int:
         n = 0
         if "startprob" not in self.frozen:

@@ -201,6 +201,10 @@ class MissingGaussianModel(EMModel[MissingGaussianParams, MissingGaussianStats])
                 "or drop redundant columns"
             ) from None
 
+    def n_features_of(self, params: MissingGaussianParams) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return int(np.shape(params.mean)[-1])
+
     def n_parameters(self, params: MissingGaussianParams) -> int:
         d = len(params.mean)
         return d + d * (d + 1) // 2

@@ -392,6 +392,10 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         if np.any(p < 0) or np.any(p > 1):
             raise ValueError("probs must lie in [0, 1]")
 
+    def n_features_of(self, params: BernoulliParams) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return int(np.shape(params.probs)[-1])
+
     def n_parameters(self, params: BernoulliParams) -> int:
         K, d = np.shape(params.probs)
         return int(K - 1 + K * d)

@@ -388,6 +388,10 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         if not (self.strategy.factor_diagonal(np.asarray(params.precisions_cholesky)) > 0).all():
             raise ValueError("precisions_cholesky must have a positive diagonal")
 
+    def n_features_of(self, params: GaussianMixtureParams) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return int(np.shape(params.means)[-1])
+
     def n_parameters(self, params: GaussianMixtureParams) -> int:
         K, d = np.asarray(params.means).shape
         return int(self.strategy.n_parameters(K, d) + K * d + K - 1)

@@ -158,6 +158,10 @@ class UniformNoiseModel(MixtureModel[Params, NoiseStats]):
         if not 0.0 <= pi0 < 1.0:
             raise ValueError(f"noise_weight must lie in [0, 1), got {pi0}")
 
+    def n_features_of(self, params: Params) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return self.base.n_features_of(self.split(params)[0])
+
     def n_parameters(self, params: Params) -> int:
         return int(self.base.n_parameters(self.split(params)[0]) + 1)
 

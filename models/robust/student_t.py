@@ -398,6 +398,10 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         if not (np.all(np.isfinite(dof)) and np.all(dof > 0)):
             raise ValueError(f"dof must be positive and finite, got {dof}")
 
+    def n_features_of(self, params: StudentTMixtureParams) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return int(np.shape(params.means)[-1])
+
     def n_parameters(self, params: StudentTMixtureParams) -> int:
         return int(self.gaussian.n_parameters(self._as_gaussian(params)) + self.n_components)
 

@@ -228,6 +228,10 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
             if np.any(getattr(params, name)):
                 raise ValueError(f"{name} is switched off, so it must be zero")
 
+    def n_features_of(self, params: SSMParams) -> int | None:
+        """Number of features the parameters are for (see ``EMModel.n_features_of``)."""
+        return int(np.shape(params.observation_matrix)[0])
+
     def n_parameters(self, params: SSMParams) -> int:
         m, p = self.n_dim_state, self.n_dim_obs
         sizes = {k: int(np.prod(s)) for k, s in shapes(m, p).items()}

@@ -282,6 +282,10 @@ class AutoRegressiveEmission(Emission):
             fields += ["covars", "precisions_cholesky"]
         return _take_states(params, order, fields)
 
+    def n_features_of(self, params: AutoRegressiveParams) -> int | None:
+        """Number of features the parameters are for (see ``Emission.n_features_of``)."""
+        return int(np.shape(params.intercepts)[-1])
+
     def n_parameters(self, params: AutoRegressiveParams, frozen: Collection[str] = ()) -> int:
         k, p, d, _ = params.coefs.shape
         n = 0 if "coefs" in frozen else k * p * d * d

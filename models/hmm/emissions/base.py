@@ -125,6 +125,14 @@ class Emission(ABC):
         """Raise ``ValueError`` unless ``params`` are valid for ``n_components`` states."""
         check_finite_params(params)
 
+    def n_features_of(self, params: Params) -> int | None:
+        """Number of features (columns of X) the emission parameters are for, or ``None``.
+
+        Read from their shapes; :func:`emframe.load` checks a file's ``n_features_in_``
+        against it. ``None`` (the default) means the parameters do not fix it.
+        """
+        return None
+
     def n_parameters(self, params: Params, frozen: Collection[str] = ()) -> int:
         """Number of free emission parameters (fields in ``frozen`` are not free)."""
         raise NotImplementedError(f"{type(self).__name__} does not define n_parameters")

@@ -167,6 +167,10 @@ class CategoricalEmission(Emission):
     def permute_states(self, params: CategoricalParams, order: np.ndarray) -> CategoricalParams:
         return _take_states(params, order, ("emissionprob",))
 
+    def n_features_of(self, params: CategoricalParams) -> int | None:
+        """Number of features the parameters are for (see ``Emission.n_features_of``)."""
+        return 1  # one column of symbols
+
     def n_parameters(self, params: CategoricalParams, frozen: Collection[str] = ()) -> int:
         if "emissionprob" in frozen:
             return 0

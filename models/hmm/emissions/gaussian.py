@@ -254,6 +254,10 @@ class GaussianEmission(Emission):
         fields = ("means",) if shared else ("means", "covars", "precisions_cholesky")
         return _take_states(params, order, fields)
 
+    def n_features_of(self, params: GaussianParams) -> int | None:
+        """Number of features the parameters are for (see ``Emission.n_features_of``)."""
+        return int(np.shape(params.means)[-1])
+
     def n_parameters(self, params: GaussianParams, frozen: Collection[str] = ()) -> int:
         k, d = params.means.shape
         n = 0 if "means" in frozen else k * d

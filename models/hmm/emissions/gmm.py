@@ -307,6 +307,10 @@ class GMMEmission(Emission):
         # every field, "tied" included, holds one entry per state
         return _take_states(params, order, params.field_names())
 
+    def n_features_of(self, params: GMMParams) -> int | None:
+        """Number of features the parameters are for (see ``Emission.n_features_of``)."""
+        return int(np.shape(params.means)[-1])
+
     def n_parameters(self, params: GMMParams, frozen: Collection[str] = ()) -> int:
         k, m, d = params.means.shape
         n = 0 if "weights" in frozen else k * (m - 1)

@@ -151,6 +151,10 @@ class PoissonEmission(Emission):
     def permute_states(self, params: PoissonParams, order: np.ndarray) -> PoissonParams:
         return _take_states(params, order, ("lambdas",))
 
+    def n_features_of(self, params: PoissonParams) -> int | None:
+        """Number of features the parameters are for (see ``Emission.n_features_of``)."""
+        return int(np.shape(params.lambdas)[-1])
+
     def n_parameters(self, params: PoissonParams, frozen: Collection[str] = ()) -> int:
         return 0 if "lambdas" in frozen else int(params.lambdas.size)
 

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from emframe.interfaces.cli.running import Progress, _with_lengths, fit_estimator
+from emframe.interfaces.cli.running import (
+    Progress,
+    _with_lengths,
+    check_lags,
+    fit_estimator,
+    state_rows,
+)
 from emframe.interfaces.cli.specs import MODELS, InputError, _spec_of
 from emframe.interfaces.cli.tables import (
     Data,
@@ -50,7 +56,18 @@ def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) ->
         )
     if spec is not None:
         check_values(data, spec)
+    check_lags(est, data)
     return data
+
+
+def _aligned(values: np.ndarray, rows: np.ndarray | None) -> list[Any]:
+    """One entry per input row: ``values`` at the rows with a state, None at the lags."""
+    if rows is None:
+        return list(values)
+    out: list[Any] = [None] * rows.shape[0]
+    for i, v in zip(np.flatnonzero(rows), values, strict=True):
+        out[i] = v
+    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -66,7 +83,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     proba = np.asarray(_with_lengths(est.predict_proba, spec, data))
     name = "state" if spec is not None and spec.kind == "hmm" else "label"
     header = [name] + [f"p{k}" for k in range(proba.shape[1])]
-    rows = ([int(lab)] + [_fmt(p) for p in row] for lab, row in zip(labels, proba, strict=True))
+    # one line per input row; the lags of an autoregressive HMM have no state: empty cells
+    empty = [""] * len(header)
+    state_at = state_rows(est, data)
+    rows = (empty if lab is None else [int(lab)] + [_fmt(p) for p in row]
+            for lab, row in zip(_aligned(labels, state_at), _aligned(proba, state_at),
+                                strict=True))
     write_csv(args.out, header, rows)
     return 0
 
@@ -78,15 +100,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if not hasattr(est, "decode"):
         raise InputError(f"{args.model_file}: a {type(est).__name__} is not an HMM; decode "
                          "needs a model saved by 'emframe fit gaussian-hmm|categorical-hmm|"
-                         "poisson-hmm'")
+                         "poisson-hmm|ar-hmm'")
     data = _data_for_model(args, est, meta)
     logprob, states = est.decode(data.X, data.lengths, algorithm=args.algorithm)
+    # one line per input row; the lags of an autoregressive HMM have no state: empty cells
+    cells = ["" if z is None else int(z) for z in _aligned(states, state_rows(est, data))]
     if data.lengths is not None and len(data.lengths) > 1:
         seq = np.repeat(np.arange(len(data.lengths)), data.lengths)
         write_csv(args.out, ["sequence", "state"],
-                  ([int(s), int(z)] for s, z in zip(seq, states, strict=True)))
+                  ([int(s), z] for s, z in zip(seq, cells, strict=True)))
     else:
-        write_csv(args.out, ["state"], ([int(z)] for z in states))
+        write_csv(args.out, ["state"], ([z] for z in cells))
     if not args.quiet:
         print(f"{args.algorithm} path: log-probability {float(logprob):.6f}", file=sys.stderr)
     return 0

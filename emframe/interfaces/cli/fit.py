@@ -10,6 +10,7 @@ from emframe.interfaces.cli.running import (
     Progress,
     _model_metadata,
     _with_lengths,
+    check_lags,
     fit_estimator,
     make_estimator,
     plot_fit,
@@ -39,7 +40,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         data = drop_missing_rows(data)
     check_values(data, spec, n_components=args.components or 2)
     _check_components(args.components, data)
-    est = make_estimator(spec, args)
+    est = make_estimator(spec, args, data=data)
+    check_lags(est, data)
     fit_estimator(est, spec, data, Progress(args.quiet))
     # the files first: a reader that closes stdout early (| head) must not cost them
     if args.out is not None:
@@ -100,6 +102,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     for cov in cov_types:
         for k in args.components:
             est = make_estimator(spec, args, n_components=k, covariance_type=cov)
+            check_lags(est, data)
             label = f"[k={k}{'' if cov is None else ' ' + cov}] "
             fit_estimator(est, spec, data, Progress(args.quiet, label=label))
             ll = float(_with_lengths(est.log_likelihood, spec, data))

@@ -25,7 +25,7 @@ from emframe.interfaces.cli.apply import cmd_decode, cmd_impute, cmd_predict, cm
 from emframe.interfaces.cli.fit import SELECT_N_INIT, cmd_fit, cmd_select, parse_range
 from emframe.interfaces.cli.running import _show_warning
 from emframe.interfaces.cli.segment import cmd_segment
-from emframe.interfaces.cli.specs import MODELS, PROG, InputError
+from emframe.interfaces.cli.specs import MODELS, PROG, SSM_FIELDS, InputError
 
 
 # -- argument parsing ------------------------------------------------------------------------------
@@ -94,6 +94,29 @@ def _add_common_fit_options(p: argparse.ArgumentParser, *, components: bool = Tr
                    "with the [cli] extra, else a line per restart and at most one a second)")
 
 
+def _add_order(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--order", type=_positive_int, metavar="P",
+                   help="ar-hmm: number of lags of the autoregressions (default 1); the first "
+                   "P rows of every sequence are lags only")
+
+
+def _add_ssm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--local-level", action="store_true",
+                   help="ssm: the local-level model, a random-walk level observed with noise "
+                   "(state dim 1, transition and observation matrices 1 and frozen, no "
+                   "offsets, a vague frozen prior on the first level); EM estimates the "
+                   "two variances")
+    p.add_argument("--freeze", action="append", metavar="FIELDS",
+                   help="ssm: fields held at their initial values, comma-separated (may be "
+                   f"repeated): {', '.join(SSM_FIELDS)}")
+    p.add_argument("--init", action="append", metavar="FIELD=VALUES",
+                   help="ssm: initial value of a field, numbers separated by commas and rows "
+                   "of a matrix by semicolons (quote them: 'transition_matrix=1,0;0,1'); "
+                   "may be repeated")
+    p.add_argument("--no-offsets", action="store_true",
+                   help="ssm: no transition and observation offsets (zero, not estimated)")
+
+
 def _add_columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", "-c", action="append", metavar="COLS",
                    help="columns to use, by name, number from 1 or range of numbers (1-64), "
@@ -130,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out rows with a missing value (for models without missing data)")
     p.add_argument("--state-dim", type=_positive_int, metavar="M",
                    help="ssm: dimension of the hidden state (default 1)")
+    _add_ssm_options(p)
+    _add_order(p)
     _add_common_fit_options(p)
     p.add_argument("--out", "-o", metavar="MODEL.npz", help="save the fitted model here")
     p.add_argument("--plot", metavar="FILE.png", help="save a picture of the fit here")
@@ -210,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_columns(p)
     p.add_argument("--lengths", metavar="FILE|COLUMN", help="HMMs: sequences, as for fit")
     p.add_argument("--drop-missing", action="store_true")
+    _add_order(p)
     p.add_argument("--n-init", type=_positive_int, metavar="N", default=SELECT_N_INIT,
                    help="restarts per fit, the best kept (default %(default)s: a single start "
                    "can stop at a poor local maximum and distort the comparison)")

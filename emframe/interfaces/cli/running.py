@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from emframe.interfaces.cli.specs import PROG, InputError, ModelSpec
+from emframe.interfaces.cli.statespace import ssm_kwargs, ssm_options_given
 from emframe.interfaces.cli.tables import Data, _pyplot
 
 
@@ -158,10 +159,24 @@ def _accepts(cls: type, name: str) -> bool:
 
 
 def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int | None = None,
-                   covariance_type: str | None = None) -> Any:
-    """The estimator for ``spec`` with the options given on the command line."""
+                   covariance_type: str | None = None, data: Data | None = None) -> Any:
+    """The estimator for ``spec`` with the options given on the command line.
+
+    ``data`` (the data to be fitted) is needed by the options of ``fit ssm`` that
+    depend on the number of columns.
+    """
     cls = spec.estimator_class
     kwargs: dict[str, Any] = {}
+    ssm_given = ssm_options_given(args)
+    if ssm_given and spec.kind != "ssm":
+        raise InputError(f"{ssm_given[0]} applies to ssm, not to {spec.name}")
+    if ssm_given and data is not None:
+        kwargs.update(ssm_kwargs(args, data.X))
+    order = getattr(args, "order", None)
+    if order is not None:
+        if not _accepts(cls, "order"):
+            raise InputError(f"--order applies to ar-hmm, not to {spec.name}")
+        kwargs["order"] = order
     k = n_components if n_components is not None else args.components
     cov = covariance_type if covariance_type is not None else args.covariance_type
     if k is not None:
@@ -192,6 +207,54 @@ def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int 
     return cls(**kwargs)
 
 
+def _order(est: Any) -> int:
+    """Rows at the start of every sequence that are lags only (an autoregressive HMM)."""
+    order = getattr(est, "order", 0)
+    return int(order) if isinstance(order, (int, np.integer)) else 0
+
+
+def _sequence_bounds(data: Data) -> tuple[np.ndarray, np.ndarray]:
+    n = data.X.shape[0]
+    lengths = np.array([n]) if data.lengths is None else np.asarray(data.lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return starts, lengths
+
+
+def state_rows(est: Any, data: Data) -> np.ndarray | None:
+    """Which rows have a hidden state: all but the lags of an autoregressive HMM.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rows,), or None
+        None when every row has a state.
+    """
+    order = _order(est)
+    if order == 0:
+        return None
+    starts, _ = _sequence_bounds(data)
+    keep = np.ones(data.X.shape[0], dtype=bool)
+    keep[(starts[:, None] + np.arange(order)).ravel()] = False
+    return keep
+
+
+def check_lags(est: Any, data: Data) -> None:
+    """Refuse sequences with no row beyond the lags of an autoregressive HMM."""
+    order = _order(est)
+    if order == 0:
+        return
+    starts, lengths = _sequence_bounds(data)
+    short = np.flatnonzero(lengths <= order)
+    if short.size:
+        i = int(short[0])
+        what = (f"sequence {i + 1} (rows {starts[i] + 1}-{starts[i] + lengths[i]})"
+                if lengths.size > 1 else "the data")
+        raise InputError(
+            f"{data.table.path}: {what} has {lengths[i]} row(s), but ar-hmm with order "
+            f"{order} takes the first {order} rows of every sequence as lags and needs at "
+            "least one more; use longer sequences or a smaller --order"
+        )
+
+
 def fit_estimator(est: Any, spec: ModelSpec | None, data: Data | np.ndarray,
                   progress: Progress) -> Any:
     """Fit ``est`` on the data with ``progress`` as its callback."""
@@ -212,11 +275,15 @@ def summary(est: Any, spec: ModelSpec, data: Data) -> str:
     """A short text summary of a fitted estimator on its training data."""
     n = data.X.shape[0]
     ll = float(_with_lengths(est.log_likelihood, spec, data))
+    rows = state_rows(est, data)
+    # an autoregressive HMM's likelihood is of the rows after the lags
+    per = "per row" if rows is None else "per modelled row"
+    n_scored = n if rows is None else int(rows.sum())
     lines = [
         f"model           {est!r}",
         f"data            {data.table.path}: {n} rows, columns {', '.join(data.names)}"
         + ("" if data.lengths is None else f", {len(data.lengths)} sequences"),
-        f"log-likelihood  {ll:.6f}  ({ll / n:.6f} per row)",
+        f"log-likelihood  {ll:.6f}  ({ll / n_scored:.6f} {per})",
         f"iterations      {est.n_iter_} ({'converged' if est.converged_ else 'NOT converged'})",
     ]
     try:
@@ -253,7 +320,15 @@ def plot_fit(est: Any, spec: ModelSpec, data: Data) -> Any:
             ax.set_ylabel(name)
         return fig
     if spec.kind == "hmm":
-        fig = plotting.plot_state_path(est, data.X, lengths=data.lengths)
+        rows = state_rows(est, data)
+        if rows is None:
+            fig = plotting.plot_state_path(est, data.X, lengths=data.lengths)
+        else:  # the lags have no state: draw the rows that have one, at their positions
+            _, lengths = _sequence_bounds(data)
+            fig = plotting.plot_state_path(
+                est, data.X[rows], lengths=lengths - _order(est),
+                states=_with_lengths(est.predict, spec, data), x=np.flatnonzero(rows))
+            fig.axes[1].set_xlabel("time")
         fig.axes[0].set_ylabel(data.names[0])
         return fig
     if data.X.shape[1] >= 2:

@@ -10,6 +10,14 @@ PROG = "emframe"
 MISSING = frozenset({"", "nan", "NaN", "NAN", "NA", "na"})
 
 
+#: Parameter fields of the state-space model (``fit ssm --freeze/--init``), as
+#: ``emframe.models.ssm.params.FIELDS``: written out so that building the parser
+#: imports no model.
+SSM_FIELDS = ("transition_matrix", "transition_offset", "transition_covariance",
+              "observation_matrix", "observation_offset", "observation_covariance",
+              "initial_state_mean", "initial_state_covariance")
+
+
 class InputError(Exception):
     """Bad command-line usage or bad input data: exit status 2."""
 
@@ -71,8 +79,9 @@ MODELS: dict[str, ModelSpec] = {
                   help="hidden Markov model with Poisson emissions (counts; empty = missing)"),
         ModelSpec("ar-hmm", "AutoRegressiveHMM", "hmm",
                   ("startprob_", "transmat_", "coefs_", "intercepts_", "covars_"),
-                  help="hidden Markov model whose states are first-order vector "
-                       "autoregressions (states from the second row of each sequence)"),
+                  help="hidden Markov model whose states are vector autoregressions of "
+                       "order --order (default 1); the first --order rows of each sequence "
+                       "are its lags and have no state"),
         ModelSpec("mvn-missing", "MissingDataGaussian", "gaussian", ("mean_", "covariance_"),
                   missing_ok=True, help="multivariate normal fitted to data with missing values"),
         ModelSpec("ssm", "LinearGaussianSSM", "ssm",

@@ -351,7 +351,9 @@ def check_stationary(
         result = run_em(model, _source(X), params, tol=tol, max_iter=max_iter)
     assert result.converged, (
         f"{name}: EM did not reach a fixed point in {max_iter} iterations (last change per "
-        f"sample {np.diff(result.loglik_history[-2:]) / result.n_samples}); raise max_iter"
+        f"sample {float(np.diff(result.loglik_history)[-1]) / result.n_samples:.3g}); raise "
+        "max_iter, or choose data whose maximum is not on the boundary (a variance or a "
+        "probability going to 0, degrees of freedom going to infinity)"
     )
     fixed = result.params
     if fields is None:

@@ -12,6 +12,7 @@ from emframe.models import (
     MissingDataGaussian,
     MissingDataGaussianMixture,
     PoissonHMM,
+    StudentTMixture,
 )
 
 from emframe import MonotonicityError, NotFittedError
@@ -33,6 +34,8 @@ _P2 = rng.poisson(3.0, (120, 2))
 # (estimator factory, first data, other data for the refit)
 CASES = {
     "GaussianMixture": (lambda: GaussianMixture(2, random_state=0), _G2, _G3),
+    "GaussianMixture+noise": (lambda: GaussianMixture(2, noise=True, random_state=0), _G2, _G3),
+    "StudentTMixture": (lambda: StudentTMixture(2, random_state=0), _G2, _G3),
     "BernoulliMixture": (lambda: BernoulliMixture(2, random_state=0), _B2, _B3),
     "MissingDataGaussian": (lambda: MissingDataGaussian(), _M2, _M3),
     "MissingDataGaussianMixture": (

@@ -470,7 +470,9 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
     loglik_history_ : ndarray of shape (n_iter + 1,)
         Total log-likelihood before each M-step, and after the last one.
     lower_bound_ : float
-        Final total log-likelihood.
+        Log-likelihood per sample at the fitted parameters (scikit-learn's meaning).
+    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+        ``loglik_history_`` per sample.
     n_features_in_ : int
 
     Notes

@@ -471,7 +471,7 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
         Total log-likelihood before each M-step, and after the last one.
     lower_bound_ : float
         Log-likelihood per sample at the fitted parameters (scikit-learn's meaning).
-    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+    lower_bounds_ : ndarray of shape (n_iter + 1,)
         ``loglik_history_`` per sample.
     n_features_in_ : int
 

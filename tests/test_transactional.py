@@ -140,3 +140,18 @@ def test_failed_partial_fit_keeps_the_online_state():
     with pytest.raises(ValueError):
         hmm.partial_fit(_G3)
     _assert_same_state(hmm, before)
+
+
+def test_a_mixin_fit_is_transactional_too():
+    class Tagging:
+        def fit(self, X, **kw):
+            self.tag_ = "fitting"
+            return super().fit(X, **kw)
+
+    class Tagged(Tagging, PoissonMixtureEstimator):
+        pass
+
+    est = Tagged(2, random_state=0)
+    with pytest.raises(Boom):
+        est.fit(poisson_data(), callbacks=[_raise_at(1, Boom())])
+    assert not hasattr(est, "tag_") and not hasattr(est, "n_features_in_")

@@ -81,8 +81,10 @@ class EMEstimator:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in _TRANSACTIONAL:
-            if name in cls.__dict__:
-                setattr(cls, name, _transactional(cls.__dict__[name]))
+            # also a method a mixin placed before the base brings in
+            method = getattr(cls, name, None)
+            if callable(method) and not getattr(method, "_emframe_transactional", False):
+                setattr(cls, name, _transactional(method))
 
     #: Whether NaN in X marks missing values (otherwise it is an error).
     _allow_nan: bool = False

@@ -9,6 +9,7 @@ from emframe.models import (
     CategoricalHMM,
     GaussianHMM,
     GaussianMixture,
+    LinearGaussianSSM,
     MissingDataGaussian,
     MissingDataGaussianMixture,
     PoissonHMM,
@@ -44,6 +45,7 @@ CASES = {
     "GMMHMM": (lambda: GMMHMM(2, 2, random_state=0), _G2, _G3),
     "CategoricalHMM": (lambda: CategoricalHMM(2, random_state=0), _C1, _C1b),
     "PoissonHMM": (lambda: PoissonHMM(2, random_state=0), _P1, _P2),
+    "LinearGaussianSSM": (lambda: LinearGaussianSSM(1, random_state=0, max_iter=20), _G2, _G3),
     "custom": (lambda: PoissonMixtureEstimator(2, random_state=0), poisson_data(), None),
 }
 

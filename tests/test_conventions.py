@@ -34,15 +34,21 @@ def test_convergence_detected_with_warm_start(max_iter):
 
 
 def test_lower_bound_is_per_sample_at_the_kept_parameters():
-    gm = GaussianMixture(2, tol=1e-10, max_iter=500, random_state=0).fit(X2)
+    # the objective is the penalised log-likelihood; reg_covar=0 makes it the likelihood
+    penalised = GaussianMixture(2, tol=1e-10, max_iter=500, random_state=0).fit(X2)
+    prior = penalised._model.log_prior(penalised.params_)
+    assert penalised.lower_bound_ == pytest.approx(penalised.score(X2) + prior / len(X2),
+                                                   rel=1e-12)
+    gm = GaussianMixture(2, reg_covar=0.0, tol=1e-10, max_iter=500, random_state=0).fit(X2)
     assert gm.lower_bound_ == pytest.approx(gm.score(X2), rel=1e-12)
     assert gm.lower_bound_ == gm.loglik_history_[-1] / len(X2)
     np.testing.assert_array_equal(gm.lower_bounds_, gm.loglik_history_ / len(X2))
     assert gm.lower_bounds_.shape == (gm.n_iter_ + 1,)
-    sk = SKGaussianMixture(2, tol=1e-10, max_iter=500, random_state=0).fit(X2)
+    sk = SKGaussianMixture(2, reg_covar=0.0, tol=1e-10, max_iter=500, random_state=0).fit(X2)
     assert gm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-8)
     w = np.full(len(X2), 3.0)
-    weighted = GaussianMixture(2, tol=1e-10, max_iter=500, random_state=0).fit(X2, sample_weight=w)
+    weighted = GaussianMixture(2, reg_covar=0.0, tol=1e-10, max_iter=500, random_state=0)
+    weighted.fit(X2, sample_weight=w)
     assert weighted.lower_bound_ == pytest.approx(gm.lower_bound_, rel=1e-9)  # per unit weight
 
 

@@ -364,12 +364,15 @@ def test_all_missing_rows_are_allowed_and_contribute_only_through_weights():
     assert not s.ones.any() and not s.observed.any() and ll == pytest.approx(0.0, abs=1e-12)
 
 
-def test_only_missing_data_fits_without_nan():
+def test_only_missing_data_gives_no_nan_in_the_model_and_is_refused_by_the_estimator():
     X = np.full((10, 4), np.nan)
     for kw in ({}, {"alpha": 1, "beta": 1, "weight_concentration": 1}):
-        bm = BernoulliMixture(2, random_state=0, **kw).fit(X)
-        assert np.all(np.isfinite(bm.probs_)) and np.all(np.isfinite(bm.weights_))
-        assert bm.score(X) == pytest.approx(0.0, abs=1e-12)
+        model = BernoulliMixtureModel(2, **kw)
+        res = fit_em(model, X, random_state=0)
+        assert np.all(np.isfinite(res.params.probs)) and np.all(np.isfinite(res.params.weights))
+        assert model.log_likelihood(res.params, X) == pytest.approx(0.0, abs=1e-12)
+        with pytest.raises(ValueError, match="no entry of X is observed"):
+            BernoulliMixture(2, random_state=0, **kw).fit(X)
 
 
 def test_never_observed_feature_under_ml_gets_a_finite_probability():

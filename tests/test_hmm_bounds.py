@@ -168,4 +168,5 @@ def test_categorical_alphabet_over_the_budget_is_refused():
         CategoricalHMM(2).fit(X)
     with pytest.raises(ValueError, match="budget"):
         CategoricalHMM(4, n_features=MAX_TABLE_SIZE // 4 + 1).fit(np.zeros((5, 1)))
-    CategoricalHMM(2, n_features=5, max_iter=2).fit(np.array([[0.0], [4.0], [1.0]]))
+    with pytest.warns(UserWarning, match="11 free parameters but the data hold only 3"):
+        CategoricalHMM(2, n_features=5, max_iter=2).fit(np.array([[0.0], [4.0], [1.0]]))

@@ -18,7 +18,11 @@ from scipy import stats as sps
 
 from emframe.testing import check_additive, check_model, check_monotone
 
-pytestmark = pytest.mark.filterwarnings("ignore::emframe.exceptions.ConvergenceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::emframe.exceptions.ConvergenceWarning"),
+    # the oracles use a handful of steps: more free parameters than data, on purpose
+    pytest.mark.filterwarnings("ignore:.*free parameters but the data hold only:UserWarning"),
+]
 
 START = np.array([0.5, 0.3, 0.2])
 TRANS = np.array([[0.7, 0.2, 0.1], [0.15, 0.7, 0.15], [0.25, 0.25, 0.5]])

@@ -128,7 +128,9 @@ def test_engine_conformance(base, covariance_type):
         return UniformNoiseModel(StudentTMixtureModel(2, covariance_type), bounds, 0.1,
                                  NoisyStudentTMixtureParams)
 
-    check_model(factory, X, chunks=[X[:70], X[70:150], X[150:]])
+    # with the outliers in the noise component the t components' dof grow without bound
+    # (the maximum is at the Gaussian limit, a boundary): no stationary point to check there
+    check_model(factory, X, chunks=[X[:70], X[70:150], X[150:]], stationary=base == "gaussian")
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -1,18 +1,32 @@
 """emframe.testing must pass a correct model and fail each kind of broken one."""
 
+import doctest
+
 import numpy as np
 import pytest
-from custom_models import PoissonMixture, PoissonParams, PoissonStats, poisson_data
+from custom_models import (
+    FactorAnalysis,
+    PoissonMixture,
+    PoissonParams,
+    PoissonStats,
+    factor_data,
+    poisson_data,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import gammaln
 
+import emframe.testing
+from emframe import fit_em
 from emframe.testing import (
     check_additive,
     check_complete_data_mle,
     check_deterministic,
+    check_log_likelihood,
     check_model,
     check_monotone,
     check_no_mutation,
+    check_stationary,
     check_valid_params,
 )
 
@@ -88,3 +102,73 @@ def test_checks_catch_broken_models():
     labels = (X[:, 0] > 5).astype(int)
     with pytest.raises(AssertionError, match="complete-data MLE"):
         check_complete_data_mle(m, m.stats_from_resp, X, labels, 2, START)
+
+
+# -- wrong models that stay monotone (issue 11, item 7) -------------------------------------
+
+
+class OvershootingNoise(FactorAnalysis):
+    """Multiplies the noise variances by 1.3 in every M-step: monotone, converges, wrong."""
+
+    def m_step(self, stats):
+        p = super().m_step(stats)
+        return p.replace(noise=p.noise * 1.3)
+
+
+class LogLikelihoodWithoutConstant(PoissonMixture):
+    """log_likelihood forgets the -log(x!) term that the E-step includes."""
+
+    def log_likelihood(self, params, X):
+        return super().log_likelihood(params, X) + float(gammaln(X[:, 0] + 1).sum())
+
+
+class WeightsIgnoredInLogLikelihood(PoissonMixture):
+    """The weighted E-step weights the statistics but returns the unweighted log-likelihood."""
+
+    def e_step(self, params, X, sample_weight=None):
+        stats, ll = super().e_step(params, X, sample_weight)
+        return stats, self.log_likelihood(params, X)
+
+
+def test_overshooting_m_step_is_monotone_but_caught():
+    X = factor_data()
+    check_model(FactorAnalysis(1), X)  # the correct model passes everything
+    # the wrong one converges monotonically, under strict, 40 nats below the optimum...
+    good = fit_em(FactorAnalysis(1), X, tol=1e-10, max_iter=5000, random_state=0, strict=True)
+    bad = fit_em(OvershootingNoise(1), X, tol=1e-10, max_iter=5000, random_state=0, strict=True)
+    assert bad.converged and good.log_likelihood - bad.log_likelihood > 10
+    check_monotone(OvershootingNoise(1), X, n_iter=30)
+    # ...and only the stationarity check sees it
+    with pytest.raises(AssertionError, match="fixed point of EM is not a maximum"):
+        check_stationary(OvershootingNoise(1), X)
+    with pytest.raises(AssertionError, match="fixed point of EM is not a maximum"):
+        check_model(OvershootingNoise, X)
+
+
+def test_log_likelihood_disagreeing_with_e_step_is_caught():
+    X = poisson_data()
+    with pytest.raises(AssertionError, match="they must agree"):
+        check_log_likelihood(LogLikelihoodWithoutConstant(2), START, X)
+    with pytest.raises(AssertionError, match="they must agree"):
+        check_model(LogLikelihoodWithoutConstant(2), X)
+    with pytest.raises(AssertionError, match="unit sample weights|integer sample weights"):
+        check_log_likelihood(WeightsIgnoredInLogLikelihood(2), START, X)
+    check_log_likelihood(PoissonMixture(2), START, X)
+
+
+def test_stationarity_reports_an_unconverged_run():
+    with pytest.raises(AssertionError, match="did not reach a fixed point in 3 iterations"):
+        check_stationary(PoissonMixture(2), X, START, max_iter=3)
+
+
+def test_module_docstring_example_runs():
+    result = doctest.testmod(emframe.testing, verbose=False)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_check_model_takes_an_instance_or_a_factory():
+    check_model(PoissonMixture(2), X)  # instance: copied where a fresh one is needed
+    check_model(lambda: PoissonMixture(2), X)
+    check_deterministic(PoissonMixture(2), X)
+    with pytest.raises(TypeError, match="expected an EMModel instance or a function"):
+        check_model(42, X)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,70 @@ def relative_weights(sample_weight: np.ndarray) -> tuple[np.ndarray, float]:
     positive = w > 0
     scale = top * float(np.mean(w[positive] / top))
     return w / scale, scale
+#: Default number of rows drawn by :meth:`DataSource.init_sample` to initialise a fit.
+INIT_SAMPLE_SIZE = 10_000
+
+
+def unit_sizes(chunk: Any) -> np.ndarray:
+    """Rows in each independent unit of a data chunk, shape (n_units,).
+
+    A row array is made of units of one row each. A data unit that groups rows
+    (for example a batch of whole HMM sequences) says so by implementing the
+    sampling protocol: ``unit_sizes()``, ``take_units(indices)`` and the
+    class method ``concatenate_units(parts)``.
+    """
+    if hasattr(chunk, "unit_sizes"):
+        return np.asarray(chunk.unit_sizes(), dtype=np.int64)
+    return np.ones(len(chunk), dtype=np.int64)
+
+
+def _take_units(chunk: Any, idx: np.ndarray) -> Any:
+    if hasattr(chunk, "take_units"):
+        return chunk.take_units(idx)
+    if not hasattr(chunk, "__getitem__") or isinstance(chunk, (list, tuple)):
+        chunk = np.asarray(chunk)
+    return chunk[idx]
+
+
+def _concatenate_units(parts: Sequence[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if hasattr(parts[0], "concatenate_units"):
+        return type(parts[0]).concatenate_units(parts)
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _samplable(chunk: Any) -> bool:
+    return hasattr(chunk, "take_units") or isinstance(chunk, (np.ndarray, list, tuple))
+
+
+def draw_units(sizes: np.ndarray, rng: np.random.Generator, max_rows: int | None) -> np.ndarray:
+    """Sorted indices of the units to keep: all if they hold at most ``max_rows`` rows.
+
+    Otherwise rows (units of one row) are drawn without replacement, and larger
+    units (whole sequences) in a random order until the next one would exceed
+    ``max_rows`` rows (at least one is kept). Only ``rng`` and ``sizes`` decide the
+    draw, so any way of cutting the same data into chunks gives the same units.
+    """
+    n_units = len(sizes)
+    if max_rows is None or int(sizes.sum()) <= max_rows:
+        return np.arange(n_units)
+    if np.all(sizes == 1):
+        return np.sort(rng.choice(n_units, size=max_rows, replace=False))
+    order = rng.permutation(n_units)
+    keep = max(1, int(np.searchsorted(np.cumsum(sizes[order]), max_rows, side="right")))
+    return np.sort(order[:keep])
+
+
+def check_not_iterator(data: Any, name: str = "data") -> None:
+    """Refuse a one-shot iterator (a generator object), which EM could read only once."""
+    if isinstance(data, Iterator):
+        raise TypeError(
+            f"{name} is a one-shot iterator ({type(data).__name__}), but EM reads the data "
+            "more than once (to initialise, on every iteration, and to score the result); "
+            "pass a list of chunks, or a function that returns a new iterator of chunks "
+            "on every call (for a generator function gen, pass gen, not gen())"
+        )
 
 
 class DataSource:
@@ -71,11 +135,7 @@ class DataSource:
         chunk_size: int | None = None,
         transform: Callable[[Any], Any] | None = None,
     ) -> None:
-        if isinstance(data, Iterator):
-            raise TypeError(
-                "data is a one-shot iterator, but EM reads the data once per iteration; "
-                "pass a list of chunks, or a function that returns a new iterator of chunks"
-            )
+        check_not_iterator(data)
         if chunk_size is not None:
             if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
                 raise TypeError(f"chunk_size must be a positive int, got {chunk_size!r}")
@@ -100,6 +160,11 @@ class DataSource:
         self.transform = transform
 
     @property
+    def is_array(self) -> bool:
+        """True for one array (in memory or memory-mapped), sliced or not."""
+        return self._is_array
+
+    @property
     def is_chunked(self) -> bool:
         """True when the E-step sees the data in more than one piece."""
         return not self._is_array or self.chunk_size is not None
@@ -122,7 +187,73 @@ class DataSource:
             yield (self.transform(chunk) if self.transform else chunk), w
 
     def first(self) -> Any:
-        """The data used to initialise: the whole array, or the first chunk."""
+        """The first chunk (the whole array when not chunked), transformed."""
         for chunk, _ in self:
             return chunk
         raise ValueError("the data source is empty: it yielded no chunk")
+
+    def init_sample(self, rng: np.random.Generator, max_rows: int | None = INIT_SAMPLE_SIZE) -> Any:
+        """A seeded random sample of the data, to initialise a fit from.
+
+        The units are drawn over the whole data (all chunks), by their global
+        index, with :func:`draw_units`: rows of an array, or whole sequences for a
+        data unit that groups rows (see :func:`unit_sizes`). Whether the data come
+        as one array, as slices of it (``chunk_size``, a ``numpy.memmap``), as a
+        list of chunks or as a stream, the same ``rng`` state therefore gives the
+        same sample, in the data's order, and so the same initial parameters.
+        When the data hold at most ``max_rows`` rows the sample is all of it
+        (``None``: always all of it). Sample weights are not used.
+
+        A list of chunks is read once; a callable stream is read once to count
+        its rows and, if it holds more than ``max_rows``, once more to collect
+        the sample. Chunks of a type that supports none of this (neither an
+        array nor the protocol) give the first chunk, as in earlier versions.
+
+        Executors that hold the data elsewhere (a cluster) override this method
+        and must return the same sample for the same ``rng`` state.
+
+        Parameters
+        ----------
+        rng : numpy Generator
+            Decides the sample; it is not used when all the data are taken.
+        max_rows : int or None
+            Largest number of rows in the sample.
+
+        Returns
+        -------
+        data unit
+            Transformed like every chunk (validated, converted).
+        """
+        if self._is_array:
+            n = self.data.shape[0]
+            if n == 0:
+                raise ValueError("the data source is empty: it has no rows")
+            if max_rows is None or n <= max_rows:
+                sample = self.data
+            else:
+                sample = self.data[draw_units(np.ones(n, dtype=np.int64), rng, max_rows)]
+            return self.transform(sample) if self.transform else sample
+        sizes, kept, complete = [], [], True
+        budget = np.inf if max_rows is None else max_rows
+        for chunk, _ in self._raw():
+            if not _samplable(chunk):
+                return self.first()
+            s = unit_sizes(chunk)
+            sizes.append(s)
+            budget -= int(s.sum())
+            if budget >= 0:
+                kept.append(chunk)  # all the data may fit: keep it, no second pass
+            else:
+                complete, kept = False, []
+        if not sizes or not any(int(s.sum()) for s in sizes):
+            raise ValueError("the data source is empty: it yielded no rows")
+        if not complete:
+            idx = draw_units(np.concatenate(sizes), rng, max_rows)
+            offsets = np.cumsum([0] + [len(s) for s in sizes])
+            for i, (chunk, _) in enumerate(self._raw()):
+                local = idx[(idx >= offsets[i]) & (idx < offsets[i + 1])] - offsets[i]
+                if local.size:
+                    kept.append(_take_units(chunk, local))
+        kept = [c for c in kept if len(unit_sizes(c))]
+        sample = _concatenate_units(kept)
+        return self.transform(sample) if self.transform else sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -10,11 +11,17 @@ from typing import Any
 import numpy as np
 
 from emframe.core.acceleration import ACCELERATORS
-from emframe.core.data import DataSource
-from emframe.core.exceptions import ConvergenceWarning
+from emframe.core.data import INIT_SAMPLE_SIZE, DataSource
+from emframe.core.exceptions import convergence_warning
 from emframe.core.loop import MONOTONE_RTOL, _check_finite, _Loop, total_log_likelihood
 from emframe.core.model import EMModel
-from emframe.core.online import check_batch_size, check_kappa, run_online
+from emframe.core.online import (
+    check_batch_size,
+    check_kappa,
+    check_passes,
+    default_passes,
+    run_online,
+)
 from emframe.core.params import Params
 from emframe.core.results import FitResult, IterationInfo
 from emframe.core.validation import check_random_state, check_scalar
@@ -81,19 +88,35 @@ def _check_accelerate(accelerate: str | None) -> Callable[[_Loop, Params, dict[s
 
 
 def _fit_online(model: EMModel, source: DataSource, params: Params, **kw: Any) -> FitResult:
-    state, history, _ = run_online(model, source, params, **kw)
+    state, history, sizes, _ = run_online(model, source, params, **kw)
     final, n = total_log_likelihood(model, state.params, source)
     _check_finite(final, "log-likelihood", len(history), model)
+    h, b = np.asarray(history, dtype=float), np.asarray(sizes, dtype=float)
+    per_sample = np.divide(h, b, out=np.full(h.shape, np.nan), where=b > 0)
     return FitResult(
         params=state.params,
         log_likelihood=final,
-        loglik_history=np.asarray(history),
+        loglik_history=h,
         converged=False,
         n_iter=len(history),
         n_samples=n,
         n_e_steps=len(history) + 1,
         weight_scale=source.weight_scale,
+        lower_bounds=per_sample,
     )
+
+
+def _check_tol(tol: Any) -> None:
+    check_scalar(tol, "tol", (int, float, np.floating), min_value=0.0)
+    if math.isnan(tol):
+        raise ValueError("tol must be a number >= 0, got nan")
+
+
+def _check_init_sample_size(size: Any) -> int | None:
+    if size is None:
+        return None
+    check_scalar(size, "init_sample_size", (int, np.integer), min_value=1)
+    return int(size)
 
 
 def fit_em(
@@ -118,6 +141,8 @@ def fit_em(
     batch_size: int | None = None,
     kappa: float = 0.6,
     shuffle: bool = True,
+    passes: int | None = None,
+    init_sample_size: int | None = INIT_SAMPLE_SIZE,
 ) -> FitResult:
     """Fit ``model`` by EM and return the best of ``n_init`` restarts.
 
@@ -134,9 +159,11 @@ def fit_em(
     transform : callable, optional
         Applied to each chunk as it is read (for example validation).
     tol : float
-        Stop when the mean per-sample log-likelihood changes by less than this.
+        Stop when the mean per-sample log-likelihood changes by less than this
+        (checked after every M-step, the last one included).
     max_iter : int
-        Maximum number of M-steps per restart.
+        Maximum number of M-steps per restart. For ``method="online"`` over an
+        array it is the number of passes (see ``passes``).
     n_init : int
         Number of restarts from independent seeds; the best is kept.
     random_state : None, int or numpy Generator
@@ -156,8 +183,8 @@ def fit_em(
         ``"squarem"`` extrapolates the EM map (Varadhan & Roland 2008) and falls
         back to plain EM whenever that would lower the likelihood.
     method : {"batch", "online"}
-        ``"online"`` runs stepwise EM (Cappé & Moulines 2009) on batches; then
-        ``max_iter`` counts passes over the data, there is no tolerance test,
+        ``"online"`` runs stepwise EM (Cappé & Moulines 2009) on batches for
+        ``passes`` passes over the data; there is no tolerance test,
         ``loglik_history`` holds each batch's log-likelihood before its update,
         and ``log_likelihood`` is that of all the data after the last batch.
     batch_size : int, optional
@@ -166,12 +193,23 @@ def fit_em(
         Online step-size exponent: ``rho_t = (t + 2) ** -kappa``.
     shuffle : bool
         Shuffle array rows before each online pass.
+    passes : int, optional
+        Online passes over the data. Default: ``max_iter`` passes over an array
+        (in memory or memory-mapped), ONE pass over a list of chunks or a
+        callable stream.
+    init_sample_size : int or None, default 10_000
+        Restarts initialise from a seeded random sample of at most this many
+        rows drawn across all the data (whole sequences for HMMs), the same
+        sample whether the data come whole, sliced, memory-mapped, in chunks or
+        streamed (:meth:`DataSource.init_sample`); all the data when they are
+        smaller, and always with ``None``.
 
     Returns
     -------
     FitResult
     """
-    check_scalar(tol, "tol", (int, float), min_value=0.0)
+    _check_tol(tol)
+    init_sample_size = _check_init_sample_size(init_sample_size)
     check_scalar(max_iter, "max_iter", (int, np.integer), min_value=0)
     check_scalar(n_init, "n_init", (int, np.integer), min_value=1)
     _check_accelerate(accelerate)
@@ -183,8 +221,12 @@ def fit_em(
             batch_size = check_batch_size(batch_size)
         if accelerate is not None:
             raise ValueError("accelerate applies to batch EM, not to method='online'")
+        if passes is not None:
+            passes = check_passes(passes)
     elif batch_size is not None:
         raise ValueError("batch_size applies to method='online'; use chunk_size for batch EM")
+    elif passes is not None:
+        raise ValueError("passes applies to method='online'; use max_iter for batch EM")
     if not isinstance(data, DataSource):
         data = DataSource(data, sample_weight=sample_weight, chunk_size=chunk_size,
                           transform=transform)
@@ -194,6 +236,8 @@ def fit_em(
     callbacks = tuple(callbacks or ())
     runs = 1 if init_params is not None else int(n_init)
     seeds = rng.integers(0, 2**63 - 1, size=runs)
+    if method == "online" and passes is None:
+        passes = default_passes(data, int(max_iter))
     init_data = None
     best: FitResult | None = None
     best_index = 0
@@ -204,12 +248,14 @@ def fit_em(
             params = init_params
         else:
             if init_data is None:
-                init_data = data.first()
+                # one sample for every restart, drawn after the restart seeds
+                sample_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
+                init_data = data.init_sample(sample_rng, init_sample_size)
             params = model.initialize(init_data, np.random.default_rng(seeds[i]))
         names = check_freeze(freeze, params)
         if method == "online":
             result = _fit_online(
-                model, data, params, kappa=kappa, batch_size=batch_size, max_iter=int(max_iter),
+                model, data, params, kappa=kappa, batch_size=batch_size, passes=passes,
                 freeze=names, shuffle=shuffle, rng=np.random.default_rng(seeds[i]),
                 verbose=verbose, callbacks=callbacks, init=i,
             )
@@ -227,7 +273,7 @@ def fit_em(
         warnings.warn(
             f"{type(model).__name__}: EM did not converge in max_iter={max_iter} iterations "
             f"(tol={tol}); increase max_iter or tol, or try other initialisations",
-            ConvergenceWarning,
+            convergence_warning(),
             stacklevel=2,
         )
     return dataclasses.replace(best, best_init=best_index, init_log_likelihoods=tuple(finals))

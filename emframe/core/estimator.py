@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from emframe.core.data import DataSource
+from emframe.core.data import DataSource, check_not_iterator
 from emframe.core.engine import FitResult, IterationInfo, check_freeze, fit_em
 from emframe.core.exceptions import not_fitted_error
 from emframe.core.model import EMModel
@@ -19,6 +20,37 @@ from emframe.core.online import OnlineState, check_kappa, online_update
 from emframe.core.params import Params
 from emframe.core.serialization import save
 from emframe.core.validation import check_array, check_random_state, check_sample_weight
+
+
+def _transactional(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a fitting method all-or-nothing: on any exception the estimator is as before.
+
+    The attributes are restored from a shallow snapshot, which is enough because
+    fitting replaces attributes and never changes a value in place (parameter
+    sets and their arrays are immutable). This covers errors in the data or the
+    model, a callback that raises, ``strict=True`` and KeyboardInterrupt alike:
+    a refit that fails keeps the previous fit, a first fit leaves the estimator
+    unfitted (no ``n_features_in_`` either).
+    """
+    if getattr(method, "_emframe_transactional", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = self.__dict__.copy()
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    wrapper._emframe_transactional = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+#: Methods of every estimator class wrapped by :func:`_transactional`.
+_TRANSACTIONAL = ("fit", "partial_fit")
 
 
 class EMEstimator:
@@ -38,8 +70,21 @@ class EMEstimator:
     set), ``converged_``, ``n_iter_``, ``loglik_history_`` (the total, or with a
     prior the penalised, log-likelihood after each iteration, entry 0 at the
     initial parameters), ``n_e_steps_`` (passes over the data, including the
-    final evaluation), ``n_features_in_`` for array data.
+    final evaluation), ``n_features_in_`` for array data, ``lower_bound_`` (the
+    (penalised) log-likelihood per sample at the fitted parameters, as in
+    scikit-learn) and ``lower_bounds_`` (``loglik_history_`` per sample).
+
+    Fitting is transactional: ``fit`` and ``partial_fit`` (also when a subclass
+    overrides them) change the fitted attributes only when they succeed.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _TRANSACTIONAL:
+            # also a method a mixin placed before the base brings in
+            method = getattr(cls, name, None)
+            if callable(method) and not getattr(method, "_emframe_transactional", False):
+                setattr(cls, name, _transactional(method))
 
     #: Whether NaN in X marks missing values (otherwise it is an error).
     _allow_nan: bool = False
@@ -118,8 +163,18 @@ class EMEstimator:
         self._check_n_features(X, reset=reset)
         return X
 
+    def _continues_fit(self) -> bool:
+        """True when ``fit`` will start from the fitted parameters (``warm_start``)."""
+        return bool(getattr(self, "warm_start", False)) and "params_" in self.__dict__
+
     def _check_n_features(self, X: Any, *, reset: bool) -> None:
         d = X.shape[1]
+        previous = getattr(self, "n_features_in_", d)
+        if reset and self._continues_fit() and d != previous:
+            raise ValueError(
+                f"X has {d} features, but warm_start=True continues the previous fit, which "
+                f"has {previous}; set warm_start=False to fit afresh"
+            )
         if reset:
             self.n_features_in_ = d
         elif d != self.n_features_in_:
@@ -142,6 +197,7 @@ class EMEstimator:
             return self.params_
         return None
 
+    @_transactional
     def fit(
         self,
         X: Any,
@@ -161,8 +217,9 @@ class EMEstimator:
             or a list of chunks, the E-step runs chunk by chunk and memory stays
             bounded by one chunk; the fit equals the in-memory one.
         y : ignored
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative per-sample weights (array data only). Only relative
+        sample_weight : float or array-like of shape (n_samples,), optional
+            Non-negative per-sample weights (array data only, with or without
+            ``chunk_size``); a number weights every sample equally. Only relative
             weights matter: the fit uses them divided by the mean of the positive
             ones, so priors (such as ``reg_covar``) count in units of that mean and
             ``loglik_history_`` is the log-likelihood under those relative weights.
@@ -173,7 +230,9 @@ class EMEstimator:
             iteration; returning ``True`` stops the run.
         **engine_options
             Passed to :func:`~emframe.core.engine.fit_em`: ``accelerate="squarem"``;
-            ``method="online"`` with ``batch_size``, ``kappa`` and ``shuffle``.
+            ``method="online"`` with ``batch_size``, ``kappa``, ``shuffle`` and
+            ``passes`` (default: ``max_iter`` passes over an array, one over a list
+            of chunks or a stream); ``init_sample_size``.
 
         Returns
         -------
@@ -185,8 +244,15 @@ class EMEstimator:
         return self
 
     def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> DataSource:
-        chunked = chunk_size is not None or isinstance(X, (list, tuple)) and _is_chunk_list(X)
-        chunked = chunked or callable(X)
+        check_not_iterator(X, "X")
+        pieces = callable(X) or isinstance(X, (list, tuple)) and _is_chunk_list(X)
+        if sample_weight is not None and pieces:
+            raise TypeError(
+                "sample_weight needs the rows in one array: it is not supported with a list "
+                "of chunks or a stream. Pass one array (a numpy.memmap for data on disk) "
+                "with chunk_size, and a sample_weight with one entry per row"
+            )
+        chunked = chunk_size is not None or pieces
         if not chunked:
             X = self._validate_X(X, reset=True)
             w = check_sample_weight(sample_weight, X.shape[0])
@@ -238,7 +304,8 @@ class EMEstimator:
         self.n_iter_ = result.n_iter
         self.n_e_steps_ = result.n_e_steps
         self.loglik_history_ = result.loglik_history
-        self.lower_bound_ = result.log_likelihood
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = result.per_sample_history()
         self._set_params(result.params)
         return result
 
@@ -248,6 +315,7 @@ class EMEstimator:
             setattr(self, name, value)
 
     # -- online ----------------------------------------------------------------
+    @_transactional
     def partial_fit(
         self, X: Any, y: Any = None, sample_weight: Any = None, *, kappa: float = 0.6
     ) -> EMEstimator:
@@ -257,6 +325,11 @@ class EMEstimator:
         parameters under ``warm_start``); each call then blends the batch's
         statistics into the running average with step size
         ``(t + 2) ** -kappa`` (Cappé & Moulines 2009) and takes an M-step.
+
+        After each call ``loglik_history_`` holds every batch's log-likelihood
+        under the parameters before its update, ``lower_bounds_`` the same per
+        sample, ``lower_bound_`` the last of them, ``n_iter_`` and ``n_e_steps_``
+        the number of batches, and ``converged_`` is False.
 
         Parameters
         ----------
@@ -287,10 +360,16 @@ class EMEstimator:
             state = OnlineState(params, fixed={n: getattr(params, n) for n in names})
             self._model = model
             self.loglik_history_ = np.zeros(0)
+            self.lower_bounds_ = np.zeros(0)
+        seen = state.n_seen
         state, ll = online_update(self._model, state, data, kappa=kappa, sample_weight=w)
+        nb = state.n_seen - seen
         self._online_state = state
         self.loglik_history_ = np.append(self.loglik_history_, ll)
+        self.lower_bound_ = ll / nb if nb > 0 else math.nan
+        self.lower_bounds_ = np.append(self.lower_bounds_, self.lower_bound_)
         self.n_iter_ = len(self.loglik_history_)
+        self.n_e_steps_ = self.n_iter_
         self.converged_ = False
         self._set_params(state.params)
         return self
@@ -340,7 +419,9 @@ class EMEstimator:
         return -2.0 * float(model.log_likelihood(self.params_, X)) + 2.0 * self.n_parameters()
 
 
-_ENGINE_OPTIONS = frozenset({"accelerate", "method", "batch_size", "kappa", "shuffle"})
+_ENGINE_OPTIONS = frozenset(
+    {"accelerate", "method", "batch_size", "kappa", "shuffle", "passes", "init_sample_size"}
+)
 
 
 def _is_chunk_list(X: Sequence[Any]) -> bool:

@@ -104,6 +104,27 @@ def _check_finite(value: float, what: str, iteration: int, model: EMModel) -> No
         )
 
 
+def run_callbacks(callbacks: Sequence[Callable[[IterationInfo], Any]], info: IterationInfo) -> bool:
+    """Call every callback with ``info``; True when one of them asks to stop.
+
+    A callback returns ``None`` or ``False`` to go on and ``True`` to stop; any
+    other value (an array, a number) is refused, since its truth is ambiguous.
+    """
+    stop = False
+    for cb in callbacks:
+        answer = cb(info)
+        if answer is None:
+            continue
+        if not isinstance(answer, (bool, np.bool_)):
+            name = getattr(cb, "__name__", type(cb).__name__)
+            raise TypeError(
+                f"callback {name} returned {type(answer).__name__} {answer!r:.60}; a callback "
+                "must return None or False to go on, or True to stop the run"
+            )
+        stop = stop or bool(answer)
+    return stop
+
+
 def _check_new_params(model: EMModel, params: Params, iteration: int) -> None:
     try:
         model.check_params(params)
@@ -177,7 +198,7 @@ class _Loop:
                 file=sys.stderr,
             )
         info = IterationInfo(self.init, self.n_iter, obj, change, new_params, elapsed)
-        stop = any([bool(cb(info)) for cb in self.callbacks])
+        stop = run_callbacks(self.callbacks, info)
         if abs(change) < self.tol:
             self.converged = True
             return True
@@ -188,6 +209,10 @@ class _Loop:
         _check_finite(final, "log-likelihood", self.n_iter, self.model)
         if self.history:
             self.guard(self.history[-1], final, self.n_iter)
+            # the last M-step's own change: a run cut short by max_iter (for example
+            # repeated warm-started one-iteration fits) converges when it is small
+            if abs(final - self.history[-1]) / self.n < self.tol:
+                self.converged = True
         else:
             self.n = n_final
         self.history.append(final)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from emframe.core.data import DataSource, relative_weights
+from emframe.core.loop import run_callbacks
 from emframe.core.model import EMModel
 from emframe.core.params import Params, Stats
 from emframe.core.results import IterationInfo
@@ -59,6 +60,25 @@ def check_kappa(kappa: Any) -> float:
             f"kappa must be in (0.5, 1] for online EM to converge (Cappé & Moulines), got {kappa}"
         )
     return float(kappa)
+
+
+def check_passes(passes: Any) -> int:
+    """Validate the number of online passes over the data: a positive int."""
+    if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)):
+        raise TypeError(f"passes must be a positive int, got {passes!r}")
+    if passes <= 0:
+        raise ValueError(f"passes must be a positive int, got {passes}")
+    return int(passes)
+
+
+def default_passes(source: DataSource, max_iter: int) -> int:
+    """Online passes when none are asked for: ``max_iter`` over an array, one over chunks.
+
+    An array (in memory or memory-mapped) is cheap to read again and is
+    reshuffled every pass; a list of chunks or a stream is read once, as a
+    stream is meant to be.
+    """
+    return int(max_iter) if source.is_array else min(1, int(max_iter))
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -148,15 +168,15 @@ def run_online(
     *,
     kappa: float = 0.6,
     batch_size: int | None = None,
-    max_iter: int = 1,
+    passes: int = 1,
     freeze: Sequence[str] = (),
     shuffle: bool = True,
     rng: np.random.Generator | None = None,
     verbose: int = 0,
     callbacks: Sequence[Callable[[Any], Any]] = (),
     init: int = 0,
-) -> tuple[OnlineState, list[float], float]:
-    """Run online EM for ``max_iter`` passes over the data.
+) -> tuple[OnlineState, list[float], list[float], float]:
+    """Run online EM for ``passes`` passes over the data.
 
     Array data is cut into batches of ``batch_size`` rows (shuffled each pass
     when ``shuffle``); a list of chunks or a callable stream is used batch by
@@ -167,17 +187,22 @@ def run_online(
     state : OnlineState
     batch_logliks : list of float
         Log-likelihood of every batch before its update.
+    batch_sizes : list of float
+        Samples (or total weight) in every batch.
     elapsed : float
         Seconds taken.
     """
     rng = rng if rng is not None else np.random.default_rng()
     state = OnlineState(params, fixed={name: getattr(params, name) for name in freeze})
     history: list[float] = []
+    sizes: list[float] = []
     start = time.perf_counter()
-    for _ in range(max_iter):
+    for _ in range(passes):
         for batch, w in _batches(source, batch_size, rng, shuffle):
+            seen = state.n_seen
             state, ll = online_update(model, state, batch, kappa=kappa, sample_weight=w)
             history.append(ll)
+            sizes.append(state.n_seen - seen)
             elapsed = time.perf_counter() - start
             if verbose:
                 print(
@@ -186,6 +211,6 @@ def run_online(
                     file=sys.stderr,
                 )
             info = IterationInfo(init, len(history), ll, math.nan, state.params, elapsed)
-            if any([bool(cb(info)) for cb in callbacks]):
-                return state, history, time.perf_counter() - start
-    return state, history, time.perf_counter() - start
+            if run_callbacks(callbacks, info):
+                return state, history, sizes, time.perf_counter() - start
+    return state, history, sizes, time.perf_counter() - start

@@ -70,6 +70,9 @@ class FitResult:
         weights divided by it, so only relative weights matter; the weighted
         log-likelihood in the caller's scale is ``weight_scale`` times the
         log-likelihood part of ``log_likelihood``.
+    lower_bounds : ndarray of shape (len(loglik_history),), optional
+        Each history entry per sample: ``loglik_history / n_samples`` in batch EM
+        (the default when None), each batch's mean in online EM.
     """
 
     params: Params
@@ -82,4 +85,16 @@ class FitResult:
     init_log_likelihoods: tuple[float, ...] = field(default=())
     n_e_steps: int = 0
     weight_scale: float = 1.0
+    lower_bounds: np.ndarray | None = None
+
+    @property
+    def lower_bound(self) -> float:
+        """The (penalised) log-likelihood of ``params`` per sample."""
+        return float(self.log_likelihood / self.n_samples)
+
+    def per_sample_history(self) -> np.ndarray:
+        """:attr:`lower_bounds`, or the history divided by the sample count."""
+        if self.lower_bounds is not None:
+            return self.lower_bounds
+        return np.asarray(self.loglik_history) / self.n_samples
 

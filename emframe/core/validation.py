@@ -94,9 +94,14 @@ def check_finite(arr: np.ndarray, name: str = "X", *, allow_nan: bool = False) -
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
-    """Validate ``sample_weight``: shape (n_samples,), finite, non-negative, not all zero."""
+    """Validate ``sample_weight``: shape (n_samples,), finite, non-negative, not all zero.
+
+    A number is broadcast to every sample, as in scikit-learn.
+    """
     if sample_weight is None:
         return None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, float(sample_weight))
     w = check_array(sample_weight, "sample_weight", ensure_2d=False, min_samples=0)
     if w.ndim != 1 or w.shape[0] != n_samples:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -182,6 +183,7 @@ class HMM(MissingValuesMixin, EMEstimator):
             if isinstance(frozen, np.ndarray):
                 frozen.flags.writeable = False
             self.__dict__.setdefault("_given", {})[field] = frozen
+            self.__dict__["_user_set"] = self.__dict__.get("_user_set", set()) | {field}
             return
         model: HMMModel = self._model
         p = self.params_
@@ -199,6 +201,7 @@ class HMM(MissingValuesMixin, EMEstimator):
         except ValueError as exc:
             raise ValueError(f"invalid value for {name}: {exc}") from None
         self.params_ = new
+        self.__dict__["_user_set"] = self.__dict__.get("_user_set", set()) | {field}
 
     # -- validation ---------------------------------------------------------------------------
     def _validate_hyper(self) -> None:
@@ -268,21 +271,30 @@ class HMM(MissingValuesMixin, EMEstimator):
             initial = {"startprob": p.startprob, "transmat": p.transmat, "*": p.emission}
             all_given = True
         else:
-            all_given = not (init_letters & set(letters))
+            # hmmlearn's rule: a parameter is initialised when its letter is in init_params
+            # (overwriting a value the user set, with a warning) or when it has no value.
+            user_set = self.__dict__.get("_user_set", set())
+            all_given = True
             for letter, fields in letters.items():
-                if letter in init_letters:
-                    continue
                 for field in fields:
                     name = self._attribute_name(field)
+                    if letter in init_letters:
+                        all_given = False
+                        if field in user_set:
+                            warnings.warn(
+                                f"{name} was set, but init_params={self.init_params!r} contains "
+                                f"{letter!r}, so fit initialises it afresh; leave {letter!r} out "
+                                "of init_params to start from the value you set",
+                                UserWarning, stacklevel=4,
+                            )
+                        continue
                     try:
                         value = getattr(self, name)
                         if name == "emission_params_" and field != "*":
                             value = getattr(value, field)  # a field of a custom emission
                     except AttributeError:
-                        raise ValueError(
-                            f"init_params={self.init_params!r} leaves out {letter!r}, so "
-                            f"{name} must be set before fit (or add {letter!r} to init_params)"
-                        ) from None
+                        all_given = False  # never set: initialised as if its letter were given
+                        continue
                     if field in ("startprob", "transmat", "*"):
                         initial[field] = value
                     else:
@@ -379,7 +391,21 @@ class HMM(MissingValuesMixin, EMEstimator):
         finally:
             del self._model_building
         self.__dict__.pop("_given", None)
+        self.__dict__.pop("_user_set", None)
+        self._warn_if_underdetermined(seqs)
         return self
+
+    def _warn_if_underdetermined(self, seqs: Sequences) -> None:
+        X = np.asarray(seqs.X)
+        n_values = int(np.count_nonzero(~np.isnan(X))) if X.dtype.kind == "f" else int(X.size)
+        n_free = self.n_parameters()
+        if n_free > n_values and self.max_iter > 0:  # max_iter=0 only sets given values
+            warnings.warn(
+                f"{type(self).__name__} has {n_free} free parameters but the data hold only "
+                f"{n_values} values, so the fit is degenerate (it can match the data exactly); "
+                "use fewer states or more data, or hold parameters fixed (params)",
+                UserWarning, stacklevel=4,
+            )
 
     def partial_fit(
         self, X: Any, lengths: Any = None, *, states: Any = None, kappa: float = 0.6

@@ -69,6 +69,8 @@ class CategoricalHMM(HMM):
         ``fit``, else one more than the largest symbol in the training data.
         ``n_components * n_features`` may be at most ``MAX_TABLE_SIZE`` = 2**27
         (a 1 GiB table); larger alphabets are refused before anything is allocated.
+        As in hmmlearn, a successful ``fit`` or ``partial_fit`` sets it to the
+        alphabet it used, so later fits keep that alphabet.
     emissionprob_prior : float or array-like of shape (n_components, n_features), default 1.0
         Dirichlet concentration of every row of ``emissionprob_`` (MAP; >= 1).
     {_COMMON_DOC}
@@ -118,7 +120,13 @@ class CategoricalHMM(HMM):
             X is None or self._is_warm() or "e" not in (self.init_params or "")
         ) and hasattr(self, "emissionprob_"):
             # The alphabet of the given (or fitted) emission probabilities.
-            n_symbols = int(np.shape(self.emissionprob_)[1])
+            shape = np.shape(self.emissionprob_)
+            if len(shape) != 2:
+                raise ValueError(
+                    f"emissionprob_ must be a 2-D array of shape (n_components, n_features) "
+                    f"= ({self.n_components}, n_features), got shape {shape}"
+                )
+            n_symbols = int(shape[1])
         else:
             n_symbols = int(check_symbols(X, allow_missing=True)[:, 0].max()) + 1
             if n_symbols == 0:
@@ -141,6 +149,16 @@ class CategoricalHMM(HMM):
                 f"({self.n_components}, {n_symbols}), got shape {prior.shape}"
             ) from None
         return CategoricalEmission(n_symbols, prior)
+
+    def fit(self, X: Any, lengths: Any = None, **kwargs: Any) -> CategoricalHMM:
+        super().fit(X, lengths, **kwargs)
+        self.n_features = self._model.emission.n_symbols  # hmmlearn's convention
+        return self
+
+    def partial_fit(self, X: Any, lengths: Any = None, **kwargs: Any) -> CategoricalHMM:
+        super().partial_fit(X, lengths, **kwargs)
+        self.n_features = self._model.emission.n_symbols
+        return self
 
 
 class PoissonHMM(HMM):

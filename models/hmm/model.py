@@ -87,6 +87,25 @@ class Sequences:
         """``bounds[i]:bounds[i+1]`` are the rows of sequence ``i``; shape (n_sequences + 1,)."""
         return np.concatenate([[0], np.cumsum(self.lengths)])
 
+    # -- the engine's sampling protocol (emframe.core.data.unit_sizes): whole sequences --
+    def unit_sizes(self) -> np.ndarray:
+        """Length of every sequence: the units an initialisation sample is drawn in."""
+        return self.lengths
+
+    def take_units(self, indices: np.ndarray) -> Sequences:
+        """The sequences at the sorted ``indices``, in their order."""
+        b = self.bounds()
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = np.concatenate([np.arange(b[i], b[i + 1]) for i in idx]) if idx.size else []
+        return Sequences(self.X[np.asarray(rows, dtype=np.int64)], self.lengths[idx])
+
+    @classmethod
+    def concatenate_units(cls, parts: list[Sequences]) -> Sequences:
+        """One batch holding the sequences of ``parts``, in order."""
+        return cls(
+            np.concatenate([p.X for p in parts]), np.concatenate([p.lengths for p in parts])
+        )
+
     def split(self, max_samples: int) -> list[Sequences]:
         """Group consecutive whole sequences into batches of at most ``max_samples`` steps.
 

@@ -194,6 +194,11 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         See :class:`BernoulliMixture`.
     n_features : int, optional
         When given, :meth:`check_params` also checks ``probs.shape[1]``.
+    probs_init : array-like of shape (n_components, n_features), optional
+        Initial probabilities (with uniform weights); ``init_params`` is then unused.
+    require_observed : bool, default False
+        Make the M-step refuse statistics with no observed entry (all-NaN data),
+        which otherwise give the prior's mode (0.5 without a prior).
     """
 
     # For SQUAREM: weights on the simplex (exact zeros stay zero), probs through logits.
@@ -208,6 +213,8 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         weight_concentration: float = 2.0,
         init_params: str = "random_from_data",
         n_features: int | None = None,
+        probs_init: Any = None,
+        require_observed: bool = False,
     ) -> None:
         self.n_components = int(n_components)
         self.alpha = float(alpha)
@@ -215,13 +222,35 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         self.weight_concentration = float(weight_concentration)
         self.init_params = init_params
         self.n_features = n_features
+        self.probs_init = probs_init
+        self.require_observed = require_observed
 
     # -- initialisation ------------------------------------------------------
+    def check_init(self, n_features: int) -> np.ndarray | None:
+        """The validated ``probs_init`` (a float64 copy), or None when not given."""
+        if self.probs_init is None:
+            return None
+        p = check_array(self.probs_init, "probs_init", copy=True)
+        K = self.n_components
+        if p.shape != (K, n_features):
+            raise ValueError(
+                f"probs_init must have shape (n_components, n_features) = ({K}, {n_features}), "
+                f"got {p.shape}"
+            )
+        if np.any(p < 0) or np.any(p > 1):
+            raise ValueError(
+                f"probs_init must lie in [0, 1]; got min {p.min():.6g}, max {p.max():.6g}"
+            )
+        return p
+
     def initialize(self, X: Any, rng: np.random.Generator) -> BernoulliParams:
         data = binary_data(X)
         n, d = data.shape
         K = self.n_components
         weights = np.full(K, 1.0 / K)
+        given = self.check_init(d)
+        if given is not None:
+            return BernoulliParams(weights=weights, probs=given)
         if self.init_params == "random":
             # Random responsibilities, then the model's own (MAP) M-step.
             resp = rng.random((n, K))
@@ -233,8 +262,8 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
             )
         if n < K:
             raise ValueError(
-                f"init_params='random_from_data' needs at least n_components={K} samples "
-                f"in the (first chunk of the) data, got {n}"
+                f"init_params='random_from_data' needs at least n_components={K} samples, "
+                f"got {n}"
             )
         # Smoothed feature means lie strictly inside (0, 1).
         observed = np.full(d, float(n)) if data.observed is None else data.observed.sum(0)
@@ -336,6 +365,11 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
 
     # -- M-step ----------------------------------------------------------------
     def m_step(self, stats: BernoulliStats) -> BernoulliParams:
+        if self.require_observed and not np.sum(stats.observed) > 0:
+            raise ValueError(
+                "no entry of X is observed (every entry is NaN, or has zero sample weight), so "
+                "there is nothing to fit; remove the empty rows and columns"
+            )
         a1, b1, g1 = self.alpha - 1.0, self.beta - 1.0, self.weight_concentration - 1.0
         num = stats.ones + a1
         den = stats.observed + (a1 + b1)
@@ -417,7 +451,8 @@ class BernoulliMixture(MixtureEstimator):
     to their row's likelihood, and each ``probs_[k, j]`` is estimated from the
     rows where feature ``j`` is observed. A row with every entry missing is
     allowed: its likelihood is 1, its responsibilities equal ``weights_``, so it
-    only pulls the weights towards their current values.
+    only pulls the weights towards their current values. Data with no observed
+    entry at all are refused (there is nothing to fit).
 
     Fitting is MAP EM under a Beta(``alpha``, ``beta``) prior on every
     probability and a symmetric Dirichlet(``weight_concentration``) prior on the
@@ -449,7 +484,13 @@ class BernoulliMixture(MixtureEstimator):
         ``"random_from_data"``: each component starts halfway between a distinct
         random sample (missing entries replaced by the feature mean) and the
         feature means. ``"random"``: random responsibilities followed by an M-step.
-        Both use the first chunk of the data and ignore ``sample_weight``.
+        Both use a seeded random sample of at most 10,000 rows drawn across all
+        the data (all of it when smaller; see ``init_sample_size`` of
+        :func:`~emframe.fit_em`), so chunked and in-memory fits start alike;
+        they ignore ``sample_weight``.
+    probs_init : array-like of shape (n_components, n_features), optional
+        Initial probabilities, in [0, 1]; the weights then start uniform and
+        ``init_params`` is not used.
     random_state : None, int or numpy Generator
     verbose : int, default=0
     warm_start : bool, default=False
@@ -494,6 +535,7 @@ class BernoulliMixture(MixtureEstimator):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "random_from_data",
+        probs_init: Any = None,
         random_state: Any = None,
         verbose: int = 0,
         warm_start: bool = False,
@@ -508,6 +550,7 @@ class BernoulliMixture(MixtureEstimator):
         self.max_iter = max_iter
         self.n_init = n_init
         self.init_params = init_params
+        self.probs_init = probs_init
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
@@ -533,14 +576,19 @@ class BernoulliMixture(MixtureEstimator):
             raise ValueError(
                 f"init_params must be one of {list(_INIT_METHODS)}, got {self.init_params!r}"
             )
-        return BernoulliMixtureModel(
+        model = BernoulliMixtureModel(
             int(self.n_components),
             alpha=float(self.alpha),
             beta=float(self.beta),
             weight_concentration=float(self.weight_concentration),
             init_params=self.init_params,
             n_features=X.shape[1],
+            probs_init=self.probs_init,
+            require_observed=True,
         )
+        model.check_init(X.shape[1])
+        return model
+
 
     def _fitted_attributes(self, params: BernoulliParams) -> dict[str, Any]:
         return {"weights_": params.weights, "probs_": params.probs}

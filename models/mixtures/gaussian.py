@@ -138,6 +138,9 @@ def _check_init_params(init_params: Any) -> str:
 
 
 def _check_weights(weights: Any, n_components: int) -> np.ndarray:
+    given = np.asarray(weights)
+    # a sum is only as exact as the dtype it was normalised in (float32: 1.00000006)
+    eps = np.finfo(given.dtype).eps if given.dtype.kind == "f" else 0.0
     w = check_array(weights, "weights_init", ensure_2d=False, copy=True)
     if w.shape != (n_components,):
         raise ValueError(
@@ -148,9 +151,10 @@ def _check_weights(weights: Any, n_components: int) -> np.ndarray:
         raise ValueError(
             f"weights_init must lie in [0, 1]; got min {w.min():.6g}, max {w.max():.6g}"
         )
-    if abs(w.sum() - 1.0) > 1e-8:
+    if abs(w.sum() - 1.0) > max(1e-8, 4 * n_components * eps):
         raise ValueError(f"weights_init must sum to 1; got sum {w.sum():.10g}")
-    return w
+    # renormalised in float64 when given in a coarser dtype
+    return w if given.dtype == np.float64 else w / w.sum()
 
 
 def _check_means(means: Any, n_components: int, n_features: int) -> np.ndarray:
@@ -470,7 +474,9 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
     loglik_history_ : ndarray of shape (n_iter + 1,)
         Total log-likelihood before each M-step, and after the last one.
     lower_bound_ : float
-        Final total log-likelihood.
+        Log-likelihood per sample at the fitted parameters (scikit-learn's meaning).
+    lower_bounds_ : ndarray of shape (n_iter + 1,)
+        ``loglik_history_`` per sample.
     n_features_in_ : int
 
     Notes

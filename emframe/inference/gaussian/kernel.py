@@ -190,7 +190,21 @@ class GaussianKernel:
             xc = xb - self.means[k]
             maha = self.strategy.mahalanobis(xc, self.precisions_cholesky, k)
             lp[k] = self.const[k] - 0.5 * maha
+        far = np.isnan(lp).any(axis=0)
+        if far.any():
+            self._log_prob_far(xb[far], lp, far)
         return lp
+
+    def _log_prob_far(self, xf: np.ndarray, lp: np.ndarray, cols: np.ndarray) -> None:
+        """Rows so far out (beyond ~1e154) that the expansion overflowed to inf - inf.
+
+        They are evaluated directly; a distance that still overflows is infinite,
+        and the log-density ``-inf``, never NaN.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(self.n_components):
+                maha = self.strategy.mahalanobis(xf - self.means[k], self.precisions_cholesky, k)
+                lp[k, cols] = self.const[k] - 0.5 * np.where(np.isnan(maha), np.inf, maha)
 
     def _accumulate(self, xb: np.ndarray, F: np.ndarray | None, rt: np.ndarray, acc: dict) -> None:
         """Add the moments of a block with responsibilities ``rt`` (K, B) to ``acc``."""

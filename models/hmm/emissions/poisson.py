@@ -19,7 +19,10 @@ from scipy.special import gammaln
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_array
 
-__all__ = ["PoissonEmission", "PoissonParams", "PoissonStats"]
+__all__ = ["MAX_COUNT", "PoissonEmission", "PoissonParams", "PoissonStats"]
+
+#: Largest count accepted: every integer up to 2**53 is exact in float64.
+MAX_COUNT = float(2**53)
 
 
 # ----------------------------------------------------------------------------------------
@@ -73,6 +76,14 @@ class PoissonEmission(Emission):
         if bad.size:
             i, j = (int(v) for v in bad[0])
             raise ValueError(f"counts must be integers, but X[{i}, {j}] = {X[i, j]:g}")
+        bad = np.argwhere(X > MAX_COUNT)
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise ValueError(
+                f"counts must be at most 2**53 = {MAX_COUNT:.0f} (beyond it float64 cannot "
+                f"hold every integer, and the Poisson log-probabilities lose all precision), "
+                f"but X[{i}, {j}] = {X[i, j]:g}; rescale the data or use a Gaussian emission"
+            )
         return X
 
     def initialize(

@@ -134,9 +134,10 @@ def test_single_component_is_weighted_map(covariance_type):
         X, sample_weight=w)
     mean = w @ X / w.sum()
     cov = (X - mean).T @ ((X - mean) * w[:, None]) / w.sum()
-    # the MAP estimate (S + reg_covar I) / N, with the weights counted relative to their
-    # mean (only relative weights matter), so N = 50 and reg_covar / 50 joins the variances
-    r = 1e-4 / 50
+    # the MAP estimate (S + lambda I) / N with lambda = reg_covar * n / 1: one component
+    # holds all the data (N = n = 50, the weights counted relative to their mean), so
+    # exactly reg_covar joins the variances, as in scikit-learn
+    r = 1e-4
     expected = {
         "full": cov[None] + r * np.eye(3),
         "tied": cov + r * np.eye(3),
@@ -288,7 +289,8 @@ def test_tight_far_component_uses_direct_path_and_stays_accurate():
     pts = X[200:]
     np.testing.assert_allclose(gm.means_[tight], pts.mean(0), rtol=1e-12)
     np.testing.assert_allclose(gm.covariances_[tight],
-                               np.cov(pts, rowvar=False, bias=True) + 1e-6 / 100 * np.eye(2),
+                               np.cov(pts, rowvar=False, bias=True)
+                               + 1e-6 * 300 / (2 * 100) * np.eye(2),  # reg_covar n / (K N_k)
                                rtol=1e-7)
 
 
@@ -297,16 +299,17 @@ def test_tight_far_component_uses_direct_path_and_stays_accurate():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_integer_weights_equal_repeated_rows(covariance_type):
-    # Only relative weights matter: the fit uses w / mean(w), so the reg_covar prior counts
-    # in units of the mean weight, and repeating rows w times equals the weighted fit with
-    # a prior mean(w) times as strong. Histories differ by that factor.
+    # Only relative weights matter: the fit uses w / mean(w). The prior is attached to
+    # n = sum(w / mean(w)) rows, so the weighted objective is the repeated one divided by
+    # mean(w), the same reg_covar included: the fits are equal, the histories differ by
+    # that factor. A strong reg_covar, so that a prior of another strength would show.
     X = blobs()
     w = np.random.default_rng(0).integers(1, 4, size=len(X))
     init = sk_init(X, covariance_type)
     a = fit_quiet(GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0,
-                                  **init), X, sample_weight=w)
+                                  reg_covar=0.05, **init), X, sample_weight=w)
     b = fit_quiet(GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0,
-                                  reg_covar=1e-6 * w.mean(), **init), np.repeat(X, w, axis=0))
+                                  reg_covar=0.05, **init), np.repeat(X, w, axis=0))
     assert a.params_.allclose(b.params_, rtol=1e-10)
     np.testing.assert_allclose(a.loglik_history_ * w.mean(), b.loglik_history_, rtol=1e-12)
 

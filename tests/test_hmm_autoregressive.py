@@ -113,12 +113,16 @@ def test_oracle(cov_type, order):
         r = X[steps] - Z @ B
         scatter.append((r * g[:, [k]]).T @ r / nk[k])
     scatter = np.array(scatter)
-    r = 1e-3 / nk  # the MAP under the reg_covar prior: reg_covar / N_k on the variances
+    # the MAP under the reg_covar prior attached to the n modelled steps: lambda / N_k on
+    # the variances, lambda = reg_covar * n / m for m = 2 matrices (1 when tied)
+    n = len(steps)
+    assert one.prior_size_ == n
+    r = 1e-3 * n / (2 * nk)
     want = {"full": scatter + r[:, None, None] * np.eye(2),
             "diag": np.diagonal(scatter, axis1=1, axis2=2) + r[:, None],
             "spherical": np.trace(scatter, axis1=1, axis2=2) / 2 + r,
             "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum()
-            + 1e-3 / nk.sum() * np.eye(2)}[cov_type]
+            + 1e-3 * n / nk.sum() * np.eye(2)}[cov_type]
     np.testing.assert_allclose(one.covars_, want, rtol=1e-8, atol=1e-10)
 
 

@@ -186,7 +186,8 @@ def test_map_prior_history_is_penalised_and_monotone():
     h = m.loglik_history_
     assert np.all(np.diff(h) >= -1e-9 * np.abs(h[1:]))
     log_prior = np.sum((alpha - 1) * np.log(m.transmat_)) + np.sum(np.log(m.startprob_))
-    log_prior -= 0.5 * 1e-6 * np.sum(1.0 / m.covars_)  # reg_covar: -r/2 trace(inv(Sigma_k))
+    # reg_covar: -lambda/2 trace(inv(Sigma_k)), lambda = reg_covar * n_steps / K (diag)
+    log_prior -= 0.5 * 1e-6 * len(X) / 3 * np.sum(1.0 / m.covars_)
     np.testing.assert_allclose(h[-1], m.score(X, LENGTHS) + log_prior, rtol=1e-10)
     # the M-step is the Dirichlet mode of the expected counts
     model = m._model

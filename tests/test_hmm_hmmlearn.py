@@ -264,14 +264,18 @@ def test_gmm_hmm_one_step_is_textbook_baum_welch(start, covariance_type):
 def test_reg_covar_is_hmmlearns_covars_prior(start, covariance_type):
     # emframe's reg_covar prior has the M-step of hmmlearn's covars_prior with the
     # weight that adds no pseudo-samples (covars_weight=1; for full and tied, any value up
-    # to n_features) and no prior on the means: (S_k + reg_covar I) / N_k.
+    # to n_features) and no prior on the means: (S_k + lambda I) / N_k, with the strength
+    # lambda = reg_covar * n / m attached to the n steps, m matrices (K; 1 when tied).
     X = _gauss_data()
-    reg = 0.5  # strong, so that a different update would show
+    reg = 0.5 / 100  # strong (lambda = 0.5, tied 1.5), so that a different update would show
     init = dict(start, means=X[[0, 120, 260]] + 0.1, covars=COVARS[covariance_type])
     ours = _set(GaussianHMM(K, covariance_type, init_params="", tol=0.0, max_iter=N_ITER,
                             reg_covar=reg), **init)
     ours.fit(X, LENGTHS)
-    prior = reg * np.eye(2) if covariance_type in ("full", "tied") else reg
+    n, m = sum(LENGTHS), 1 if covariance_type == "tied" else K
+    assert ours.prior_size_ == n
+    lam = reg * n / m
+    prior = lam * np.eye(2) if covariance_type in ("full", "tied") else lam
     ref = _set(hmm.GaussianHMM(K, covariance_type, init_params="", n_iter=N_ITER, tol=-np.inf,
                                covars_prior=prior, covars_weight=1.0, means_weight=0.0),
                **init)

@@ -109,8 +109,9 @@ def test_fully_labelled_one_step_is_the_supervised_mle(cov_type):
         for k in range(3):
             xk = X[z == k]
             np.testing.assert_allclose(est.means_[k], xk.mean(axis=0), rtol=1e-10)
-            # the MAP under the reg_covar prior: reg_covar / N_k on the variances
-            cov = np.cov(xk.T, bias=True) + 1e-4 / len(xk) * np.eye(2)
+            # the MAP under the reg_covar prior: lambda / N_k on the variances, with
+            # lambda = reg_covar * n / K attached to the n steps
+            cov = np.cov(xk.T, bias=True) + 1e-4 * len(X) / (3 * len(xk)) * np.eye(2)
             want = cov if cov_type == "full" else np.diag(cov)
             np.testing.assert_allclose(est.covars_[k], want, rtol=1e-10)
 

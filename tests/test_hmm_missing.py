@@ -159,12 +159,15 @@ def test_gaussian_oracle_with_nan(cov_type):
         new_means.append(mu)
         scatter.append(second / nk[k])
     scatter = np.array(scatter)
-    r = 1e-3 / nk  # the MAP under the reg_covar prior: reg_covar / N_k on the variances
+    # the MAP under the reg_covar prior: lambda / N_k on the variances, with
+    # lambda = reg_covar * n / m attached to the n steps (m = 2 matrices, 1 when tied)
+    lam = 1e-3 * len(X) / (1 if cov_type == "tied" else 2)
+    r = lam / nk
     expected = {
         "full": scatter + r[:, None, None] * np.eye(DIM),
         "diag": np.diagonal(scatter, axis1=1, axis2=2) + r[:, None],
         "spherical": np.trace(scatter, axis1=1, axis2=2) / DIM + r,
-        "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum() + 1e-3 / nk.sum() * np.eye(DIM),
+        "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum() + lam / nk.sum() * np.eye(DIM),
     }[cov_type]
     np.testing.assert_allclose(one.means_, np.array(new_means), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(one.covars_, expected, rtol=1e-10, atol=1e-12)
@@ -208,6 +211,8 @@ def test_gmm_oracle_with_nan(cov_type):
     one.fit(X, LENGTHS)
     informative = ~np.isnan(X).all(axis=1)
     resp = np.exp(lj - le[:, :, None]) * (bf["posteriors"] * informative[:, None])[:, :, None]
+    # lambda = reg_covar * n / m: m = K * n_mix = 4 matrices, or K = 2 when tied
+    lam = 1e-3 * len(X) / (2 if cov_type == "tied" else 4)
     for k in range(2):
         nk = resp[:, k].sum(axis=0)
         np.testing.assert_allclose(one.weights_[k], nk / nk.sum(), rtol=1e-10)
@@ -220,11 +225,11 @@ def test_gmm_oracle_with_nan(cov_type):
             scat.append(sum(resp[t, k, m] * (np.outer(ex[t] - mu, ex[t] - mu) + exx[t])
                             for t in range(len(X))) / nk[m])
         scat = np.array(scat)
-        r = 1e-3 / nk  # the reg_covar MAP: reg_covar / N_km on the variances
+        r = lam / nk  # the reg_covar MAP: lambda / N_km on the variances
         want = {"full": scat + r[:, None, None] * np.eye(DIM),
                 "diag": np.diagonal(scat, axis1=1, axis2=2) + r[:, None],
                 "tied": np.einsum("m,mij->ij", nk, scat) / nk.sum()
-                + 1e-3 / nk.sum() * np.eye(DIM)}
+                + lam / nk.sum() * np.eye(DIM)}
         np.testing.assert_allclose(one.covars_[k], want[cov_type], rtol=1e-10, atol=1e-12)
 
 

@@ -158,6 +158,10 @@ class DataSource:
         self.sample_weight = sample_weight
         self.chunk_size = chunk_size
         self.transform = transform
+        # rows in each unit of each chunk, once counted (lists of chunks and streams), and
+        # the chunks themselves while they hold at most INIT_SAMPLE_SIZE rows
+        self._unit_sizes: list[np.ndarray] | None = None
+        self._small: list[Any] | None = None
 
     @property
     def is_array(self) -> bool:
@@ -192,6 +196,44 @@ class DataSource:
             return chunk
         raise ValueError("the data source is empty: it yielded no chunk")
 
+    def _count_units(self) -> list[np.ndarray]:
+        """Rows in every unit of every chunk (see :func:`unit_sizes`), read once and kept.
+
+        Data small enough to be the default initialisation sample are kept too, so that
+        :meth:`init_sample` need not read them again.
+        """
+        if self._unit_sizes is None:
+            sizes: list[np.ndarray] = []
+            small: list[Any] | None = []
+            total = 0
+            for chunk, _ in self._raw():
+                sizes.append(unit_sizes(chunk))
+                total += int(sizes[-1].sum())
+                if small is not None and total <= INIT_SAMPLE_SIZE and _samplable(chunk):
+                    small.append(chunk)
+                else:
+                    small = None
+            self._unit_sizes, self._small = sizes, small
+        return self._unit_sizes
+
+    def count_rows(self) -> int:
+        """Number of rows in the data (time steps for HMM sequences), counted once.
+
+        With sample weights, the rows of positive weight: the sum of the relative
+        weights the fit uses (see :func:`relative_weights`). The same number whether
+        the data come whole, sliced, memory-mapped, as a list of chunks or streamed.
+        An array's rows come from its shape; a list of chunks or a stream is read
+        once (raw, without ``transform``), and :meth:`init_sample` then reuses the
+        count instead of reading it once more for it.
+
+        Executors that hold the data elsewhere override this method.
+        """
+        if self._is_array:
+            if self.sample_weight is not None:
+                return int(np.count_nonzero(self.sample_weight > 0))
+            return int(self.data.shape[0])
+        return int(sum(int(s.sum()) for s in self._count_units()))
+
     def init_sample(self, rng: np.random.Generator, max_rows: int | None = INIT_SAMPLE_SIZE) -> Any:
         """A seeded random sample of the data, to initialise a fit from.
 
@@ -206,8 +248,10 @@ class DataSource:
 
         A list of chunks is read once; a callable stream is read once to count
         its rows and, if it holds more than ``max_rows``, once more to collect
-        the sample. Chunks of a type that supports none of this (neither an
-        array nor the protocol) give the first chunk, as in earlier versions.
+        the sample (after :meth:`count_rows`, which keeps small data, only the
+        second pass is needed). Chunks of a type that supports none of this
+        (neither an array nor the protocol) give the first chunk, as in earlier
+        versions.
 
         Executors that hold the data elsewhere (a cluster) override this method
         and must return the same sample for the same ``rng`` state.
@@ -235,22 +279,31 @@ class DataSource:
             return self.transform(sample) if self.transform else sample
         sizes, kept, complete = [], [], True
         budget = np.inf if max_rows is None else max_rows
-        for chunk, _ in self._raw():
-            if not _samplable(chunk):
-                return self.first()
-            s = unit_sizes(chunk)
-            sizes.append(s)
-            budget -= int(s.sum())
-            if budget >= 0:
-                kept.append(chunk)  # all the data may fit: keep it, no second pass
-            else:
-                complete, kept = False, []
+        counted, small, self._small = self._unit_sizes, self._small, None
+        if counted is not None and budget < sum(int(s.sum()) for s in counted):
+            sizes, complete = counted, False  # counted already: only the pass that draws
+        elif counted is not None and small is not None:
+            sizes, kept = counted, small  # counted and kept already: no pass at all
+        else:
+            for chunk, _ in self._raw():
+                if not _samplable(chunk):
+                    return self.first()
+                s = unit_sizes(chunk)
+                sizes.append(s)
+                budget -= int(s.sum())
+                if budget >= 0:
+                    kept.append(chunk)  # all the data may fit: keep it, no second pass
+                else:
+                    complete, kept = False, []
+            self._unit_sizes = sizes
         if not sizes or not any(int(s.sum()) for s in sizes):
             raise ValueError("the data source is empty: it yielded no rows")
         if not complete:
             idx = draw_units(np.concatenate(sizes), rng, max_rows)
             offsets = np.cumsum([0] + [len(s) for s in sizes])
             for i, (chunk, _) in enumerate(self._raw()):
+                if not _samplable(chunk):
+                    return self.first()
                 local = idx[(idx >= offsets[i]) & (idx < offsets[i + 1])] - offsets[i]
                 if local.size:
                     kept.append(_take_units(chunk, local))

@@ -282,6 +282,7 @@ class EMEstimator:
                 f"fit() got unexpected keyword argument(s) {sorted(unknown)}; "
                 f"engine options are {sorted(_ENGINE_OPTIONS)}"
             )
+        model = self._attach_prior(model, source.count_rows)
         warm = self._warm_params()
         result = fit_em(
             model,
@@ -308,6 +309,27 @@ class EMEstimator:
         self.lower_bounds_ = result.per_sample_history()
         self._set_params(result.params)
         return result
+
+    def _attach_prior(self, model: EMModel, count: Callable[[], float]) -> EMModel:
+        """``model`` with its data-scaled prior attached to the training data's size.
+
+        Sets ``prior_size_`` to ``count()`` (the rows, or HMM steps, of the data: see
+        :meth:`DataSource.count_rows`) for a model with such a prior (``reg_covar``), and
+        removes it otherwise; ``count`` is not called then (a stream is not read for it).
+        """
+        if not model.scales_prior_with_data:
+            self.__dict__.pop("prior_size_", None)
+            return model
+        self.prior_size_ = count()
+        return model.with_prior_size(self.prior_size_)
+
+    def _restored_model(self) -> EMModel:
+        """The model of a loaded estimator: :meth:`_rebuild_model`, its prior attached as fitted.
+
+        Files written before ``prior_size_`` existed have none: their prior keeps the
+        unscaled strength they were fitted with.
+        """
+        return self._rebuild_model().with_prior_size(self.__dict__.get("prior_size_"))
 
     def _set_params(self, params: Params) -> None:
         self.params_ = params
@@ -352,7 +374,9 @@ class EMEstimator:
         kappa = check_kappa(kappa)
         state = getattr(self, "_online_state", None)
         if state is None:
-            model = self._build_model(data)
+            # the first batch's prior until online_update attaches the samples seen
+            built = self._build_model(data)
+            model = self._attach_prior(built, lambda: built.n_samples(data))
             params = self._warm_params()
             if params is None:
                 params = model.initialize(data, check_random_state(self.random_state))
@@ -365,6 +389,10 @@ class EMEstimator:
         state, ll = online_update(self._model, state, data, kappa=kappa, sample_weight=w)
         nb = state.n_seen - seen
         self._online_state = state
+        if self._model.scales_prior_with_data and state.n_seen > 0:
+            # the prior of the last M-step: attached to the samples seen (see online_update)
+            self.prior_size_ = state.n_seen
+            self._model = self._model.with_prior_size(state.n_seen)
         self.loglik_history_ = np.append(self.loglik_history_, ll)
         self.lower_bound_ = ll / nb if nb > 0 else math.nan
         self.lower_bounds_ = np.append(self.lower_bounds_, self.lower_bound_)

@@ -63,6 +63,36 @@ class EMModel(ABC, Generic[P, S]):
         """
         return 0.0
 
+    # Priors whose strength grows with the data (the covariance prior ``reg_covar``).
+
+    #: Size of the training data (rows, or HMM time steps) the model's data-scaled prior
+    #: is attached to, or None (then the prior has its unscaled strength).
+    prior_size: float | None = None
+
+    @property
+    def scales_prior_with_data(self) -> bool:
+        """Whether the model has a prior attached to a data size (see :meth:`with_prior_size`)."""
+        return False
+
+    def with_prior_size(self, prior_size: float | None) -> EMModel[P, S]:
+        """This model with its data-scaled prior attached to ``prior_size`` samples.
+
+        A prior whose strength is proportional to the size n of the data it is attached to
+        (``reg_covar``: ``lambda = reg_covar * n / n_matrices``) keeps the same relative
+        weight for any amount of data, as scikit-learn's and hmmlearn's added
+        ``reg_covar`` does, while the objective stays fixed during a fit (n is fixed).
+        Estimators attach the training data's size once per fit (``prior_size_``); online
+        EM attaches, at each M-step, the number of samples seen so far, for which its
+        running statistics stand. Models with such a prior return a copy (the model is
+        not changed); the default returns ``self``.
+
+        Parameters
+        ----------
+        prior_size : float or None
+            A number > 0, or None for the prior's unscaled strength.
+        """
+        return self
+
     def constrained_m_step(self, stats: S, fixed: Mapping[str, Any]) -> P:
         """M-step with the parameters named in ``fixed`` held at the given values.
 

@@ -3,7 +3,13 @@
 The running statistics are a per-sample average updated batch by batch,
 ``s <- (1 - rho_t) s + rho_t * s_hat(batch)`` with ``rho_t = (t + 2) ** -kappa``,
 and the parameters are the M-step of ``s`` scaled to the number of samples
-seen so far (which only matters for models with a prior). Any model that
+seen so far (which only matters for models with a prior). A prior whose strength
+scales with the data (``reg_covar``; see
+:meth:`~emframe.core.model.EMModel.with_prior_size`) is attached to those samples
+too when the model has a prior size (the estimators give it one): each M-step is
+then that of a batch fit to ``n_seen`` samples with statistics ``s``, and the
+covariance prior adds about ``reg_covar`` to the variances however many batches
+were seen. A model without a prior size keeps its unscaled prior. Any model that
 follows the engine's contract works unchanged.
 """
 
@@ -138,6 +144,9 @@ def online_update(
         rho = step_size(state.t, kappa)
         stats, t = state.stats.scale(1.0 - rho) + s_hat.scale(rho), state.t + 1
     n_seen = state.n_seen + nb
+    if model.prior_size is not None:
+        # the running statistics stand for the n_seen samples: so does a data-scaled prior
+        model = model.with_prior_size(n_seen)
     params = model.constrained_m_step(stats.scale(n_seen), state.fixed)
     model.check_params(params)
     return OnlineState(params, stats, t, n_seen, state.fixed), float(ll)

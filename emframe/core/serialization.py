@@ -42,7 +42,7 @@ _FITTED_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
 #: ones, and the names an estimator class lists in ``_saved_attributes``.
 SUMMARY_ATTRIBUTES = frozenset({
     "params_", "converged_", "n_iter_", "n_e_steps_", "n_features_in_", "lower_bound_",
-    "loglik_history_", "lower_bounds_",
+    "loglik_history_", "lower_bounds_", "prior_size_",
 })
 
 

@@ -164,3 +164,16 @@ def check_finite_params(params: Any) -> None:
         arr = np.asarray(value)
         if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
             raise ValueError(f"parameter {f.name!r} has non-finite values")
+
+
+def check_prior_size(prior_size: Any) -> float | None:
+    """Validate the data size a prior is attached to: None, or a finite number > 0.
+
+    See :meth:`emframe.core.model.EMModel.with_prior_size`.
+    """
+    if prior_size is None:
+        return None
+    check_scalar(prior_size, "prior_size", numbers.Real, min_value=0.0, include_min=False)
+    if not np.isfinite(prior_size):
+        raise ValueError(f"prior_size must be a finite number > 0, got {prior_size!r}")
+    return float(prior_size)

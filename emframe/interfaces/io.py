@@ -27,8 +27,10 @@ attributes its class lists in ``_saved_attributes``. Loaded arrays are read-only
 
 The model object (``estimator._model``) is not stored: it holds no fitted
 state, and ``estimator._rebuild_model()`` rebuilds it from the constructor
-arguments and ``n_features_in_`` (and, if it needs to, ``params_``). An
-estimator that cannot do that without data cannot be saved.
+arguments and ``n_features_in_`` (and, if it needs to, ``params_``); the size of
+the training data a prior is attached to (``prior_size_``, see
+``EMModel.with_prior_size``) is part of the fit summary. An estimator that cannot
+do that without data cannot be saved.
 """
 
 from __future__ import annotations
@@ -337,6 +339,7 @@ _SUMMARY_CHECKS: dict[str, tuple[str, Any]] = {
     "lower_bound_": ("a number", lambda v: _is_real(v)),
     "loglik_history_": ("a 1-D float array", lambda v: _is_float_vector(v)),
     "lower_bounds_": ("a 1-D float array", lambda v: _is_float_vector(v)),
+    "prior_size_": ("a finite number > 0", lambda v: _is_real(v) and 0 < v < np.inf),
 }
 
 
@@ -380,7 +383,7 @@ def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
     before = set(vars(estimator))
     try:
         # the model object holds no fitted state: rebuild it from the hyperparameters
-        model = estimator._rebuild_model()
+        model = estimator._restored_model()  # _rebuild_model, with the fitted prior size
         model.check_params(params)
         estimator._model = model
         estimator._set_params(params)  # derives the fitted attributes, as fit does

@@ -13,6 +13,7 @@ batches of whole sequences, so the statistics stay exactly additive.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -242,6 +243,21 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
             self.trans_support = tm > 0
 
     # -- engine hooks -------------------------------------------------------------------
+    @property
+    def prior_size(self) -> float | None:  # type: ignore[override]
+        """The emission's (see ``EMModel.with_prior_size``); n counts time steps."""
+        return self.emission.prior_size
+
+    @property
+    def scales_prior_with_data(self) -> bool:
+        return self.emission.scales_prior_with_data
+
+    def with_prior_size(self, prior_size: float | None) -> HMMModel:
+        """A copy whose emission has its prior attached to ``prior_size`` time steps."""
+        model = copy.copy(self)
+        model.emission = self.emission.with_prior_size(prior_size)
+        return model
+
     @property
     def engine_freeze(self) -> tuple[str, ...]:
         """Top-level parameter names to hand to the engine's ``freeze``."""

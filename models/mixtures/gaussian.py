@@ -20,8 +20,9 @@ from scipy.cluster.vq import kmeans2
 
 from emframe.core.mixture import MixtureEstimator, MixtureModel
 from emframe.core.params import Params
-from emframe.core.validation import check_array, check_scalar
+from emframe.core.validation import check_array, check_prior_size, check_scalar
 from emframe.inference.gaussian import (
+    CovariancePrior,
     GaussianKernel,
     GaussianMoments,
     gaussian_moments,
@@ -167,7 +168,7 @@ def _check_means(means: Any, n_components: int, n_features: int) -> np.ndarray:
     return m
 
 
-class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments]):
+class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, GaussianMoments]):
     """Gaussian mixture as a pure EM model.
 
     Parameters
@@ -176,11 +177,13 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         Number of components K.
     covariance_type : {"full", "tied", "diag", "spherical"}
     reg_covar : float
-        Non-negative strength of the prior
-        ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))`` on every covariance
-        matrix (one matrix when tied). The M-step is its MAP estimate, which adds
-        ``reg_covar / N_k`` (N_k the component's total weight) to the
-        maximum-likelihood variances; :meth:`log_prior` is its log density, so the
+        Non-negative scale of the prior
+        ``p(Sigma_j) ∝ exp(-lambda / 2 * trace(inv(Sigma_j)))`` on each of the m
+        covariance matrices (m = K, or 1 when tied), of strength
+        ``lambda = reg_covar * prior_size / m`` (:meth:`prior_strength`). The M-step is
+        its exact MAP estimate, which adds ``lambda / N_k`` (N_k the component's total
+        weight) to the maximum-likelihood variances: about ``reg_covar`` for balanced
+        components, as in scikit-learn. :meth:`log_prior` is its log density, so the
         engine monitors the penalised log-likelihood that EM increases. 0 gives
         maximum likelihood.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
@@ -189,6 +192,12 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
     weights_init, means_init, precisions_init : array-like, optional
         Initial values overriding the ones from ``init_params``; checked against
         the data in :meth:`check_init`.
+    prior_size : float, optional
+        Size n of the training data the prior is attached to (its rows; with
+        sample weights, the rows of positive weight); the estimators set it (see
+        :class:`~emframe.inference.gaussian.CovariancePrior`). None, the default for
+        a model built by hand for :func:`~emframe.core.engine.fit_em`, gives
+        ``lambda = reg_covar`` (adding ``reg_covar / N_k``, which fades as data grow).
     """
 
     def __init__(
@@ -200,12 +209,14 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         weights_init: Any = None,
         means_init: Any = None,
         precisions_init: Any = None,
+        prior_size: float | None = None,
     ) -> None:
         self.n_components = check_scalar(
             n_components, "n_components", numbers.Integral, min_value=1
         )
         self.strategy = get_covariance_strategy(covariance_type)
         self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
+        self.prior_size = check_prior_size(prior_size)
         self.init_params = _check_init_params(init_params)
         self.weights_init = weights_init
         self.means_init = means_init
@@ -267,7 +278,9 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
                     f"n_components = {self.n_components}"
                 )
             resp = INIT_METHODS[self.init_params](X, self.n_components, rng)
-            start = self.m_step(gaussian_moments(X, resp, self.strategy)).as_dict()
+            # the sample's M-step, with the prior attached to the sample
+            start = self.for_sample(n).m_step(
+                gaussian_moments(X, resp, self.strategy)).as_dict()
         if "precisions" in given:
             pc = self.strategy.precisions_cholesky_from_precisions(given["precisions"])
             start["precisions_cholesky"] = pc
@@ -326,7 +339,8 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         means = stats.means() if frozen_means is None else frozen_means
         cov, pc = fixed.get("covariances"), fixed.get("precisions_cholesky")
         if cov is None and pc is None:
-            cov = self.strategy.covariances(stats, self.reg_covar, about=frozen_means)
+            lam = self.prior_strength(self.n_components)
+            cov = self.strategy.covariances(stats, lam, about=frozen_means)
             pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
         elif pc is None:
             pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
@@ -335,9 +349,10 @@ class GaussianMixtureModel(MixtureModel[GaussianMixtureParams, GaussianMoments])
         return GaussianMixtureParams(weights, means, cov, pc)
 
     def log_prior(self, params: GaussianMixtureParams) -> float:
-        """``-reg_covar / 2 * sum_k trace(inv(Sigma_k))``, the penalty the M-step maximises with."""
+        """``-lambda / 2 * sum_j trace(inv(Sigma_j))``, the penalty the M-step maximises with."""
         d = np.shape(params.means)[-1]
-        return self.strategy.log_prior(params.precisions_cholesky, self.reg_covar, d)
+        lam = self.prior_strength(self.n_components)
+        return self.strategy.log_prior(params.precisions_cholesky, lam, d)
 
     def complete_params(
         self, like: GaussianMixtureParams, values: Mapping[str, Any]

@@ -23,6 +23,7 @@ training range is classed as noise rather than forced into a component.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import numbers
 from collections.abc import Mapping
@@ -132,6 +133,21 @@ class UniformNoiseModel(MixtureModel[Params, NoiseStats]):
         if name == "base" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.base, name)
+
+    # -- the base model's prior (EMModel defines these, so __getattr__ would not) ----
+    @property
+    def prior_size(self) -> float | None:  # type: ignore[override]
+        return self.base.prior_size
+
+    @property
+    def scales_prior_with_data(self) -> bool:
+        return self.base.scales_prior_with_data
+
+    def with_prior_size(self, prior_size: float | None) -> UniformNoiseModel:
+        """A copy whose base model has its prior attached to ``prior_size`` samples."""
+        model = copy.copy(self)
+        model.base = self.base.with_prior_size(prior_size)
+        return model
 
     # -- parameters ------------------------------------------------------------------
     def split(self, params: Params) -> tuple[Params, float]:

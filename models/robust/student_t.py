@@ -33,6 +33,7 @@ only, which is what lets the engine fit in chunks, online or distributed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import numbers
 from collections.abc import Mapping
@@ -164,14 +165,18 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
     covariance_type : {"full", "tied", "diag", "spherical"}
         Structure of the scale matrices.
     reg_covar : float
-        Strength of the prior on the scale matrices, exactly as in the Gaussian
-        mixture (:meth:`log_prior` is its log density, monitored by the engine).
+        Scale of the prior on the scale matrices, exactly as in the Gaussian
+        mixture (:meth:`log_prior` is its log density, monitored by the engine):
+        strength ``lambda = reg_covar * prior_size / m`` per matrix.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     weights_init, means_init, precisions_init : array-like, optional
         As for :class:`~emframe.models.mixtures.gaussian.GaussianMixtureModel`;
         ``precisions_init`` are inverse scale matrices.
     dof_init : float or array-like of shape (n_components,)
         Initial degrees of freedom.
+    prior_size : float, optional
+        Size of the training data the prior is attached to, as for the Gaussian
+        mixture (None: ``lambda = reg_covar``).
 
     Notes
     -----
@@ -189,10 +194,11 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         means_init: Any = None,
         precisions_init: Any = None,
         dof_init: Any = 10.0,
+        prior_size: float | None = None,
     ) -> None:
         self.gaussian = GaussianMixtureModel(
             n_components, covariance_type, reg_covar, init_params, weights_init, means_init,
-            precisions_init,
+            precisions_init, prior_size,
         )
         self.n_components = self.gaussian.n_components
         self.strategy = self.gaussian.strategy
@@ -208,6 +214,21 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
     @property
     def covariance_type(self) -> str:
         return self.strategy.name
+
+    # -- the Gaussian part's prior on the scale matrices ---------------------------
+    @property
+    def prior_size(self) -> float | None:  # type: ignore[override]
+        return self.gaussian.prior_size
+
+    @property
+    def scales_prior_with_data(self) -> bool:
+        return True
+
+    def with_prior_size(self, prior_size: float | None) -> StudentTMixtureModel:
+        """A copy whose prior is attached to ``prior_size`` samples (see ``EMModel``)."""
+        model = copy.copy(self)
+        model.gaussian = self.gaussian.with_prior_size(prior_size)
+        return model
 
     def check_init(self, n_features: int) -> dict[str, np.ndarray]:
         """Validate the given initial arrays against ``n_features`` (see the Gaussian model)."""
@@ -321,7 +342,8 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         the t M-step (also the tied one, ``sum_k S_k / n``) with its regularisation.
         """
         counted = self._counted(stats.moments.shifted(means), stats.nk)
-        return self.strategy.covariances(counted, self.reg_covar, about=means)
+        lam = self.gaussian.prior_strength(self.n_components)
+        return self.strategy.covariances(counted, lam, about=means)
 
     @staticmethod
     def _counted(moments: GaussianMoments, nk: np.ndarray) -> GaussianMoments:

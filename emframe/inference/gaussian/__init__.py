@@ -4,7 +4,8 @@ One strategy object per covariance structure ("full", "diag", "spherical",
 "tied") knows the shapes, the M-step from weighted moments, the Cholesky factor
 of the precision and the validation of user-given matrices; look one up with
 :func:`get_covariance_strategy`. Nothing else in emframe branches on the
-covariance type.
+covariance type. The covariance prior ``reg_covar`` and how its strength scales
+with the training data are in :mod:`.prior`.
 """
 
 from emframe.inference.gaussian.kernel import GaussianKernel, gaussian_moments
@@ -16,6 +17,7 @@ from emframe.inference.gaussian.moments import (
     TraceMoments,
     effective_counts,
 )
+from emframe.inference.gaussian.prior import CovariancePrior
 from emframe.inference.gaussian.strategies import (
     COVARIANCE_TYPES,
     CovarianceStrategy,
@@ -29,6 +31,7 @@ from emframe.inference.gaussian.strategies import (
 __all__ = [
     "COVARIANCE_TYPES",
     "NK_EPS",
+    "CovariancePrior",
     "CovarianceStrategy",
     "DiagCovariance",
     "DiagMoments",

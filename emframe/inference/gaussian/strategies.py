@@ -17,13 +17,12 @@ diag        (K, d)                   (K, d), ``1 / sqrt(C)``
 spherical   (K,)                     (K,), ``1 / sqrt(C)``
 =========== ======================== ==========================================
 
-``reg_covar`` is the strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 *
-trace(inv(Sigma_k)))`` (an inverse-Wishart factor with scale ``reg_covar * I``):
-:meth:`CovarianceStrategy.covariances` is its MAP estimate, ``(S_k + reg_covar I) /
-N_k`` for scatter S_k and weight N_k (tied: ``(sum S_k + reg_covar I) / sum N_k``;
-spherical: ``(trace S_k + d reg_covar) / (d N_k)``), and
-:meth:`CovarianceStrategy.log_prior` its log density. ``reg_covar = 0`` is maximum
-likelihood.
+Each of the :meth:`~CovarianceStrategy.n_matrices` distinct covariances has the prior
+``p(Sigma_j) ∝ exp(-lambda / 2 * trace(inv(Sigma_j)))`` (inverse-Wishart), of strength
+``lambda`` (the argument ``reg_covar``): :meth:`CovarianceStrategy.covariances` is its
+MAP, ``(S_k + lambda I) / N_k`` (tied: ``(sum S_k + lambda I) / sum N_k``; spherical:
+``(trace S_k + d lambda) / (d N_k)``), :meth:`CovarianceStrategy.log_prior` its log
+density; 0 is maximum likelihood. Models pass ``lambda = reg_covar * n / m`` (:mod:`.prior`).
 
 The moments they consume live in :mod:`.moments`, the fast log-density kernel
 in :mod:`.kernel`.
@@ -55,8 +54,8 @@ __all__ = [
 # ---------------------------------------------------------------------------
 def _not_pd_error(what: str, reg_covar: float | None, numerically: bool = False) -> ValueError:
     hint = (
-        f"increase reg_covar (now {reg_covar:g}), which adds reg_covar / N_k to the "
-        "variances of a component of total weight N_k"
+        f"increase reg_covar (now {reg_covar:g}), about the variance that the covariance "
+        "prior adds to components of balanced weights"
         if reg_covar is not None
         else "increase reg_covar"
     )
@@ -154,6 +153,10 @@ class CovarianceStrategy(ABC):
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Number of free covariance parameters."""
 
+    def n_matrices(self, n_components: int) -> int:
+        """Number of distinct covariance matrices of K components (each has the prior)."""
+        return int(n_components)
+
     # -- M-step and prior ----------------------------------------------------
     @abstractmethod
     def covariances(
@@ -166,9 +169,9 @@ class CovarianceStrategy(ABC):
         moments : GaussianMoments
             Statistics of class :attr:`moments`.
         reg_covar : float
-            Non-negative prior strength: ``reg_covar`` is added to the diagonal
-            of each scatter matrix before dividing by the component's weight,
-            so ``reg_covar / N_k`` to its variances. 0 gives maximum likelihood.
+            Non-negative prior strength ``lambda`` of each matrix, added to the diagonal
+            of each scatter matrix before dividing by the component's weight, so
+            ``lambda / N_k`` to its variances. 0 gives maximum likelihood.
         about : ndarray of shape (K, d), optional
             Centre the covariances here (frozen means) instead of at the
             weighted means; the result is then the MAP given those means.
@@ -182,7 +185,7 @@ class CovarianceStrategy(ABC):
     def log_prior(
         self, precisions_cholesky: np.ndarray, reg_covar: float, n_features: int
     ) -> float:
-        """The ``reg_covar`` prior's log density, ``-reg_covar / 2 * sum_k trace(inv(Sigma_k))``."""
+        """The prior's log density, ``-reg_covar / 2 * sum_j trace(inv(Sigma_j))``."""
         if reg_covar == 0.0:
             return 0.0
         return -0.5 * reg_covar * self.trace_precisions(precisions_cholesky, n_features)
@@ -393,6 +396,9 @@ class TiedCovariance(_MatrixCovariance):
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
         return n_features * (n_features + 1) // 2
+
+    def n_matrices(self, n_components: int) -> int:
+        return 1
 
     def covariances(
         self, moments: GaussianMoments, reg_covar: float, about: np.ndarray | None = None

@@ -34,8 +34,9 @@ from emframe.models.hmm.emissions.base import (
 )
 
 from emframe.core.params import Params
-from emframe.core.validation import check_scalar
+from emframe.core.validation import check_prior_size, check_scalar
 from emframe.inference.gaussian import (
+    CovariancePrior,
     FullCovariance,
     GaussianMoments,
     effective_counts,
@@ -108,7 +109,7 @@ class AutoRegressiveParams(Params):
     precisions_cholesky: np.ndarray
 
 
-class AutoRegressiveEmission(Emission):
+class AutoRegressiveEmission(CovariancePrior, Emission):
     """Gaussian vector autoregression of order ``order`` in every state.
 
     Its data are the rows built by :func:`lagged_rows`, not the raw observations.
@@ -119,9 +120,13 @@ class AutoRegressiveEmission(Emission):
         Number of lags p (>= 1).
     covariance_type : {"full", "diag", "spherical", "tied"}, default "full"
     reg_covar : float, default 1e-6
-        Strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``
-        on the noise covariances, as for the Gaussian emission: the M-step is its exact
-        MAP estimate and :meth:`log_prior` its log density.
+        Scale of the prior ``p(Sigma_j) ∝ exp(-lambda / 2 * trace(inv(Sigma_j)))`` on
+        the noise covariances, as for the Gaussian emission (``lambda = reg_covar *
+        prior_size / m``, m = K or 1 when tied): the M-step is its exact MAP estimate
+        and :meth:`log_prior` its log density.
+    prior_size : float, optional
+        Modelled time steps of the training data the prior is attached to (set by the
+        estimators); None gives ``lambda = reg_covar``.
     """
 
     letters: ClassVar[Mapping[str, str]] = {"a": "coefs", "b": "intercepts", "c": "covars"}
@@ -129,10 +134,14 @@ class AutoRegressiveEmission(Emission):
         "coefs": "coefs_", "intercepts": "intercepts_", "covars": "covars_"
     }
 
-    def __init__(self, order: int, covariance_type: str = "full", reg_covar: float = 1e-6) -> None:
+    def __init__(
+        self, order: int, covariance_type: str = "full", reg_covar: float = 1e-6,
+        prior_size: float | None = None,
+    ) -> None:
         self.order = int(check_scalar(order, "order", numbers.Integral, min_value=1))
         self.strategy = get_covariance_strategy(covariance_type)
         self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
+        self.prior_size = check_prior_size(prior_size)
         self.param_constraints = {
             "coefs": "real", "intercepts": "real", "covars": self.strategy.constraint
         }
@@ -164,7 +173,7 @@ class AutoRegressiveEmission(Emission):
         HMM's means do.
         """
         pooled = gaussian_moments(Y, np.ones((Y.shape[0], 1)), _FULL)
-        one = self._regress(pooled, {})
+        one = self.for_sample(len(Y))._regress(pooled, {})
         residual = Y[:, : self.n_features(Y)] - self._predict(one, Y, 0)
         centres = kmeanspp_centres(residual, n_components, rng)
         coefs = np.repeat(one.coefs, n_components, axis=0)
@@ -235,7 +244,8 @@ class AutoRegressiveEmission(Emission):
             covars = np.asarray(fixed["covars"])
         else:
             covars = self.strategy.covariances(
-                _residual_moments(self.strategy, stats.nk, mean_res, expected), self.reg_covar,
+                _residual_moments(self.strategy, stats.nk, mean_res, expected),
+                self.prior_strength(k_all),
                 about=np.zeros((k_all, d)),
             )
         pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
@@ -252,8 +262,8 @@ class AutoRegressiveEmission(Emission):
         return out
 
     def log_prior(self, params: AutoRegressiveParams) -> float:
-        d = np.shape(params.intercepts)[-1]
-        return self.strategy.log_prior(params.precisions_cholesky, self.reg_covar, d)
+        k, d = np.shape(params.intercepts)
+        return self.strategy.log_prior(params.precisions_cholesky, self.prior_strength(k), d)
 
     def check_params(self, params: AutoRegressiveParams, n_components: int) -> None:
         b = np.asarray(params.intercepts)

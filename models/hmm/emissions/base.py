@@ -121,6 +121,20 @@ class Emission(ABC):
         """Log prior density of the emission parameters (MAP emissions override it)."""
         return 0.0
 
+    #: Time steps the emission's data-scaled prior is attached to, or None (see
+    #: ``EMModel.with_prior_size``; Gaussian emissions take it from
+    #: :class:`~emframe.inference.gaussian.CovariancePrior`).
+    prior_size: float | None = None
+
+    @property
+    def scales_prior_with_data(self) -> bool:
+        """Whether the emission has a prior whose strength grows with the data."""
+        return False
+
+    def with_prior_size(self, prior_size: float | None) -> Emission:
+        """The emission with its data-scaled prior attached to ``prior_size`` steps (a copy)."""
+        return self
+
     def check_params(self, params: Params, n_components: int) -> None:
         """Raise ``ValueError`` unless ``params`` are valid for ``n_components`` states."""
         check_finite_params(params)

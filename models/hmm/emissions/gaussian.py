@@ -24,8 +24,9 @@ from emframe.models.hmm.emissions.base import (
 )
 
 from emframe.core.params import Params
-from emframe.core.validation import check_array, check_scalar
+from emframe.core.validation import check_array, check_prior_size, check_scalar
 from emframe.inference.gaussian import (
+    CovariancePrior,
     CovarianceStrategy,
     GaussianKernel,
     GaussianMoments,
@@ -73,7 +74,7 @@ def _data_covariance(
     return one.copy() if one.shape == target else np.repeat(one, n, axis=0)
 
 
-class GaussianEmission(Emission):
+class GaussianEmission(CovariancePrior, Emission):
     """Multivariate Gaussian emissions with a covariance structure per state.
 
     The covariance type is a strategy object from :mod:`emframe.inference.gaussian`, which
@@ -89,22 +90,31 @@ class GaussianEmission(Emission):
     ----------
     covariance_type : {"full", "diag", "spherical", "tied"}, default "diag"
     reg_covar : float, default 1e-6
-        Strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``
-        on every state's covariance (one matrix when tied), which keeps them positive
-        definite. The M-step is its exact MAP estimate (``reg_covar / N_k`` added to
-        the maximum-likelihood variances of a state with occupancy ``N_k``) and
-        :meth:`log_prior` its log density, so EM increases the penalised
+        Scale of the prior ``p(Sigma_j) ∝ exp(-lambda / 2 * trace(inv(Sigma_j)))`` on
+        each of the m state covariances (m = K, or 1 when tied), which keeps them
+        positive definite, with ``lambda = reg_covar * prior_size / m``
+        (:class:`~emframe.inference.gaussian.CovariancePrior`). The M-step is
+        its exact MAP estimate (``lambda / N_k`` added to the maximum-likelihood
+        variances of a state with occupancy ``N_k``: about ``reg_covar`` for balanced
+        states) and :meth:`log_prior` its log density, so EM increases the penalised
         log-likelihood. 0 gives maximum likelihood (hmmlearn's update with
         ``covars_prior=0``, ``covars_weight=1``).
+    prior_size : float, optional
+        Time steps of the training data the prior is attached to (set by the
+        estimators); None gives ``lambda = reg_covar``.
     """
 
     letters: ClassVar[Mapping[str, str]] = {"m": "means", "c": "covars"}
     attributes: ClassVar[Mapping[str, str]] = {"means": "means_", "covars": "covars_"}
     supports_missing: ClassVar[bool] = True
 
-    def __init__(self, covariance_type: str = "diag", reg_covar: float = 1e-6) -> None:
+    def __init__(
+        self, covariance_type: str = "diag", reg_covar: float = 1e-6,
+        prior_size: float | None = None,
+    ) -> None:
         self.strategy = get_covariance_strategy(covariance_type)
         self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
+        self.prior_size = check_prior_size(prior_size)
         self.param_constraints = {"means": "real", "covars": self.strategy.constraint}
         self._cache: tuple[Params, GaussianKernel] | None = None
         self._cond_cache: tuple[Params, np.ndarray, list[GaussianConditionals]] | None = None
@@ -152,7 +162,8 @@ class GaussianEmission(Emission):
         # k-means++ and the data covariance need complete rows: start from mean imputation.
         X = mean_imputed(X)
         means = kmeanspp_centres(X, n_components, rng)
-        covars = _data_covariance(X, self.strategy, self.reg_covar, n_components)
+        lam = self.for_sample(len(X)).prior_strength(1)  # one covariance of the sample
+        covars = _data_covariance(X, self.strategy, lam, n_components)
         pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
         return GaussianParams(means, covars, pc)
 
@@ -214,7 +225,8 @@ class GaussianEmission(Emission):
         if "covars" in fixed:
             covars = fixed["covars"]
         else:
-            covars = self.strategy.covariances(stats, self.reg_covar, about=frozen_means)
+            lam = self.prior_strength(stats.nk.shape[0])
+            covars = self.strategy.covariances(stats, lam, about=frozen_means)
         pc = fixed.get("precisions_cholesky")
         if pc is None or "covars" not in fixed:
             pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
@@ -229,8 +241,8 @@ class GaussianEmission(Emission):
         return out
 
     def log_prior(self, params: GaussianParams) -> float:
-        d = np.shape(params.means)[-1]
-        return self.strategy.log_prior(params.precisions_cholesky, self.reg_covar, d)
+        k, d = np.shape(params.means)
+        return self.strategy.log_prior(params.precisions_cholesky, self.prior_strength(k), d)
 
     def check_params(self, params: GaussianParams, n_components: int) -> None:
         means = np.asarray(params.means)

@@ -29,8 +29,9 @@ from scipy.special import logsumexp
 
 from emframe.core.numerics import log_normalize
 from emframe.core.params import Params, Stats
-from emframe.core.validation import check_array, check_scalar
+from emframe.core.validation import check_array, check_prior_size, check_scalar
 from emframe.inference.gaussian import (
+    CovariancePrior,
     GaussianKernel,
     GaussianMoments,
 )
@@ -71,7 +72,7 @@ class GMMStats(Stats):
     states: tuple[GaussianMoments, ...]
 
 
-class GMMEmission(Emission):
+class GMMEmission(CovariancePrior, Emission):
     """A Gaussian mixture of ``n_mix`` components in every state.
 
     Each state is a :class:`~emframe.models.mixtures.gaussian.GaussianMixtureModel`
@@ -89,11 +90,16 @@ class GMMEmission(Emission):
         Mixture components per state.
     covariance_type : {"full", "diag", "spherical", "tied"}, default "diag"
     reg_covar : float, default 1e-6
-        Strength of the covariance prior of
+        Scale of the covariance prior of
         :class:`~emframe.models.mixtures.gaussian.GaussianMixtureModel`, on every
-        covariance matrix of every state (one per state when tied); the M-step is
-        its exact MAP estimate and :meth:`log_prior` sums its log density over the
-        states. 0 gives maximum likelihood.
+        covariance matrix of every state (one per state when tied), of strength
+        ``lambda = reg_covar * prior_size / m`` with m = K * n_mix matrices (K when
+        tied): each state's mixture has its prior attached to ``prior_size / K``
+        steps. The M-step is its exact MAP estimate and :meth:`log_prior` sums its
+        log density over the states. 0 gives maximum likelihood.
+    prior_size : float, optional
+        Time steps of the training data the prior is attached to (set by the
+        estimators); None gives ``lambda = reg_covar``.
     """
 
     letters: ClassVar[Mapping[str, str]] = {"w": "weights", "m": "means", "c": "covars"}
@@ -102,11 +108,15 @@ class GMMEmission(Emission):
         "weights": "weights_", "means": "means_", "covars": "covars_"
     }
 
-    def __init__(self, n_mix: int, covariance_type: str = "diag", reg_covar: float = 1e-6) -> None:
+    def __init__(
+        self, n_mix: int, covariance_type: str = "diag", reg_covar: float = 1e-6,
+        prior_size: float | None = None,
+    ) -> None:
         self.n_mix = int(check_scalar(n_mix, "n_mix", numbers.Integral, min_value=1))
         self.mixture = GaussianMixtureModel(self.n_mix, covariance_type, reg_covar)
         self.strategy = self.mixture.strategy
         self.reg_covar = self.mixture.reg_covar
+        self.prior_size = check_prior_size(prior_size)
         self.param_constraints = {
             "weights": "simplex", "means": "real", "covars": self.strategy.constraint
         }
@@ -116,6 +126,16 @@ class GMMEmission(Emission):
     @property
     def covariance_type(self) -> str:
         return self.strategy.name
+
+    def state_mixture(self, n_components: int) -> GaussianMixtureModel:
+        """The mixture model of each of ``n_components`` states.
+
+        Its prior is attached to the state's share ``prior_size / n_components`` of the
+        steps, so each of its matrices has ``lambda = reg_covar * prior_size / m``.
+        """
+        if self.prior_size is None:
+            return self.mixture
+        return self.mixture.with_prior_size(self.prior_size / n_components)
 
     def state_params(self, params: GMMParams, k: int) -> GaussianMixtureParams:
         """The mixture parameters of state ``k``."""
@@ -173,7 +193,8 @@ class GMMEmission(Emission):
         X = mean_imputed(X)  # k-means++ and the data covariance need complete rows
         m, d = self.n_mix, X.shape[1]
         means = kmeanspp_centres(X, n_components * m, rng).reshape(n_components, m, d)
-        one = _data_covariance(X, self.strategy, self.reg_covar, m)
+        lam = self.for_sample(len(X)).prior_strength(1)  # one covariance of the sample
+        one = _data_covariance(X, self.strategy, lam, m)
         covars = np.repeat(one[None], n_components, axis=0)
         weights = np.full((n_components, m), 1.0 / m)
         return self.complete_params(GMMParams(weights, means, covars, covars), {"covars": covars})
@@ -252,8 +273,9 @@ class GMMEmission(Emission):
 
     def constrained_m_step(self, stats: GMMStats, fixed: Mapping[str, Any]) -> GMMParams:
         names = {"weights": "weights", "means": "means", "covars": "covariances"}
+        mixture = self.state_mixture(len(stats.states))
         states = [
-            self.mixture.constrained_m_step(
+            mixture.constrained_m_step(
                 s, {names[f]: np.asarray(v)[k] for f, v in fixed.items() if f in names}
             )
             for k, s in enumerate(stats.states)
@@ -275,10 +297,9 @@ class GMMEmission(Emission):
         return out
 
     def log_prior(self, params: GMMParams) -> float:
-        return sum(
-            self.mixture.log_prior(self.state_params(params, k))
-            for k in range(np.shape(params.weights)[0])
-        )
+        k_all = np.shape(params.weights)[0]
+        mixture = self.state_mixture(k_all)
+        return sum(mixture.log_prior(self.state_params(params, k)) for k in range(k_all))
 
     def check_params(self, params: GMMParams, n_components: int) -> None:
         w = np.asarray(params.weights)

@@ -262,6 +262,10 @@ def test_one_component_equals_missing_data_gaussian():
     np.testing.assert_allclose(b.params.means[0], a.params.mean, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(b.loglik_history, a.loglik_history, rtol=1e-12)
     assert reg.log_prior(b.params) == pytest.approx(ridge.log_prior(a.params), rel=1e-10)
+    # as the estimators build it, the prior is attached to the n rows: lambda = reg_covar * n
+    sized = MissingGaussianMixtureModel(1, reg_covar=0.25 / len(X), prior_size=len(X))
+    c = fit_em(sized, X, init_params=mix_start, tol=0.0, max_iter=15, warn_convergence=False)
+    np.testing.assert_allclose(c.params.covariances[0], a.params.covariance, rtol=1e-10)
 
 
 # -- behaviour on realistic data and the estimator surface ----------------------------------------

@@ -72,7 +72,10 @@ class EMEstimator:
     initial parameters), ``n_e_steps_`` (passes over the data, including the
     final evaluation), ``n_features_in_`` for array data, ``lower_bound_`` (the
     (penalised) log-likelihood per sample at the fitted parameters, as in
-    scikit-learn) and ``lower_bounds_`` (``loglik_history_`` per sample).
+    scikit-learn), ``lower_bounds_`` (``loglik_history_`` per sample) and, for a
+    model whose prior scales with the data (``reg_covar``), ``prior_size_``: the
+    rows (HMM steps) of the training data the prior is attached to, counting rows
+    of positive weight, and after ``partial_fit`` the samples seen.
 
     Fitting is transactional: ``fit`` and ``partial_fit`` (also when a subclass
     overrides them) change the fitted attributes only when they succeed.
@@ -221,8 +224,10 @@ class EMEstimator:
             Non-negative per-sample weights (array data only, with or without
             ``chunk_size``); a number weights every sample equally. Only relative
             weights matter: the fit uses them divided by the mean of the positive
-            ones, so priors (such as ``reg_covar``) count in units of that mean and
-            ``loglik_history_`` is the log-likelihood under those relative weights.
+            ones, so priors count in units of that mean (``reg_covar``'s is attached
+            to their sum, the number of rows of positive weight, so integer weights
+            equal repeated rows) and ``loglik_history_`` is the log-likelihood under
+            those relative weights.
         chunk_size : int, optional
             Rows per E-step chunk for array data.
         callbacks : sequence of callables, optional

@@ -54,7 +54,10 @@ class AutoRegressiveHMM(HMM):
     covariance_type : {{"full", "diag", "spherical", "tied"}}, default "full"
         Structure of the noise covariances.
     reg_covar : float, default 1e-6
-        Strength of the prior on the noise covariances, as in :class:`GaussianHMM`.
+        The prior on the noise covariances, as in :class:`GaussianHMM`: about
+        ``reg_covar`` added to the variances of balanced states, exactly the MAP with
+        ``lambda = reg_covar * n / m`` for n modelled steps (``prior_size_``) and m = K
+        (1 when tied).
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"a"`` coefs_, ``"b"``
@@ -69,7 +72,7 @@ class AutoRegressiveHMM(HMM):
     intercepts_ : ndarray of shape (n_components, n_features)
     covars_ : ndarray
         Noise covariances in the covariance_type's shape, as in GaussianHMM.
-    converged_, n_iter_, loglik_history_, params_
+    converged_, n_iter_, loglik_history_, params_, prior_size_
     """
 
     coefs_ = _ParamAttribute(

@@ -224,12 +224,15 @@ class GaussianHMM(HMM):
     covariance_type : {{"diag", "full", "spherical", "tied"}}, default "diag"
         Structure of the state covariances (hmmlearn's default is "diag" too).
     reg_covar : float, default 1e-6
-        Strength of the prior ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``
-        that keeps the covariances positive definite: each M-step is its exact MAP
-        estimate (``reg_covar / N_k`` added to the variances of a state with
-        occupancy ``N_k``; hmmlearn's ``covars_prior=reg_covar``, ``covars_weight=1``),
-        and ``loglik_history_`` includes its log density. 0 gives the textbook
-        Baum-Welch update.
+        About the variance added to each covariance for states of balanced
+        occupancy, as hmmlearn's ``covars_prior`` and scikit-learn's ``reg_covar``;
+        exactly, each M-step is the MAP estimate under the prior
+        ``p(Sigma_j) ∝ exp(-lambda / 2 * trace(inv(Sigma_j)))`` on each of the m state
+        covariances, with ``lambda = reg_covar * n / m`` for n time steps
+        (``prior_size_``) and m = K (1 when tied): ``lambda / N_k`` is added to the
+        variances of a state with occupancy ``N_k`` (hmmlearn's
+        ``covars_prior=lambda``, ``covars_weight=1``), and ``loglik_history_``
+        includes its log density. 0 gives the textbook Baum-Welch update.
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"m"`` means_, ``"c"`` covars_.
@@ -244,6 +247,8 @@ class GaussianHMM(HMM):
         set: (n_components,) spherical, (n_components, n_features) diag,
         (n_components, n_features, n_features) full, (n_features, n_features) tied.
         (hmmlearn returns full matrices when read but expects this shape when set.)
+    prior_size_ : int
+        Time steps the ``reg_covar`` prior is attached to (see ``reg_covar``).
     converged_, n_iter_, loglik_history_, params_
     """
 
@@ -290,8 +295,10 @@ class GMMHMM(HMM):
     covariance_type : {{"diag", "full", "spherical", "tied"}}, default "diag"
         "tied" shares one matrix between the components of a state (as in hmmlearn).
     reg_covar : float, default 1e-6
-        Strength of the covariance prior, as for :class:`GaussianHMM`, on every
-        mixture component of every state; 0 gives maximum likelihood.
+        The covariance prior, as for :class:`GaussianHMM`, on every mixture component
+        of every state: ``lambda = reg_covar * n / m`` with m = K * n_mix matrices (K
+        when tied), about ``reg_covar`` added to the variances of balanced
+        components; 0 gives maximum likelihood.
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"w"`` weights_, ``"m"`` means_,
@@ -307,7 +314,7 @@ class GMMHMM(HMM):
         (n_components, n_mix) spherical, (n_components, n_mix, n_features) diag,
         (n_components, n_mix, n_features, n_features) full,
         (n_components, n_features, n_features) tied.
-    converged_, n_iter_, loglik_history_, params_
+    converged_, n_iter_, loglik_history_, params_, prior_size_
 
     Notes
     -----

@@ -287,7 +287,8 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
         Prior strength for the covariance: the M-step adds ``ridge`` to the
         diagonal of the scatter matrix (so ``ridge / n_samples`` to the variances),
         which is the MAP estimate under ``p(Sigma) ∝ exp(-ridge/2 trace(inv(Sigma)))``,
-        the prior that ``reg_covar`` sets in the Gaussian mixtures and HMMs. Use it
+        the prior that ``reg_covar`` sets in the Gaussian mixtures and HMMs, where its
+        strength is ``reg_covar * n / m`` (``ridge`` is not scaled with n). Use it
         when ``n_features`` is close to ``n_samples`` or the data are collinear.
         With ``ridge > 0``, ``loglik_history_`` holds the penalised
         log-likelihood, which EM never decreases.

@@ -248,8 +248,9 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
     On data with no missing value it is the ordinary ``GaussianMixture``: the
     same initialisation, the same iterates, the same result. With one component
     it equals :class:`~emframe.models.MissingDataGaussian` with ``ridge`` equal
-    to ``reg_covar`` (both are the prior ``exp(-r/2 trace(inv(Sigma)))``), from the
-    same start.
+    to ``reg_covar * n`` for n rows (both are the prior ``exp(-r/2 trace(inv(Sigma)))``,
+    the mixture's of strength ``reg_covar * n / K``), from the same start. Rows with
+    every entry missing add nothing to the likelihood, but count in n.
 
     Notes
     -----

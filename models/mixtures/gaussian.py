@@ -428,16 +428,19 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
     tol : float, default=1e-3
         Stop when the mean per-sample log-likelihood improves by less than this.
     reg_covar : float, default=1e-6
-        Non-negative strength of a prior on the covariances,
-        ``p(Sigma_k) ∝ exp(-reg_covar / 2 * trace(inv(Sigma_k)))``, that keeps them
-        positive definite. Each M-step is the exact MAP estimate, which adds
-        ``reg_covar / N_k`` to the maximum-likelihood variances of a component
-        with total weight ``N_k`` (the tied covariance gets ``reg_covar / n``),
-        and ``loglik_history_`` is the penalised log-likelihood, which EM never
-        decreases. This differs from scikit-learn, which adds ``reg_covar``
-        itself to the variances after maximising (an update that maximises no
-        objective, so its likelihood can decrease); with ``reg_covar=0`` both
-        are maximum likelihood and the iterates are equal.
+        Non-negative regularisation that keeps the covariances positive definite:
+        about the variance added to each covariance for components of balanced
+        weights, as in scikit-learn. Exactly, each M-step is the MAP estimate under
+        ``p(Sigma_j) ∝ exp(-lambda / 2 * trace(inv(Sigma_j)))`` on each of the m
+        covariance matrices (m = K, 1 when tied), ``lambda = reg_covar * n / m`` for
+        n training rows (of positive weight; ``prior_size_``): it adds
+        ``lambda / N_k`` to the variances of a component of total weight ``N_k``
+        (exactly ``reg_covar`` when tied or K = 1, where the iterates equal
+        scikit-learn's), and ``loglik_history_`` is the penalised log-likelihood, a
+        fixed objective that EM never decreases. scikit-learn adds ``reg_covar`` to
+        the variances after maximising, an update that maximises no objective, so
+        its likelihood can decrease; with ``reg_covar=0`` both are maximum
+        likelihood and the iterates are equal.
     max_iter : int, default=100
         Maximum number of EM iterations per initialisation.
     n_init : int, default=1
@@ -492,6 +495,9 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
         Log-likelihood per sample at the fitted parameters (scikit-learn's meaning).
     lower_bounds_ : ndarray of shape (n_iter + 1,)
         ``loglik_history_`` per sample.
+    prior_size_ : int
+        Rows (of positive weight) the ``reg_covar`` prior is attached to; after
+        ``partial_fit``, the samples seen.
     n_features_in_ : int
 
     Notes

@@ -41,7 +41,10 @@ class StudentTMixture(NoiseOption, MixtureEstimator):
     tol : float, default=1e-3
         Stop when the mean per-sample log-likelihood improves by less than this.
     reg_covar : float, default=1e-6
-        Regularisation of the scale matrices, as in ``GaussianMixture``.
+        Regularisation of the scale matrices, as in ``GaussianMixture``: about the
+        variance added to each for components of balanced weights; exactly the MAP
+        under a prior of strength ``reg_covar * n / m`` on each of the m matrices
+        (n rows, ``prior_size_``).
     max_iter : int, default=100
     n_init : int, default=1
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"

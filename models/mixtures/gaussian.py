@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from emframe.models.mixtures.noise import NoiseOption
-from scipy.cluster.vq import kmeans2
 
 from emframe.core.mixture import MixtureEstimator, MixtureModel
 from emframe.core.params import Params
@@ -28,6 +26,7 @@ from emframe.inference.gaussian import (
     gaussian_moments,
     get_covariance_strategy,
 )
+from emframe.inference.kmeans import kmeans_labels
 
 __all__ = [
     "GaussianMixture",
@@ -96,12 +95,8 @@ def _one_hot(n: int, n_components: int, rows: np.ndarray, cols: np.ndarray) -> n
 
 
 def _resp_kmeans(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    with warnings.catch_warnings():
-        # scipy warns about empty clusters and divides 0/0 on duplicate points;
-        # an empty cluster simply gives a component with no initial data.
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        _, labels = kmeans2(X, n_components, minit="++", seed=rng)
+    # k-means on a seeded subsample of at most 10,000 rows, then every row labelled.
+    labels = kmeans_labels(X, n_components, rng)
     return _one_hot(X.shape[0], n_components, np.arange(X.shape[0]), labels)
 
 

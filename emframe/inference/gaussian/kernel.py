@@ -12,8 +12,9 @@ textbook computation of the same moments.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,41 @@ EXPANSION_MAX_DISTANCE = 1e5
 #: Above this many quadratic features (full covariance with d > 63) the expansion
 #: costs more memory than it saves, and every component is evaluated directly.
 EXPANSION_MAX_FEATURES = 2016
+
+#: The same bound for float32 data, whose features and products are float32: the
+#: rounding error of the expansion is then about ``6e-8 * distance``, kept near 1e-5.
+EXPANSION_MAX_DISTANCE_32 = 200.0
+
+_BACKENDS = ("auto", "numpy", "numba")
+
+
+@functools.lru_cache(maxsize=1)
+def has_numba() -> bool:
+    """Whether numba can be imported (then the fused kernels are used by default)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _use_numba(backend: str) -> bool:
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {_BACKENDS}")
+    if backend == "numba" and not has_numba():
+        raise ValueError(
+            'backend="numba" needs numba, which is not installed; install it with '
+            'pip install "emframe[fast]" or use backend="numpy"'
+        )
+    return backend != "numpy" and has_numba()
+
+
+def _numba_kernels() -> Any:
+    # Imported lazily: importing numba costs ~0.5 s and it is optional.
+    from emframe.inference.gaussian import _numba
+
+    return _numba
+
 
 #: Multiply-adds per matrix product on one block of rows. About 4e5 keeps a block
 #: of features in L2 cache and each product small enough for BLAS to run it on one
@@ -72,19 +108,29 @@ def gaussian_moments(
     GaussianMoments
         Of class ``strategy.moments``.
     """
-    nk = resp.sum(axis=0)
+    resp_t = np.ascontiguousarray(resp.T)  # columns as contiguous rows
+    nk = resp_t.sum(axis=1)
     if ref is None:
         ref = np.empty((resp.shape[1], X.shape[1]))
-        ref[:] = X.mean(axis=0)
         pos = nk > 0
-        ref[pos] = (resp[:, pos].T @ X) / nk[pos, None]
+        if not pos.all():
+            ref[:] = X.mean(axis=0)
+        ref[pos] = (resp_t[pos] @ X) / nk[pos, None]
     kind = strategy.moments
     sum_x = np.empty_like(ref)
     sum_xx = []
     for k in range(resp.shape[1]):
-        xc = X - ref[k]
-        sum_x[k] = resp[:, k] @ xc
-        sum_xx.append(kind.direct(xc, resp[:, k]))
+        r = resp_t[k]
+        rows = np.flatnonzero(r)
+        if 2 * rows.size < r.size:
+            # Hard assignments (k-means, one seed per component): rows of weight zero
+            # add nothing, so sum over the others only; K times less work.
+            xc, r = np.asarray(X[rows], dtype=np.float64), r[rows]
+            xc -= ref[k]
+        else:
+            xc = X - ref[k]
+        sum_x[k] = r @ xc
+        sum_xx.append(kind.direct(xc, r))
     return kind(nk, ref, sum_x, np.stack(sum_xx))
 
 
@@ -112,6 +158,11 @@ class GaussianKernel:
     weights : ndarray of shape (K,), optional
         Mixing weights; when given, ``log(weights)`` is added to the
         log-densities and the weights choose the centring point.
+    dtype : {numpy.float64, numpy.float32}, optional
+        Precision of the data. With float32 the fused kernel builds the features
+        and the products in float32, the centring point is a float32 number (so
+        the float32 features are referenced exactly at it) and the expansion is
+        used only within :data:`EXPANSION_MAX_DISTANCE_32`.
     """
 
     def __init__(
@@ -120,6 +171,7 @@ class GaussianKernel:
         means: np.ndarray,
         precisions_cholesky: np.ndarray,
         weights: np.ndarray | None = None,
+        dtype: Any = np.float64,
     ) -> None:
         means = np.asarray(means, dtype=float)
         K, d = means.shape
@@ -128,10 +180,14 @@ class GaussianKernel:
         self.means = means
         self.precisions_cholesky = np.asarray(precisions_cholesky, dtype=float)
         self.n_components, self.n_features = K, d
+        self.dtype = np.dtype(dtype)
+        single = self.dtype == np.float32
 
         lam = strategy._precision_terms(self.precisions_cholesky, K)
         w = np.full(K, 1.0 / K) if weights is None else np.asarray(weights, dtype=float)
         self.centre = (w @ means) / w.sum() if w.sum() > 0 else means.mean(axis=0)
+        if single:
+            self.centre = self.centre.astype(np.float32).astype(np.float64)
         mc = means - self.centre
         lam_mc = strategy.apply_precision(lam, mc)
         dist = np.einsum("kd,kd->k", mc, lam_mc)
@@ -146,7 +202,8 @@ class GaussianKernel:
         expand = self.nq <= EXPANSION_MAX_FEATURES
         if expand:
             inflation = strategy.variance_inflation(self.precisions_cholesky, K)
-            near = (dist + d) * inflation < EXPANSION_MAX_DISTANCE
+            limit = EXPANSION_MAX_DISTANCE_32 if single else EXPANSION_MAX_DISTANCE
+            near = (dist + d) * inflation < limit
         else:
             near = np.zeros(K, dtype=bool)
         self.fast = np.flatnonzero(near)
@@ -285,7 +342,7 @@ class GaussianKernel:
         return self._finish(acc)
 
     def mixture_e_step(
-        self, X: np.ndarray, sample_weight: np.ndarray | None = None
+        self, X: np.ndarray, sample_weight: np.ndarray | None = None, backend: str = "auto"
     ) -> tuple[GaussianMoments, float]:
         """E-step of a Gaussian mixture in one pass: posteriors, moments, log-likelihood.
 
@@ -295,6 +352,10 @@ class GaussianKernel:
         ----------
         X : ndarray of shape (n, d)
         sample_weight : ndarray of shape (n,), optional
+        backend : {"auto", "numpy", "numba"}
+            ``"auto"`` runs the fused numba kernel when numba is installed and
+            every component is expanded (see the class docstring); ``"numpy"``
+            the reference below. Both compute the same quantities.
 
         Returns
         -------
@@ -303,6 +364,8 @@ class GaussianKernel:
         log_likelihood : float
             Total (weighted) log-likelihood of ``X``.
         """
+        if _use_numba(backend) and self.fast.size == self.n_components and X.shape[0]:
+            return self._fused_e_step(X, sample_weight)
         acc = self._new_acc()
         buf = self._buffer()
         loglik = 0.0
@@ -325,3 +388,26 @@ class GaussianKernel:
                 lp *= wb
             self._accumulate(xb, F, lp, acc)
         return self._finish(acc), loglik
+
+    def _fused_e_step(
+        self, X: np.ndarray, sample_weight: np.ndarray | None
+    ) -> tuple[GaussianMoments, float]:
+        """:meth:`mixture_e_step` by the compiled kernel (every component expanded)."""
+        dt = np.float32 if X.dtype == np.float32 and self.dtype == np.float32 else np.float64
+        X = np.ascontiguousarray(X, dtype=dt)
+        W = np.ascontiguousarray(self.W, dtype=dt)
+        a, b, out, summed = self.kind.feature_pairs(self.n_features)
+        has_w = sample_weight is not None
+        w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
+        G, loglik = _numba_kernels().mixture_e_step(
+            X, self.centre.astype(dt), W, a, b, out, summed, self.nq, w, has_w, self.block
+        )
+        if dt == np.float32:
+            # The products used the rounded coefficients W32 = W - dW. To first order the
+            # log-likelihood misses sum_i sum_k r_ik dW_k . f(x_i) = sum_k dW_k . G_k: add
+            # it, so that rounding W does not shift the log-likelihood systematically.
+            dW = self.W - W.astype(np.float64)
+            loglik += float(np.einsum("kf,fk->", dW, G))
+        acc = self._new_acc()
+        acc["G"] = G
+        return self._finish(acc), float(loglik)

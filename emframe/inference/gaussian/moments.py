@@ -117,6 +117,16 @@ class GaussianMoments(Stats):
 
     @staticmethod
     @abstractmethod
+    def feature_pairs(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The quadratic features as products, for compiled kernels.
+
+        Returns ``(a, b, out, summed)``: feature ``out[p]`` is ``xt[a[p]] * xt[b[p]]``,
+        or, when ``summed``, the sum of those products over every ``p`` with that
+        ``out[p]``; the same values as :meth:`fill_features`.
+        """
+
+    @staticmethod
+    @abstractmethod
     def pack_quadratic(lam: np.ndarray, d: int) -> np.ndarray:
         """Coefficients (K, nq) of the quadratic features in ``-x^T Lam_k x / 2``."""
 
@@ -207,6 +217,11 @@ class FullMoments(GaussianMoments):
             start += d - i
 
     @staticmethod
+    def feature_pairs(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        rows, cols, _ = _triu(d)
+        return rows.astype(np.int64), cols.astype(np.int64), np.arange(rows.size), False
+
+    @staticmethod
     def unpack(g: np.ndarray, d: int) -> np.ndarray:
         rows, cols, _ = _triu(d)
         out = np.empty((g.shape[1], d, d))
@@ -243,6 +258,11 @@ class DiagMoments(GaussianMoments):
         np.multiply(xt, xt, out=out)
 
     @staticmethod
+    def feature_pairs(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        j = np.arange(d, dtype=np.int64)
+        return j, j, j, False
+
+    @staticmethod
     def unpack(g: np.ndarray, d: int) -> np.ndarray:
         return g.T.copy()
 
@@ -272,6 +292,11 @@ class TraceMoments(GaussianMoments):
     @staticmethod
     def fill_features(xt: np.ndarray, out: np.ndarray) -> None:
         np.einsum("ij,ij->j", xt, xt, out=out[0])
+
+    @staticmethod
+    def feature_pairs(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        j = np.arange(d, dtype=np.int64)
+        return j, j, np.zeros(d, dtype=np.int64), True
 
     @staticmethod
     def unpack(g: np.ndarray, d: int) -> np.ndarray:

@@ -1,0 +1,90 @@
+"""k-means labels for initialising mixtures, fast on large data.
+
+:func:`kmeans_labels` runs scipy's k-means (``scipy.cluster.vq.kmeans2`` with k-means++
+seeding) on a seeded random subsample of at most ``sample_size`` rows, then labels every
+row by its nearest centre with one matrix product. On 200,000 rows this costs a few
+hundredths of a second instead of most of a second, and a few thousand rows per cluster
+place the centres as well as all rows would for a starting point. Results depend only on
+the data and the generator's state: the same seed gives the same labels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+__all__ = ["DEFAULT_SAMPLE_SIZE", "kmeans_labels", "nearest_centre"]
+
+#: Rows k-means runs on by default (all rows when there are fewer).
+DEFAULT_SAMPLE_SIZE = 10_000
+
+#: Rows per block when labelling: bounds the (block, K) distance matrix.
+_LABEL_BLOCK = 65_536
+
+
+def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre (Euclidean) of every row of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centres : ndarray of shape (K, d)
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+    """
+    centres = np.asarray(centres, dtype=np.float64)
+    # Distances about the centres' mean: |x - c|^2 = |x - o|^2 - 2 (x - o).(c - o) + |c - o|^2,
+    # and the first term is the same for every centre. Referencing at o keeps the
+    # expansion free of cancellation on data far from the origin.
+    origin = centres.mean(axis=0)
+    cc = centres - origin
+    half_norm = 0.5 * np.einsum("kd,kd->k", cc, cc)
+    out = np.empty(X.shape[0], dtype=np.int64)
+    for s in range(0, X.shape[0], _LABEL_BLOCK):
+        xb = np.asarray(X[s : s + _LABEL_BLOCK], dtype=np.float64) - origin
+        score = xb @ cc.T
+        score -= half_norm  # maximise (x - o).(c - o) - |c - o|^2 / 2
+        out[s : s + xb.shape[0]] = np.argmax(score, axis=1)
+    return out
+
+
+def kmeans_labels(
+    X: np.ndarray,
+    n_clusters: int,
+    rng: np.random.Generator,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+) -> np.ndarray:
+    """Cluster labels of every row of ``X`` by k-means on a random subsample.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    n_clusters : int
+    rng : numpy Generator
+        Draws the subsample and seeds k-means++.
+    sample_size : int
+        Rows k-means runs on; with ``n <= sample_size`` it runs on all rows and the
+        labels are k-means' own.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        A cluster may be empty (it then labels no row).
+    """
+    n = X.shape[0]
+    X = np.asarray(X, dtype=np.float64)
+    with warnings.catch_warnings():
+        # scipy warns about empty clusters and divides 0/0 on duplicate points;
+        # an empty cluster simply gives a component with no initial data.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if n <= sample_size:
+            _, labels = kmeans2(X, n_clusters, minit="++", seed=rng)
+            return labels.astype(np.int64)
+        rows = np.sort(rng.choice(n, size=sample_size, replace=False))
+        centres, _ = kmeans2(X[rows], n_clusters, minit="++", seed=rng)
+    return nearest_centre(X, centres)

@@ -1,0 +1,160 @@
+"""The compiled (numba) E-step kernels and float32 paths equal the numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import emframe.inference.gaussian.kernel as kernel_mod
+from emframe.inference.gaussian import GaussianKernel, get_covariance_strategy
+from emframe.inference.kmeans import kmeans_labels, nearest_centre
+
+numba = pytest.importorskip("numba")
+
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def random_params(rng, covariance_type, K, d, offset):
+    strategy = get_covariance_strategy(covariance_type)
+    means = rng.normal(size=(K, d)) * 2.0 + offset
+    A = rng.normal(size=(K, d, d))
+    full = np.einsum("kij,klj->kil", A, A) + 0.5 * np.eye(d)
+    covs = {
+        "full": full,
+        "tied": full[0],
+        "diag": np.diagonal(full, axis1=1, axis2=2).copy(),
+        "spherical": np.trace(full, axis1=1, axis2=2) / d,
+    }[covariance_type]
+    return strategy, means, strategy.precisions_cholesky(covs), rng.dirichlet(np.ones(K))
+
+
+def assert_moments_close(a, b, rtol):
+    for name in ("nk", "ref", "sum_x", "sum_xx"):
+        x, y = getattr(a, name), getattr(b, name)
+        scale = max(float(np.max(np.abs(y))), 1e-300)
+        assert float(np.max(np.abs(x - y))) <= rtol * scale, name
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    covariance_type=st.sampled_from(TYPES),
+    K=st.integers(1, 5),
+    d=st.integers(1, 6),
+    n=st.integers(1, 700),
+    block=st.sampled_from([1, 7, 128, 512]),
+    weighted=st.booleans(),
+    offset=st.sampled_from([0.0, 1e3, -1e5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fused_e_step_equals_numpy(covariance_type, K, d, n, block, weighted, offset, seed):
+    rng = np.random.default_rng(seed)
+    strategy, means, pc, weights = random_params(rng, covariance_type, K, d, offset)
+    X = means[rng.integers(K, size=n)] + rng.normal(size=(n, d))
+    w = rng.uniform(0, 3, size=n) if weighted else None
+    kern = GaussianKernel(strategy, means, pc, weights=weights)
+    kern.block = block  # block edges and a partial last block
+    ref, ll_ref = kern.mixture_e_step(X, w, backend="numpy")
+    got, ll = kern.mixture_e_step(X, w, backend="numba")
+    assert ll == pytest.approx(ll_ref, rel=1e-12, abs=1e-9)
+    assert_moments_close(got, ref, 1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_auto_backend_runs_the_compiled_kernel_when_numba_is_installed(
+    covariance_type, monkeypatch
+):
+    rng = np.random.default_rng(0)
+    strategy, means, pc, weights = random_params(rng, covariance_type, 3, 4, 0.0)
+    X = rng.normal(size=(300, 4))
+    kern = GaussianKernel(strategy, means, pc, weights=weights)
+    calls = []
+    real = kern._fused_e_step
+    monkeypatch.setattr(kern, "_fused_e_step", lambda *a: calls.append(1) or real(*a))
+    kern.mixture_e_step(X)
+    assert calls == [1]
+    # without numba, "auto" falls back to numpy, with the same result
+    monkeypatch.setattr(kernel_mod, "has_numba", lambda: False)
+    a, la = kern.mixture_e_step(X)
+    assert calls == [1]
+    b, lb = real(X, None)
+    assert la == pytest.approx(lb, rel=1e-12)
+    assert_moments_close(a, b, 1e-12)
+    with pytest.raises(ValueError, match="needs numba"):
+        kern.mixture_e_step(X, backend="numba")
+    with pytest.raises(ValueError, match="unknown backend"):
+        kern.mixture_e_step(X, backend="fortran")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    covariance_type=st.sampled_from(TYPES),
+    K=st.integers(1, 5),
+    d=st.integers(1, 6),
+    n=st.integers(50, 600),
+    weighted=st.booleans(),
+    offset=st.sampled_from([0.0, 30.0, -1e3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_float32_e_step_is_close_to_float64_on_the_same_numbers(
+    covariance_type, K, d, n, weighted, offset, seed
+):
+    rng = np.random.default_rng(seed)
+    strategy, means, pc, weights = random_params(rng, covariance_type, K, d, offset)
+    X32 = (means[rng.integers(K, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+    X64 = X32.astype(np.float64)  # the same numbers: only the arithmetic differs
+    w = rng.uniform(0, 3, size=n) if weighted else None
+    k64 = GaussianKernel(strategy, means, pc, weights=weights)
+    k32 = GaussianKernel(strategy, means, pc, weights=weights, dtype=np.float32)
+    ref, ll_ref = k64.mixture_e_step(X64, w, backend="numpy")
+    got, ll = k32.mixture_e_step(X32, w)
+    # per-sample log-likelihood error ~ 1e-7 times the squared distances involved
+    assert abs(ll - ll_ref) <= 1e-5 * (abs(ll_ref) + n)
+    got = got.shifted(ref.ref)
+    np.testing.assert_allclose(got.nk, ref.nk, rtol=1e-4, atol=1e-4 * n)
+    np.testing.assert_allclose(got.means(), ref.means(), rtol=1e-4, atol=1e-4 * (1 + abs(offset)))
+    np.testing.assert_allclose(got.scatter(), ref.scatter(), rtol=1e-3, atol=1e-3)
+
+
+def test_float32_kernel_references_a_float32_centre_and_limits_the_expansion():
+    rng = np.random.default_rng(1)
+    strategy, means, pc, weights = random_params(rng, "full", 3, 3, 10.0)
+    k32 = GaussianKernel(strategy, means, pc, weights=weights, dtype=np.float32)
+    assert np.array_equal(k32.centre, k32.centre.astype(np.float32))
+    means_far = means.copy()
+    means_far[0] += 30.0  # squared Mahalanobis distance to the centre > 200
+    k32 = GaussianKernel(strategy, means_far, pc, weights=weights, dtype=np.float32)
+    k64 = GaussianKernel(strategy, means_far, pc, weights=weights)
+    assert 0 in k32.direct and 0 not in k64.direct
+
+
+# ---------------------------------------------------------------------------
+# k-means for initialisation
+# ---------------------------------------------------------------------------
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 300), K=st.integers(1, 6), d=st.integers(1, 4),
+       offset=st.sampled_from([0.0, 1e6]), seed=st.integers(0, 2**32 - 1))
+def test_nearest_centre_equals_brute_force(n, K, d, offset, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * 5 + offset
+    C = rng.normal(size=(K, d)) * 5 + offset
+    dist = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+    got = nearest_centre(X, C)
+    # ties (equal distances up to rounding) may go either way
+    np.testing.assert_allclose(dist[np.arange(n), got], dist.min(axis=1), rtol=1e-9, atol=1e-9)
+
+
+def test_kmeans_on_a_subsample_is_deterministic_and_labels_every_row():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    X = centres[rng.integers(3, size=3000)] + rng.normal(size=(3000, 2))
+    a = kmeans_labels(X, 3, np.random.default_rng(5), sample_size=300)
+    b = kmeans_labels(X, 3, np.random.default_rng(5), sample_size=300)
+    assert a.shape == (3000,) and np.array_equal(a, b)
+    # the clusters are recovered: every true cluster maps to one label
+    truth = nearest_centre(X, centres)
+    for k in range(3):
+        assert len(np.unique(a[truth == k])) == 1
+    c = kmeans_labels(X, 3, np.random.default_rng(6), sample_size=300)
+    assert c.shape == (3000,)

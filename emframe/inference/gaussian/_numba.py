@@ -18,6 +18,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: Posteriors below exp(-500) ~ 7e-218 of the row's largest are flushed to exact zeros.
+#: They cannot change a sum of posteriors (>= 1), and a component whose whole weight is
+#: made of them is empty for the M-step too (its divisor is nk + NK_EPS ~ 2e-15); but
+#: computing them, and products of them with the features (subnormal numbers), is slow.
+_EXP_FLUSH = -500.0
+
 
 @numba.njit(cache=True, error_model="numpy")
 def _fill_features(X, s, B, centre, pair_a, pair_b, pair_out, summed, nq, F):
@@ -45,28 +51,75 @@ def _fill_features(X, s, B, centre, pair_a, pair_b, pair_out, summed, nq, F):
                 out[i] = xa[i] * xb[i]
 
 
+_LOG2E = 1.4426950408889634
+# ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (as in fdlibm).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _normalise(lp, B, w, s, has_weight, mx, tot, resp):
+def _exp_rows(lp, B, mx, resp, bits):
+    """``resp[k, i] = exp(lp[k, i] - mx[i])`` (0 below :data:`_EXP_FLUSH`); True if any NaN.
+
+    A branch-free exp that the compiler vectorises: ``x = n ln 2 + r`` with
+    ``|r| <= ln 2 / 2``, ``exp(r)`` by its Taylor polynomial of degree 13 (truncation
+    below 5e-18 relative), and ``2**n`` built in the exponent bits (``bits`` is an
+    int64 buffer of length >= B). Accurate to about one unit in the last place, like
+    the C library's exp, and several times faster.
+    """
+    K = lp.shape[0]
+    scale = bits.view(np.float64)
+    nan = False
+    for k in range(K):
+        row = lp[k]
+        out = resp[k]
+        for i in range(B):
+            v = np.float64(row[i]) - mx[i]
+            nan |= v != v
+            x = v if v > _EXP_FLUSH else _EXP_FLUSH
+            n = np.floor(x * _LOG2E + 0.5)
+            r = (x - n * _LN2_HI) - n * _LN2_LO
+            p = 1.0 / 6227020800.0
+            p = p * r + 1.0 / 479001600.0
+            p = p * r + 1.0 / 39916800.0
+            p = p * r + 1.0 / 3628800.0
+            p = p * r + 1.0 / 362880.0
+            p = p * r + 1.0 / 40320.0
+            p = p * r + 1.0 / 5040.0
+            p = p * r + 1.0 / 720.0
+            p = p * r + 1.0 / 120.0
+            p = p * r + 1.0 / 24.0
+            p = p * r + 1.0 / 6.0
+            p = p * r + 0.5
+            p = p * r + 1.0
+            p = p * r + 1.0
+            bits[i] = (np.int64(n) + 1023) << 52
+            out[i] = p * scale[i] if v >= _EXP_FLUSH else 0.0
+    return nan
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _normalise(lp, B, w, s, has_weight, mx, tot, resp, bits):
     """Posteriors (times sample weight) of a block into ``resp`` (K, B); returns its log-likelihood.
 
-    ``lp`` (K, B) holds the log-densities plus log-weights, in the data's precision;
-    the arithmetic here is float64.
+    ``lp`` (K, B) holds the log-densities plus log-weights; the arithmetic here is
+    float64. Any NaN makes the log-likelihood NaN, as in the numpy reference.
     """
     K = lp.shape[0]
     for i in range(B):
         mx[i] = lp[0, i]
     for k in range(1, K):
+        row = lp[k]
         for i in range(B):
-            v = lp[k, i]
-            if v > mx[i]:
-                mx[i] = v
+            v = row[i]
+            mx[i] = v if v > mx[i] else mx[i]
+    nan = _exp_rows(lp, B, mx, resp, bits)
     for i in range(B):
         tot[i] = 0.0
     for k in range(K):
+        out = resp[k]
         for i in range(B):
-            e = np.exp(np.float64(lp[k, i]) - mx[i])
-            resp[k, i] = e
-            tot[i] += e
+            tot[i] += out[i]
     ll = 0.0
     for i in range(B):
         lse = mx[i] + np.log(tot[i])
@@ -77,46 +130,85 @@ def _normalise(lp, B, w, s, has_weight, mx, tot, resp):
         else:
             ll += lse
     for k in range(K):
+        out = resp[k]
         for i in range(B):
-            resp[k, i] = resp[k, i] / tot[i]
+            out[i] = out[i] / tot[i]
+    return np.nan if nan else ll
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _direct_log_prob(Fd, Wd_row, lp_row):
+    """``lp_row[:B] = Wd_row . Fd`` (one BLAS product), stored in float64."""
+    v = np.dot(Wd_row, Fd)
+    for i in range(v.shape[0]):
+        lp_row[i] = v[i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _direct_moments(Fd, r, rb, Gd, j):
+    """``Gd[:, j] += Fd @ r[:B]`` (one BLAS product), added to float64 totals."""
+    for i in range(rb.shape[0]):
+        rb[i] = r[i]
+    v = np.dot(Fd, rb)
+    for p in range(v.shape[0]):
+        Gd[p, j] += v[p]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, nq,
+                sample_weight, has_weight, F, Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits, Gb,
+                G, Gd):
+    Kf = W.shape[0]
+    Kd = Wd.shape[0]
+    if Kf:
+        _fill_features(X, s, B, centre, pair_a, pair_b, pair_out, summed, nq, F)
+        np.dot(W, F, lp)
+        for k in range(Kf):
+            for i in range(B):
+                lpd[k, i] = lp[k, i]
+    for j in range(Kd):
+        # Far components: features of x - mean_j, so nothing cancels.
+        _fill_features(X, s, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
+        _direct_log_prob(Fd, Wd[j], lpd[Kf + j])
+    ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, bits)
+    if Kf:
+        for k in range(Kf):
+            for i in range(B):
+                resp_t[i, k] = resp[k, i]
+        np.dot(F, resp_t, Gb)
+        nf = G.shape[0]
+        for a in range(nf):
+            for k in range(Kf):
+                G[a, k] += Gb[a, k]
+    for j in range(Kd):
+        if Kd > 1:  # the features of the last one are still in Fd
+            _fill_features(X, s, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
+        _direct_moments(Fd, resp[Kf + j], rb, Gd, j)
     return ll
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _block_pass(X, s, B, centre, W, pair_a, pair_b, pair_out, summed, nq, sample_weight,
-                has_weight, F, lp, resp, resp_t, mx, tot, Gb, G):
-    _fill_features(X, s, B, centre, pair_a, pair_b, pair_out, summed, nq, F)
-    np.dot(W, F, lp)
-    ll = _normalise(lp, B, sample_weight, s, has_weight, mx, tot, resp)
-    K = W.shape[0]
-    for k in range(K):
-        for i in range(B):
-            resp_t[i, k] = resp[k, i]
-    np.dot(F, resp_t, Gb)
-    nf = G.shape[0]
-    for a in range(nf):
-        for k in range(K):
-            G[a, k] += Gb[a, k]
-    return ll
-
-
-@numba.njit(cache=True, error_model="numpy")
-def mixture_e_step(X, centre, W, pair_a, pair_b, pair_out, summed, nq, sample_weight,
-                   has_weight, block):
+def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, nq,
+                   sample_weight, has_weight, block):
     """Fused E-step over all rows of ``X``.
 
     Parameters
     ----------
     X : ndarray of shape (n, d), float64 or float32, C-contiguous
     centre : ndarray of shape (d,), same dtype as X
-    W : ndarray of shape (K, nf), same dtype as X
-        Coefficients of the features in the log-densities plus log-weights.
+    W : ndarray of shape (Kf, nf), same dtype as X
+        Coefficients of the features about ``centre`` in the log-densities plus
+        log-weights of the expanded components.
+    means_d : ndarray of shape (Kd, d), same dtype as X
+        Means of the components evaluated directly (about their own means).
+    Wd : ndarray of shape (Kd, nf), same dtype as X
+        Their coefficients of the features of ``x - means_d[j]``.
     pair_a, pair_b, pair_out : ndarray of int64, shape (n_pairs,)
         Quadratic feature ``pair_out[p]`` is ``xc[pair_a[p]] * xc[pair_b[p]]``
         (summed over ``p`` when ``summed``).
     summed : bool
     nq : int
-        Number of quadratic features.
+        Number of quadratic features; ``nf = nq + d + 1``.
     sample_weight : ndarray of shape (n,), float64 (ignored unless ``has_weight``)
     has_weight : bool
     block : int
@@ -124,34 +216,52 @@ def mixture_e_step(X, centre, W, pair_a, pair_b, pair_out, summed, nq, sample_we
 
     Returns
     -------
-    G : ndarray of shape (nf, K), float64
-        Sums over rows of features times posterior (times sample weight).
+    G : ndarray of shape (nf, Kf), float64
+        Sums over rows of the features about ``centre`` times posterior (times
+        sample weight), expanded components.
+    Gd : ndarray of shape (nf, Kd), float64
+        The same about each direct component's mean.
     log_likelihood : float
     """
-    n = X.shape[0]
-    K, nf = W.shape
+    n, d = X.shape
+    Kf = W.shape[0]
+    Kd = Wd.shape[0]
+    K = Kf + Kd
+    nf = nq + d + 1
     dt = X.dtype
-    G = np.zeros((nf, K))
+    G = np.zeros((nf, Kf))
+    Gd = np.zeros((nf, Kd))
     ll = 0.0
     size = min(block, n)
     F = np.empty((nf, size), dt)
     F[nf - 1] = 1.0
-    lp = np.empty((K, size), dt)
+    Fd = np.empty((nf, size), dt)
+    Fd[nf - 1] = 1.0
+    lp = np.empty((Kf, size), dt)
+    lpd = np.empty((K, size))
     resp = np.empty((K, size))
-    resp_t = np.empty((size, K), dt)
+    resp_t = np.empty((size, Kf), dt)
+    rb = np.empty(size, dt)
     mx = np.empty(size)
     tot = np.empty(size)
-    Gb = np.empty((nf, K), dt)
+    bits = np.empty(size, np.int64)
+    Gb = np.empty((nf, Kf), dt)
     full = n - n % size
     for s in range(0, full, size):
-        ll += _block_pass(X, s, size, centre, W, pair_a, pair_b, pair_out, summed, nq,
-                          sample_weight, has_weight, F, lp, resp, resp_t, mx, tot, Gb, G)
+        ll += _block_pass(X, s, size, centre, W, means_d, Wd, pair_a, pair_b, pair_out,
+                          summed, nq, sample_weight, has_weight, F, Fd, lp, lpd, resp,
+                          resp_t, rb, mx, tot, bits, Gb, G, Gd)
     rest = n - full
     if rest > 0:
+        # np.dot needs whole contiguous arrays: buffers of the last block's size
         F2 = np.empty((nf, rest), dt)
         F2[nf - 1] = 1.0
-        lp2 = np.empty((K, rest), dt)
-        resp_t2 = np.empty((rest, K), dt)
-        ll += _block_pass(X, full, rest, centre, W, pair_a, pair_b, pair_out, summed, nq,
-                          sample_weight, has_weight, F2, lp2, resp, resp_t2, mx, tot, Gb, G)
-    return G, ll
+        Fd2 = np.empty((nf, rest), dt)
+        Fd2[nf - 1] = 1.0
+        lp2 = np.empty((Kf, rest), dt)
+        resp_t2 = np.empty((rest, Kf), dt)
+        rb2 = np.empty(rest, dt)
+        ll += _block_pass(X, full, rest, centre, W, means_d, Wd, pair_a, pair_b, pair_out,
+                          summed, nq, sample_weight, has_weight, F2, Fd2, lp2, lpd, resp,
+                          resp_t2, rb2, mx, tot, bits, Gb, G, Gd)
+    return G, Gd, ll

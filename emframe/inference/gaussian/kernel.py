@@ -209,12 +209,20 @@ class GaussianKernel:
         self.fast = np.flatnonzero(near)
         self.direct = np.flatnonzero(~near)
         self.n_rows = self.nq + d + 1 if self.fast.size else 0
-        if self.fast.size:
-            W = np.empty((K, self.n_rows))
+        self.expandable = expand
+        if expand:
+            nf = self.nq + d + 1
+            W = np.empty((K, nf))
             W[:, : self.nq] = strategy.quadratic_coefficients(lam, K, d)
             W[:, self.nq : self.nq + d] = lam_mc
             W[:, -1] = const - 0.5 * dist
             self.W = np.ascontiguousarray(W[self.fast])
+            # The compiled kernel scores a far component with the same coefficients
+            # applied to the features of x - mean_k (no linear term, no distance).
+            Wd = W[self.direct]
+            Wd[:, self.nq : self.nq + d] = 0.0
+            Wd[:, -1] = const[self.direct]
+            self.W_direct = np.ascontiguousarray(Wd)
         work_per_row = self.n_rows * K if self.fast.size else K * d * d
         self.block = int(min(8192, max(128, _BLOCK_MULADDS // work_per_row)))
 
@@ -364,7 +372,7 @@ class GaussianKernel:
         log_likelihood : float
             Total (weighted) log-likelihood of ``X``.
         """
-        if _use_numba(backend) and self.fast.size == self.n_components and X.shape[0]:
+        if _use_numba(backend) and self.expandable and X.shape[0]:
             return self._fused_e_step(X, sample_weight)
         acc = self._new_acc()
         buf = self._buffer()
@@ -392,17 +400,19 @@ class GaussianKernel:
     def _fused_e_step(
         self, X: np.ndarray, sample_weight: np.ndarray | None
     ) -> tuple[GaussianMoments, float]:
-        """:meth:`mixture_e_step` by the compiled kernel (every component expanded)."""
+        """:meth:`mixture_e_step` by the compiled kernel."""
         dt = np.float32 if X.dtype == np.float32 and self.dtype == np.float32 else np.float64
         X = np.ascontiguousarray(X, dtype=dt)
         W = np.ascontiguousarray(self.W, dtype=dt)
         a, b, out, summed = self.kind.feature_pairs(self.n_features)
         has_w = sample_weight is not None
         w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
-        G, loglik = _numba_kernels().mixture_e_step(
-            X, self.centre.astype(dt), W, a, b, out, summed, self.nq, w, has_w, self.block
+        G, Gd, loglik = _numba_kernels().mixture_e_step(
+            X, self.centre.astype(dt), W, np.ascontiguousarray(self.means[self.direct], dtype=dt),
+            np.ascontiguousarray(self.W_direct, dtype=dt), a, b, out, summed, self.nq, w, has_w,
+            self.block,
         )
-        if dt == np.float32:
+        if dt == np.float32 and self.fast.size:
             # The products used the rounded coefficients W32 = W - dW. To first order the
             # log-likelihood misses sum_i sum_k r_ik dW_k . f(x_i) = sum_k dW_k . G_k: add
             # it, so that rounding W does not shift the log-likelihood systematically.
@@ -410,4 +420,10 @@ class GaussianKernel:
             loglik += float(np.einsum("kf,fk->", dW, G))
         acc = self._new_acc()
         acc["G"] = G
+        if self.direct.size:
+            # Components scored about their own means: moments referenced there.
+            dr, nq, d = self.direct, self.nq, self.n_features
+            acc["nk"][dr] = Gd[-1]
+            acc["sum_x"][dr] = Gd[nq : nq + d].T
+            acc["sum_xx"][dr] = self.kind.unpack(Gd[:nq], d)
         return self._finish(acc), float(loglik)

@@ -158,3 +158,70 @@ def test_kmeans_on_a_subsample_is_deterministic_and_labels_every_row():
         assert len(np.unique(a[truth == k])) == 1
     c = kmeans_labels(X, 3, np.random.default_rng(6), sample_size=300)
     assert c.shape == (3000,)
+
+
+# ---------------------------------------------------------------------------
+# float32 through the estimator, as in scikit-learn
+# ---------------------------------------------------------------------------
+def _float32_blobs(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0, 0.0], [5.0, 1.0, 0.0], [0.0, 6.0, 2.0]]) + 20.0
+    X = centres[rng.integers(3, size=n)] + rng.normal(size=(n, 3))
+    return X.astype(np.float32)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_float32_fit_keeps_float32_and_matches_the_float64_fit(covariance_type):
+    import warnings
+
+    from emframe.models import GaussianMixture
+
+    X32 = _float32_blobs()
+    X64 = X32.astype(np.float64)
+    kw = dict(covariance_type=covariance_type, random_state=0, tol=1e-8, max_iter=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no monotonicity (or other) warning in float32
+        a = GaussianMixture(3, **kw).fit(X64)
+        b = GaussianMixture(3, **kw).fit(X32)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+        assert getattr(b, name).dtype == np.float32, name
+        assert getattr(a, name).dtype == np.float64, name
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(a.predict(X64), b.predict(X32))
+    # float32 rounding moves the log-likelihood by ~1e-9 relative: within the guard
+    from emframe.core.loop import MONOTONE_RTOL
+
+    hist = b.loglik_history_
+    assert np.all(np.diff(hist) >= -MONOTONE_RTOL * np.abs(hist[1:]))
+
+
+def test_float32_weights_init_summing_to_1_00000006_is_accepted():
+    from emframe.models import GaussianMixture
+
+    w = np.full(3, 1 / 3, dtype=np.float32)
+    w = np.array([0.1, 0.2, 0.7], dtype=np.float32) if float(w.sum()) == 1.0 else w
+    w = (w / w.sum()).astype(np.float32)
+    w32 = np.nextafter(w, np.float32(1))  # pushes the float64 sum above 1 + 1e-8
+    assert abs(float(w32.astype(np.float64).sum()) - 1.0) > 1e-8
+    assert abs(float(w32.astype(np.float64).sum()) - 1.0) < 1e-6
+    GaussianMixture(3, weights_init=w32, random_state=0, max_iter=2).fit(_float32_blobs())
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixture(3, weights_init=w32.astype(np.float64), max_iter=2).fit(_float32_blobs())
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_float32_arithmetic_fit_is_within_1e_4_of_the_float64_fit(covariance_type, monkeypatch):
+    import warnings
+
+    from emframe.models import GaussianMixture
+    from emframe.models.mixtures.gaussian import GaussianMixtureModel
+
+    X32 = _float32_blobs(2000, seed=3)
+    kw = dict(covariance_type=covariance_type, random_state=0, tol=1e-6, max_iter=30)
+    a = GaussianMixture(3, **kw).fit(X32.astype(np.float64))
+    monkeypatch.setattr(GaussianMixtureModel, "float32_arithmetic", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # see float32_arithmetic: rounding near convergence
+        b = GaussianMixture(3, **kw).fit(X32)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-5)

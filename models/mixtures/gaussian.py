@@ -195,6 +195,14 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         ``lambda = reg_covar`` (adding ``reg_covar / N_k``, which fades as data grow).
     """
 
+    #: dtype of the data the estimator fits (float32 parameters are kept float32).
+    fit_dtype: np.dtype = np.dtype(np.float64)
+    #: Score float32 data with float32 features and products (about 1.3-2x faster E-steps).
+    #: Off by default: the rounding moves the log-likelihood by ~1e-8 relative, more than
+    #: the engine's monotonicity tolerance (1e-9), so near convergence the guard would
+    #: flag steps that only rounding made go down.
+    float32_arithmetic: bool = False
+
     def __init__(
         self,
         n_components: int,
@@ -302,6 +310,10 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
     ) -> tuple[GaussianMoments, float]:
         """Posterior-weighted moments and the (weighted) log-likelihood, in one fused pass.
 
+        float32 data are read as they are, without a float64 copy, and scored with
+        float64 arithmetic; with :attr:`float32_arithmetic` the features and products
+        are float32 too (see :class:`~emframe.inference.gaussian.GaussianKernel`).
+
         Returns
         -------
         stats : GaussianMoments
@@ -309,8 +321,14 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
             scored with the same parameters add exactly.
         log_likelihood : float
         """
-        X = np.asarray(X, dtype=float)
-        return self._kernel(params).mixture_e_step(X, sample_weight)
+        X = np.asarray(X)
+        if X.dtype != np.float32:
+            X = X.astype(np.float64, copy=False)
+        kernel = GaussianKernel(
+            self.strategy, params.means, params.precisions_cholesky, weights=params.weights,
+            dtype=X.dtype if self.float32_arithmetic else np.float64,
+        )
+        return kernel.mixture_e_step(X, sample_weight)
 
     def stats_from_resp(self, X: Any, resp: np.ndarray) -> GaussianMoments:
         return gaussian_moments(np.asarray(X, dtype=float), resp, self.strategy)
@@ -563,6 +581,7 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
     def _build_model(self, X: Any) -> GaussianMixtureModel:
         n, d = np.shape(X)
         model = self._make_model(d)
+        model.fit_dtype = np.dtype(getattr(X, "dtype", np.float64))
         if n < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components, but got n_samples = {n}, "
@@ -572,6 +591,26 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
 
     def _rebuild_model(self) -> GaussianMixtureModel:
         return self._with_noise(self._make_model(self.n_features_in_))
+
+    #: Whether float32 data stay float32 (scored in float32, fitted arrays float32).
+    _keep_float32: bool = True
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        """As the base class, but float32 input stays float32, as in scikit-learn."""
+        if self._keep_float32 and getattr(X, "dtype", None) == np.float32:
+            X = check_array(X, allow_nan=self._allow_nan, dtype=np.float32)
+            self._check_n_features(X, reset=reset)
+            return X
+        return super()._validate_X(X, reset=reset)
+
+    def _set_params(self, params: GaussianMixtureParams) -> None:
+        # A fit on float32 data gives float32 parameters, as scikit-learn's does; the
+        # arithmetic stays float64 (the kernels convert), so nothing is lost in between.
+        model = getattr(self, "_model", None)
+        if getattr(model, "fit_dtype", None) == np.float32:
+            params = params.replace(**{k: np.asarray(v, dtype=np.float32)
+                                       for k, v in params.as_dict().items()})
+        super()._set_params(params)
 
     def _fitted_attributes(self, params: GaussianMixtureParams) -> dict[str, Any]:
         precisions = self._model.strategy.precisions(params.precisions_cholesky)

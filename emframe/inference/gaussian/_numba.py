@@ -167,9 +167,9 @@ def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summe
             for i in range(B):
                 lpd[k, i] = lp[k, i]
     for j in range(Kd):
-        # Far components: features of x - mean_j, so nothing cancels.
-        _fill_features(X, s, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
-        _direct_log_prob(Fd, Wd[j], lpd[Kf + j])
+        # Far components: features of x - mean_j, so nothing cancels; kept for the moments.
+        _fill_features(X, s, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd[j])
+        _direct_log_prob(Fd[j], Wd[j], lpd[Kf + j])
     ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, bits)
     if Kf:
         for k in range(Kf):
@@ -181,9 +181,7 @@ def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summe
             for k in range(Kf):
                 G[a, k] += Gb[a, k]
     for j in range(Kd):
-        if Kd > 1:  # the features of the last one are still in Fd
-            _fill_features(X, s, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
-        _direct_moments(Fd, resp[Kf + j], rb, Gd, j)
+        _direct_moments(Fd[j], resp[Kf + j], rb, Gd, j)
     return ll
 
 
@@ -195,13 +193,13 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     Parameters
     ----------
     X : ndarray of shape (n, d), float64 or float32, C-contiguous
-    centre : ndarray of shape (d,), same dtype as X
-    W : ndarray of shape (Kf, nf), same dtype as X
+    centre : ndarray of shape (d,), dtype of the arithmetic (float64, or float32)
+    W : ndarray of shape (Kf, nf), dtype of the arithmetic
         Coefficients of the features about ``centre`` in the log-densities plus
         log-weights of the expanded components.
-    means_d : ndarray of shape (Kd, d), same dtype as X
+    means_d : ndarray of shape (Kd, d), dtype of the arithmetic
         Means of the components evaluated directly (about their own means).
-    Wd : ndarray of shape (Kd, nf), same dtype as X
+    Wd : ndarray of shape (Kd, nf), dtype of the arithmetic
         Their coefficients of the features of ``x - means_d[j]``.
     pair_a, pair_b, pair_out : ndarray of int64, shape (n_pairs,)
         Quadratic feature ``pair_out[p]`` is ``xc[pair_a[p]] * xc[pair_b[p]]``
@@ -228,15 +226,16 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     Kd = Wd.shape[0]
     K = Kf + Kd
     nf = nq + d + 1
-    dt = X.dtype
+    dt = Wd.dtype  # the arithmetic's precision (X may be float32 with float64 arithmetic)
     G = np.zeros((nf, Kf))
     Gd = np.zeros((nf, Kd))
     ll = 0.0
     size = min(block, n)
     F = np.empty((nf, size), dt)
     F[nf - 1] = 1.0
-    Fd = np.empty((nf, size), dt)
-    Fd[nf - 1] = 1.0
+    Fd = np.empty((Kd, nf, size), dt)
+    for j in range(Kd):
+        Fd[j, nf - 1] = 1.0
     lp = np.empty((Kf, size), dt)
     lpd = np.empty((K, size))
     resp = np.empty((K, size))
@@ -256,8 +255,9 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
         # np.dot needs whole contiguous arrays: buffers of the last block's size
         F2 = np.empty((nf, rest), dt)
         F2[nf - 1] = 1.0
-        Fd2 = np.empty((nf, rest), dt)
-        Fd2[nf - 1] = 1.0
+        Fd2 = np.empty((Kd, nf, rest), dt)
+        for j in range(Kd):
+            Fd2[j, nf - 1] = 1.0
         lp2 = np.empty((Kf, rest), dt)
         resp_t2 = np.empty((rest, Kf), dt)
         rb2 = np.empty(rest, dt)

@@ -218,10 +218,17 @@ class GaussianKernel:
             W[:, -1] = const - 0.5 * dist
             self.W = np.ascontiguousarray(W[self.fast])
             # The compiled kernel scores a far component with the same coefficients
-            # applied to the features of x - mean_k (no linear term, no distance).
-            Wd = W[self.direct]
-            Wd[:, self.nq : self.nq + d] = 0.0
-            Wd[:, -1] = const[self.direct]
+            # applied to the features of x - c_k, with c_k its mean rounded to the data's
+            # precision (the mean itself in float64): the same expansion with c_k for c.
+            dr = self.direct
+            self.direct_centres = means[dr].astype(self.dtype).astype(np.float64)
+            off = np.zeros((K, d))
+            off[dr] = means[dr] - self.direct_centres
+            lam_off = strategy.apply_precision(lam, off)[dr]
+            off = off[dr]
+            Wd = W[dr]
+            Wd[:, self.nq : self.nq + d] = lam_off
+            Wd[:, -1] = const[dr] - 0.5 * np.einsum("kd,kd->k", off, lam_off)
             self.W_direct = np.ascontiguousarray(Wd)
         work_per_row = self.n_rows * K if self.fast.size else K * d * d
         self.block = int(min(8192, max(128, _BLOCK_MULADDS // work_per_row)))
@@ -401,16 +408,21 @@ class GaussianKernel:
         self, X: np.ndarray, sample_weight: np.ndarray | None
     ) -> tuple[GaussianMoments, float]:
         """:meth:`mixture_e_step` by the compiled kernel."""
-        dt = np.float32 if X.dtype == np.float32 and self.dtype == np.float32 else np.float64
-        X = np.ascontiguousarray(X, dtype=dt)
+        dt = self.dtype  # float32 data may be scored with float64 arithmetic, not the reverse
+        if X.dtype != np.float32:
+            dt = np.dtype(np.float64)
+        X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype == np.float32 else np.float64)
         W = np.ascontiguousarray(self.W, dtype=dt)
         a, b, out, summed = self.kind.feature_pairs(self.n_features)
         has_w = sample_weight is not None
         w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
+        # The far components' features of a block are kept: bound them to ~8 MB.
+        nf = self.nq + self.n_features + 1
+        block = min(self.block, max(16, (1 << 20) // max(1, self.direct.size * nf)))
         G, Gd, loglik = _numba_kernels().mixture_e_step(
-            X, self.centre.astype(dt), W, np.ascontiguousarray(self.means[self.direct], dtype=dt),
+            X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
             np.ascontiguousarray(self.W_direct, dtype=dt), a, b, out, summed, self.nq, w, has_w,
-            self.block,
+            block,
         )
         if dt == np.float32 and self.fast.size:
             # The products used the rounded coefficients W32 = W - dW. To first order the
@@ -426,4 +438,8 @@ class GaussianKernel:
             acc["nk"][dr] = Gd[-1]
             acc["sum_x"][dr] = Gd[nq : nq + d].T
             acc["sum_xx"][dr] = self.kind.unpack(Gd[:nq], d)
-        return self._finish(acc), float(loglik)
+        moments = self._finish(acc)
+        if self.direct.size:
+            # moments of far components are referenced at their (rounded) means
+            moments.ref[self.direct] = self.direct_centres
+        return moments, float(loglik)

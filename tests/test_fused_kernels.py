@@ -225,3 +225,28 @@ def test_float32_arithmetic_fit_is_within_1e_4_of_the_float64_fit(covariance_typ
         b = GaussianMixture(3, **kw).fit(X32)
     for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-4, atol=1e-5)
+
+
+def test_hmms_and_mixtures_use_numba_by_default_when_it_is_installed(monkeypatch):
+    """The numpy-only HMM path is slower than hmmlearn on one long sequence, so the
+    compiled kernels must be used whenever numba is importable (the README recommends
+    the ``fast`` extra)."""
+    from emframe.models import GaussianHMM, GaussianMixture
+
+    from emframe.inference.gaussian import _numba as gauss_nb
+    from emframe.inference.hmm import _numba as hmm_nb
+
+    calls = []
+
+    def spy(mod, name):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a: calls.append(name) or real(*a))
+
+    spy(hmm_nb, "scaled_forward_backward")
+    spy(gauss_nb, "mixture_e_step")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    GaussianHMM(2, random_state=0, max_iter=2).fit(X)
+    assert "scaled_forward_backward" in calls
+    GaussianMixture(2, random_state=0, max_iter=2).fit(X)
+    assert "mixture_e_step" in calls

@@ -250,3 +250,21 @@ def test_hmms_and_mixtures_use_numba_by_default_when_it_is_installed(monkeypatch
     assert "scaled_forward_backward" in calls
     GaussianMixture(2, random_state=0, max_iter=2).fit(X)
     assert "mixture_e_step" in calls
+
+
+@settings(max_examples=30, deadline=None)
+@given(P=st.integers(1, 40), k=st.integers(1, 8), seed=st.integers(0, 2**32 - 1))
+def test_batched_cholesky_and_inverse_equal_lapack(P, k, seed):
+    from emframe.inference.gaussian.conditional import _batched_cholesky_and_inverse
+
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(P, k, k))
+    blocks = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(k)
+    L, M = _batched_cholesky_and_inverse(blocks)
+    np.testing.assert_allclose(L, np.linalg.cholesky(blocks), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(M, np.linalg.inv(np.linalg.cholesky(blocks)), rtol=1e-8,
+                               atol=1e-10 * np.abs(M).max())
+    bad = blocks.copy()
+    bad[0] = -np.eye(k)
+    with pytest.raises(ValueError, match="not numerically positive definite"):
+        _batched_cholesky_and_inverse(bad)

@@ -1,12 +1,20 @@
-"""Benchmark: one EM iteration of a full-covariance Gaussian mixture, emframe vs scikit-learn.
+"""Benchmark: Gaussian mixture EM, emframe vs scikit-learn (workload W1).
 
-n = 200,000 samples, d = 10 features, K = 8 components, 50 iterations with
-tol = 0, float64, both estimators started from the same parameters
-(weights_init / means_init / precisions_init) on the same data in the same
-process. Prints the median seconds per iteration of each and their ratio, and
-checks that both reach the same parameters.
+n = 200,000 samples, d = 10 features, K = 8 components, full covariances, seeded
+synthetic data, both libraries in the same process on the same data. Four measurements:
 
-Run from the repository root::
+1. one EM iteration: 50 iterations with tol = 0 from the same parameters
+   (weights_init / means_init / precisions_init); each iteration is stamped (emframe
+   by a callback, scikit-learn after each ``_m_step``). Median and minimum, wall clock
+   and process CPU time, and the final parameters' agreement;
+2. the whole ``fit`` with the default initialisation (k-means), 10 iterations, tol = 0,
+   validation and the final pass included;
+3. the initialisation alone (emframe's ``initialize``; scikit-learn's
+   ``_initialize_parameters``);
+4. float32 data: emframe's iteration on float32 input (float64 arithmetic, the default;
+   and float32 arithmetic, ``GaussianMixtureModel.float32_arithmetic``) against float64.
+
+Run from the repository root (set OPENBLAS_NUM_THREADS=1 for one BLAS thread)::
 
     python bench/bench_gmm.py [--n 200000] [--iters 50] [--repeats 1]
 """
@@ -14,6 +22,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 import warnings
@@ -43,37 +52,106 @@ def initial_params(X: np.ndarray, k: int, seed: int = 1) -> dict[str, np.ndarray
     }
 
 
-def time_emframe(X: np.ndarray, k: int, iters: int, init: dict) -> tuple[np.ndarray, object]:
+def blas_threads() -> str:
+    """The BLAS thread setting, as threadpoolctl reports it (or the environment says)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        return ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                         if i.get("user_api") == "blas") or "unknown"
+    except ImportError:
+        return os.environ.get("OPENBLAS_NUM_THREADS", "default")
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+class Stamps:
+    """Wall and CPU time stamps; ``diffs()`` gives the per-interval times."""
+
+    def __init__(self) -> None:
+        self.wall = [time.perf_counter()]
+        self.cpu = [time.process_time()]
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def diffs(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.diff(self.wall), np.diff(self.cpu)
+
+
+def time_emframe(X: np.ndarray, k: int, iters: int, init: dict, float32_arith: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, object]:
     from emframe.models import GaussianMixture
+    from emframe.models.mixtures.gaussian import GaussianMixtureModel
 
-    stamps: list[float] = []
+    GaussianMixtureModel.float32_arithmetic = float32_arith
+    try:
+        gm = GaussianMixture(k, covariance_type="full", tol=0.0, max_iter=iters, **init)
+        stamps = Stamps()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(X, callbacks=[stamps])
+    finally:
+        GaussianMixtureModel.float32_arithmetic = False
+    wall, cpu = stamps.diffs()
+    return wall, cpu, gm
 
-    def callback(info: object) -> None:
-        stamps.append(time.perf_counter())
 
-    gm = GaussianMixture(k, covariance_type="full", tol=0.0, max_iter=iters, **init)
-    start = time.perf_counter()
-    gm.fit(X, callbacks=[callback])
-    return np.diff([start, *stamps]), gm
-
-
-def time_sklearn(X: np.ndarray, k: int, iters: int, init: dict) -> tuple[np.ndarray, object]:
+def time_sklearn(X: np.ndarray, k: int, iters: int, init: dict
+                 ) -> tuple[np.ndarray, np.ndarray, object]:
     from sklearn.mixture import GaussianMixture
 
     gm = GaussianMixture(k, covariance_type="full", tol=0.0, max_iter=iters, **init)
-    stamps: list[float] = []
     m_step = gm._m_step  # time each E-step + M-step pair by stamping after every M-step
 
     def stamped_m_step(*args: object, **kwargs: object) -> None:
         m_step(*args, **kwargs)
-        stamps.append(time.perf_counter())
+        stamps()
 
+    stamps = Stamps()
     gm._m_step = stamped_m_step
-    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: tol=0 never converges
         gm.fit(X)
-    return np.diff([start, *stamps]), gm
+    wall, cpu = stamps.diffs()
+    return wall, cpu, gm
+
+
+def whole_fit(X: np.ndarray, k: int, iters: int, lib: str) -> tuple[float, float]:
+    """Wall and CPU seconds of fit() with the default k-means initialisation."""
+    if lib == "emframe":
+        from emframe.models import GaussianMixture
+    else:
+        from sklearn.mixture import GaussianMixture
+    gm = GaussianMixture(k, covariance_type="full", tol=0.0, max_iter=iters, random_state=0)
+    t, c = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def init_time(X: np.ndarray, k: int, lib: str) -> tuple[float, float]:
+    """Wall and CPU seconds of the default (k-means) initialisation alone."""
+    t, c = time.perf_counter(), time.process_time()
+    if lib == "emframe":
+        from emframe.models.mixtures.gaussian import GaussianMixtureModel
+
+        GaussianMixtureModel(k).initialize(X, np.random.default_rng(0))
+    else:
+        from sklearn.mixture import GaussianMixture
+
+        gm = GaussianMixture(k, random_state=0)
+        gm._initialize_parameters(X, np.random.RandomState(0))
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def fmt(wall: np.ndarray, cpu: np.ndarray) -> str:
+    return (f"median {np.median(wall):.4f} s (min {np.min(wall):.4f}), "
+            f"CPU median {np.median(cpu):.4f} s (min {np.min(cpu):.4f})")
 
 
 def main() -> None:
@@ -83,32 +161,77 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=1, help="fits per library")
+    parser.add_argument("--fit-iters", type=int, default=10, help="iterations of the whole fit")
     args = parser.parse_args()
 
     import sklearn
 
     X = make_data(args.n, args.d, args.k)
     init = initial_params(X, args.k)
-    em_times, sk_times = [], []
+    print(f"GaussianMixture full covariance: n={args.n} d={args.d} K={args.k}, float64")
+    print(f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
+          f"Python {platform.python_version()}, {platform.machine()}, BLAS threads: "
+          f"{blas_threads()}")
+    print(load())
+
+    time_emframe(X[:2000], args.k, 2, initial_params(X[:2000], args.k))  # compile/load numba
+    em_w, em_c, sk_w, sk_c = [], [], [], []
     for _ in range(args.repeats):
-        t, em = time_emframe(X, args.k, args.iters, init)
-        em_times.append(t)
-        t, sk = time_sklearn(X, args.k, args.iters, init)
-        sk_times.append(t)
-    em_med = float(np.median(np.concatenate(em_times)))
-    sk_med = float(np.median(np.concatenate(sk_times)))
+        w, c, em = time_emframe(X, args.k, args.iters, init)
+        em_w.append(w)
+        em_c.append(c)
+        w, c, sk = time_sklearn(X, args.k, args.iters, init)
+        sk_w.append(w)
+        sk_c.append(c)
+    em_w, em_c = np.concatenate(em_w), np.concatenate(em_c)
+    sk_w, sk_c = np.concatenate(sk_w), np.concatenate(sk_c)
     rel = max(
         float(np.max(np.abs(getattr(em, a) - getattr(sk, a))) / np.max(np.abs(getattr(sk, a))))
         for a in ("weights_", "means_", "covariances_")
     )
-    print(f"GaussianMixture full covariance: n={args.n} d={args.d} K={args.k}, "
-          f"{args.iters} iterations, tol=0, float64")
-    print(f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
-          f"Python {platform.python_version()}, {platform.machine()}")
-    print(f"emframe  median {em_med:.4f} s/iter  (min {np.min(np.concatenate(em_times)):.4f})")
-    print(f"sklearn  median {sk_med:.4f} s/iter  (min {np.min(np.concatenate(sk_times)):.4f})")
-    print(f"speed-up (sklearn / emframe, medians): {sk_med / em_med:.1f}x")
-    print(f"max relative parameter difference after {args.iters} iterations: {rel:.1e}")
+    print(f"\n1. one iteration ({args.iters} iterations, tol=0, same start)")
+    print(f"   emframe  {fmt(em_w, em_c)}")
+    print(f"   sklearn  {fmt(sk_w, sk_c)}")
+    print(f"   ratio emframe / sklearn: medians {np.median(em_w) / np.median(sk_w):.3f}, "
+          f"minima {np.min(em_w) / np.min(sk_w):.3f}, CPU medians "
+          f"{np.median(em_c) / np.median(sk_c):.3f}")
+    print(f"   max relative parameter difference after {args.iters} iterations: {rel:.1e}")
+    print(f"   {load()}")
+
+    print(f"\n2. whole fit, default k-means initialisation, {args.fit_iters} iterations")
+    em_fit = [whole_fit(X, args.k, args.fit_iters, "emframe") for _ in range(args.repeats)]
+    sk_fit = [whole_fit(X, args.k, args.fit_iters, "sklearn") for _ in range(args.repeats)]
+    em_fw, sk_fw = np.median([f[0] for f in em_fit]), np.median([f[0] for f in sk_fit])
+    em_fc, sk_fc = np.median([f[1] for f in em_fit]), np.median([f[1] for f in sk_fit])
+    print(f"   emframe  {em_fw:.3f} s (CPU {em_fc:.3f})")
+    print(f"   sklearn  {sk_fw:.3f} s (CPU {sk_fc:.3f})")
+    print(f"   ratio emframe / sklearn: {em_fw / sk_fw:.3f} (CPU {em_fc / sk_fc:.3f})")
+
+    print("\n3. initialisation alone (k-means)")
+    em_i = [init_time(X, args.k, "emframe") for _ in range(max(3, args.repeats))]
+    sk_i = [init_time(X, args.k, "sklearn") for _ in range(max(3, args.repeats))]
+    em_iw, em_ic = np.median([t[0] for t in em_i]), np.median([t[1] for t in em_i])
+    print(f"   emframe  {em_iw:.4f} s (CPU {em_ic:.4f}) = "
+          f"{em_iw / np.median(em_w):.1f} EM iterations (CPU {em_ic / np.median(em_c):.1f})")
+    print(f"   sklearn  {np.median([t[0] for t in sk_i]):.4f} s "
+          f"(CPU {np.median([t[1] for t in sk_i]):.4f})")
+
+    print("\n4. float32 data (emframe; same numbers as float64)")
+    X32 = X.astype(np.float32)
+    init32 = {k: v.astype(np.float32) for k, v in init.items()}
+    w64, c64, fit64 = time_emframe(X32.astype(np.float64), args.k, args.iters, init32)
+    w32, c32, fit32 = time_emframe(X32, args.k, args.iters, init32)
+    wa, ca, fita = time_emframe(X32, args.k, args.iters, init32, float32_arith=True)
+    for label, (w, c, f) in {"float64 data      ": (w64, c64, fit64),
+                             "float32, f64 arith": (w32, c32, fit32),
+                             "float32, f32 arith": (wa, ca, fita)}.items():
+        diff = max(float(np.max(np.abs(np.asarray(getattr(f, a), float) - getattr(fit64, a)))
+                         / np.max(np.abs(getattr(fit64, a))))
+                   for a in ("weights_", "means_", "covariances_"))
+        print(f"   {label} {fmt(w, c)}; speed-up (CPU medians) "
+              f"{np.median(c64) / np.median(c):.2f}x; rel. param. diff {diff:.1e}; "
+              f"dtype {f.means_.dtype}")
+    print(f"   {load()}")
 
 
 if __name__ == "__main__":

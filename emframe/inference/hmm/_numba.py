@@ -16,7 +16,165 @@ import numpy as np
 _NEG_INF = -np.inf
 
 
-@numba.njit(cache=True)
+_LOG2E = 1.4426950408889634
+# ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (as in fdlibm).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _shifted_emissions(log_emission, first, last, log_tiny, emis, shift, bits):
+    """``emis[r] = exp(log_emission[r] - max_j log_emission[r, j])`` for rows first..last.
+
+    Values below ``exp(log_tiny)`` (subnormal) are flushed to 0. A branch-free exp that
+    the compiler vectorises: ``x = n ln 2 + r`` with ``|r| <= ln 2 / 2``, ``exp(r)`` by
+    its Taylor polynomial of degree 13 (truncation below 5e-18 relative), ``2**n`` built
+    in the exponent bits: about one unit in the last place, like the C library's exp.
+
+    Returns
+    -------
+    status : int
+        0: fine; 1: some finite cell was flushed; -1: an impossible step (every
+        state ``-inf``) or NaN.
+    """
+    k = log_emission.shape[1]
+    scale = bits.view(np.float64)
+    any_flushed = False
+    for r in range(first, last + 1):
+        row = log_emission[r]
+        sh = row[0]
+        for j in range(1, k):
+            v = row[j]
+            sh = v if v > sh else sh
+        if not sh > -np.inf:
+            return -1
+        shift[r] = sh
+        out = emis[r]
+        for j in range(k):
+            d = row[j] - sh
+            any_flushed |= (d < log_tiny) & (d > -np.inf)
+            x = d if d > log_tiny else log_tiny
+            n = np.floor(x * _LOG2E + 0.5)
+            t = (x - n * _LN2_HI) - n * _LN2_LO
+            p = 1.0 / 6227020800.0
+            p = p * t + 1.0 / 479001600.0
+            p = p * t + 1.0 / 39916800.0
+            p = p * t + 1.0 / 3628800.0
+            p = p * t + 1.0 / 362880.0
+            p = p * t + 1.0 / 40320.0
+            p = p * t + 1.0 / 5040.0
+            p = p * t + 1.0 / 720.0
+            p = p * t + 1.0 / 120.0
+            p = p * t + 1.0 / 24.0
+            p = p * t + 1.0 / 6.0
+            p = p * t + 0.5
+            p = p * t + 1.0
+            p = p * t + 1.0
+            bits[j] = (np.int64(n) + 1023) << 52
+            out[j] = p * scale[j] if d >= log_tiny else 0.0
+    return 1 if any_flushed else 0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _forward_pass(startprob, transmat, emis, shift, first, last, alpha, scale, pred):
+    """Scaled forward recursion over rows first..last; returns the log-likelihood.
+
+    No test inside the loop (a zero scale gives inf/NaN, which the caller finds), so
+    the loops over states stay simple enough to vectorise.
+    """
+    k = transmat.shape[0]
+    # Kahan summation: T = 1e6 steps of ~-1e4 would otherwise lose ~1e-3.
+    ll = 0.0
+    comp = 0.0
+    for r in range(first, last + 1):
+        if r == first:
+            for j in range(k):
+                pred[j] = startprob[j]
+        else:
+            for j in range(k):
+                pred[j] = 0.0
+            for i in range(k):
+                a = alpha[r - 1, i]
+                for j in range(k):
+                    pred[j] += a * transmat[i, j]
+        c = 0.0
+        for j in range(k):
+            a = pred[j] * emis[r, j]
+            alpha[r, j] = a
+            c += a
+        inv = 1.0 / c
+        for j in range(k):
+            alpha[r, j] *= inv
+        scale[r] = c
+        y = (np.log(c) + shift[r]) - comp
+        tot = ll + y
+        comp = (tot - ll) - y
+        ll = tot
+    return ll
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _backward_pass(startprob, transmat, trans_t, log_emission, shift, log_tiny, flushed,
+                   first, last, alpha, scale, gamma, xi, beta, beta_new, w, e_next):
+    """Scaled backward recursion over rows last..first; returns (max deviation, lost mass).
+
+    ``gamma`` holds the shifted emission likelihoods on entry (rows first..last) and the
+    posteriors on exit: row r of the emissions is read before row r of the posteriors
+    overwrites it. Adds ``sum_r alpha_hat[r-1]^T w[r]`` to ``xi``. The deviation is the
+    largest ``|sum_k alpha_hat beta_hat - 1|`` (NaN if anything overflowed); the lost
+    mass is the posterior mass of flushed emission cells, computed in log space on the
+    rows that have them (only when ``flushed``).
+    """
+    k = transmat.shape[0]
+    dev = 0.0
+    lost = 0.0
+    for i in range(k):
+        beta[i] = 1.0
+    for r in range(last, first - 1, -1):
+        if r < last:
+            inv = 1.0 / scale[r + 1]
+            for j in range(k):
+                w[j] = e_next[j] * inv * beta[j]
+            for i in range(k):
+                beta_new[i] = 0.0
+            for j in range(k):
+                wj = w[j]
+                for i in range(k):
+                    beta_new[i] += trans_t[j, i] * wj
+            for i in range(k):
+                a = alpha[r, i]
+                for j in range(k):
+                    xi[i, j] += a * w[j]
+            for i in range(k):
+                beta[i] = beta_new[i]
+        if flushed:
+            for j in range(k):
+                d = log_emission[r, j] - shift[r]
+                if d < log_tiny and d > -np.inf:
+                    if r == first:
+                        p = startprob[j]
+                    else:
+                        p = 0.0
+                        for i in range(k):
+                            p += alpha[r - 1, i] * transmat[i, j]
+                    if p > 0.0 and beta[j] > 0.0:
+                        lost += np.exp(np.log(p) + d - np.log(scale[r]) + np.log(beta[j]))
+        for j in range(k):
+            e_next[j] = gamma[r, j]
+        tot = 0.0
+        for i in range(k):
+            g = alpha[r, i] * beta[i]
+            gamma[r, i] = g
+            tot += g
+        inv = 1.0 / tot
+        for i in range(k):
+            gamma[r, i] *= inv
+        a = abs(tot - 1.0)
+        dev = dev if a <= dev else a  # NaN sticks: NaN <= x and x <= NaN are both False
+    return dev, lost
+
+
+@numba.njit(cache=True, error_model="numpy")
 def scaled_forward_backward(
     startprob, transmat, log_emission, starts, lengths, tol, min_scale, log_tiny
 ):
@@ -44,6 +202,15 @@ def scaled_forward_backward(
     seq_ll : ndarray, shape (n_seq,)
     failed : ndarray of bool, shape (n_seq,)
         Sequences to recompute in log space (their other outputs are meaningless).
+
+    Notes
+    -----
+    The recursions have no early exit, and every inner loop runs over the states with
+    unit stride and independent updates (``pred += alpha_i A[i, :]``,
+    ``beta += w_j A[:, j]``), so the compiler vectorises them; the checks are
+    accumulated on the way and tested after each pass. Only two (T, K) arrays are
+    allocated (the emissions live in ``gamma`` until the backward pass replaces them):
+    first touches of fresh memory cost about as much as the arithmetic here.
     """
     n_rows, k = log_emission.shape
     n_seq = lengths.shape[0]
@@ -52,101 +219,40 @@ def scaled_forward_backward(
     seq_ll = np.zeros(n_seq)
     failed = np.zeros(n_seq, dtype=np.bool_)
     alpha = np.empty((n_rows, k))
-    emis = np.empty((n_rows, k))  # exp(log_emission - row max), flushed below log_tiny
     shift = np.empty(n_rows)
     scale = np.empty(n_rows)
+    bits = np.empty(k, np.int64)
+    trans_t = np.ascontiguousarray(transmat.T)
+    pred = np.empty(k)
     beta = np.empty(k)
+    beta_new = np.empty(k)
     w = np.empty(k)
+    e_next = np.empty(k)
     xi = np.empty((k, k))
 
     for s in range(n_seq):
         first = starts[s]
         last = first + lengths[s] - 1
+        status = _shifted_emissions(log_emission, first, last, log_tiny, gamma, shift, bits)
+        if status < 0:
+            failed[s] = True  # an impossible step (or NaN)
+            continue
+        ll = _forward_pass(startprob, transmat, gamma, shift, first, last, alpha, scale, pred)
         ok = True
-        # Kahan summation: T = 1e6 steps of ~-1e4 would otherwise lose ~1e-3.
-        ll = 0.0
-        comp = 0.0
-
-        # ---- forward
         for r in range(first, last + 1):
-            sh = _NEG_INF
-            for j in range(k):
-                if log_emission[r, j] > sh:
-                    sh = log_emission[r, j]
-            if sh == _NEG_INF:
-                ok = False  # impossible step
-                break
-            shift[r] = sh
-            c = 0.0
-            for j in range(k):
-                d = log_emission[r, j] - sh
-                e = np.exp(d) if d >= log_tiny else 0.0
-                emis[r, j] = e
-                if r == first:
-                    p = startprob[j]
-                else:
-                    p = 0.0
-                    for i in range(k):
-                        p += alpha[r - 1, i] * transmat[i, j]
-                a = p * e
-                alpha[r, j] = a
-                c += a
-            if not c >= min_scale:  # underflow (or an impossible step)
+            if not scale[r] >= min_scale:  # underflow (or an impossible step)
                 ok = False
                 break
-            for j in range(k):
-                alpha[r, j] /= c
-            scale[r] = c
-            y = (np.log(c) + sh) - comp
-            tot = ll + y
-            comp = (tot - ll) - y
-            ll = tot
         if not ok:
             failed[s] = True
             continue
-
-        # ---- backward, with gamma and the transition counts on the fly
-        lost = 0.0  # posterior mass of the flushed cells
         for i in range(k):
-            beta[i] = 1.0
             for j in range(k):
                 xi[i, j] = 0.0
-        for r in range(last, first - 1, -1):
-            if r < last:
-                inv = 1.0 / scale[r + 1]
-                for j in range(k):
-                    w[j] = emis[r + 1, j] * inv * beta[j]
-                    if not np.isfinite(w[j]):
-                        ok = False
-                if not ok:
-                    break
-                for i in range(k):
-                    a = alpha[r, i]
-                    b = 0.0
-                    for j in range(k):
-                        b += w[j] * transmat[i, j]
-                        xi[i, j] += a * w[j]
-                    beta[i] = b
-            for j in range(k):
-                d = log_emission[r, j] - shift[r]
-                if d < log_tiny and d > _NEG_INF:
-                    if r == first:
-                        p = startprob[j]
-                    else:
-                        p = 0.0
-                        for i in range(k):
-                            p += alpha[r - 1, i] * transmat[i, j]
-                    if p > 0.0 and beta[j] > 0.0:
-                        lost += np.exp(np.log(p) + d - np.log(scale[r]) + np.log(beta[j]))
-            tot = 0.0
-            for i in range(k):
-                tot += alpha[r, i] * beta[i]
-            if not (abs(tot - 1.0) <= tol and lost <= tol):
-                ok = False
-                break
-            for i in range(k):
-                gamma[r, i] = alpha[r, i] * beta[i] / tot
-        if not ok:
+        dev, lost = _backward_pass(startprob, transmat, trans_t, log_emission, shift,
+                                   log_tiny, status == 1, first, last, alpha, scale, gamma,
+                                   xi, beta, beta_new, w, e_next)
+        if not (dev <= tol and lost <= tol):
             failed[s] = True
             continue
         for i in range(k):

@@ -268,3 +268,29 @@ def test_batched_cholesky_and_inverse_equal_lapack(P, k, seed):
     bad[0] = -np.eye(k)
     with pytest.raises(ValueError, match="not numerically positive definite"):
         _batched_cholesky_and_inverse(bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(covariance_type=st.sampled_from(TYPES), n=st.integers(1, 200), K=st.integers(1, 5),
+       d=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_hard_assignment_moments_equal_the_general_computation(covariance_type, n, K, d, seed):
+    """The sorted-by-component path for one-hot (or empty) rows equals the textbook sums."""
+    from emframe.inference.gaussian import gaussian_moments
+    from emframe.inference.gaussian.kernel import _hard_moments
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * 3 + 50
+    resp = np.zeros((n, K))
+    rows = rng.random(n) < 0.9  # some rows carry no weight at all
+    resp[np.flatnonzero(rows), rng.integers(K, size=rows.sum())] = rng.uniform(0.5, 2, rows.sum())
+    strategy = get_covariance_strategy(covariance_type)
+    got = gaussian_moments(X, resp, strategy)
+    # the general path, forced by a second tiny weight in one row
+    resp2 = resp.copy()
+    resp2[0, (np.argmax(resp[0]) + 1) % K] += 1e-300 if K > 1 else 0.0
+    if K > 1:
+        assert _hard_moments(X, resp2, strategy, None) is None
+    ref = gaussian_moments(X, resp2, strategy) if K > 1 else got
+    np.testing.assert_allclose(got.nk, ref.nk, rtol=1e-12)
+    np.testing.assert_allclose(got.means(), ref.means(), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.scatter(), ref.scatter(), rtol=1e-9, atol=1e-9)

@@ -37,18 +37,23 @@ def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     ndarray of int64, shape (n,)
     """
     centres = np.asarray(centres, dtype=np.float64)
-    # Distances about the centres' mean: |x - c|^2 = |x - o|^2 - 2 (x - o).(c - o) + |c - o|^2,
-    # and the first term is the same for every centre. Referencing at o keeps the
-    # expansion free of cancellation on data far from the origin.
+    # |x - c|^2 = |x|^2 - 2 c'.x + |c'|^2 with c' = c - o: referencing the centres at their
+    # mean o keeps the products small, and |x|^2 is the same for every centre, so the
+    # nearest centre maximises c'.x - (c'.o + |c'|^2 / 2).
     origin = centres.mean(axis=0)
     cc = centres - origin
-    half_norm = 0.5 * np.einsum("kd,kd->k", cc, cc)
+    bias = cc @ origin + 0.5 * np.einsum("kd,kd->k", cc, cc)
     out = np.empty(X.shape[0], dtype=np.int64)
     for s in range(0, X.shape[0], _LABEL_BLOCK):
-        xb = np.asarray(X[s : s + _LABEL_BLOCK], dtype=np.float64) - origin
-        score = xb @ cc.T
-        score -= half_norm  # maximise (x - o).(c - o) - |c - o|^2 / 2
-        out[s : s + xb.shape[0]] = np.argmax(score, axis=1)
+        score = cc @ np.asarray(X[s : s + _LABEL_BLOCK], dtype=np.float64).T  # (K, B)
+        score -= bias[:, None]
+        # the maximum over K rows is K vector passes (argmax over short rows is slower)
+        best = score[0].copy()
+        label = out[s : s + score.shape[1]]
+        label[:] = 0
+        for k in range(1, len(cc)):
+            np.copyto(label, k, where=score[k] > best)  # ties keep the first, as argmax
+            np.maximum(best, score[k], out=best)
     return out
 
 

@@ -108,6 +108,9 @@ def gaussian_moments(
     GaussianMoments
         Of class ``strategy.moments``.
     """
+    hard = _hard_moments(X, resp, strategy, ref)
+    if hard is not None:
+        return hard
     resp_t = np.ascontiguousarray(resp.T)  # columns as contiguous rows
     nk = resp_t.sum(axis=1)
     if ref is None:
@@ -132,6 +135,48 @@ def gaussian_moments(
         sum_x[k] = r @ xc
         sum_xx.append(kind.direct(xc, r))
     return kind(nk, ref, sum_x, np.stack(sum_xx))
+
+
+def _hard_moments(
+    X: np.ndarray, resp: np.ndarray, strategy: CovarianceStrategy, ref: np.ndarray | None
+) -> GaussianMoments | None:
+    """:func:`gaussian_moments` when every row has at most one non-zero weight, else None.
+
+    Hard assignments (k-means labels, one seed per component) are the usual start of
+    a fit: sorting the rows by component makes each component's rows one contiguous
+    block, so every row is read once instead of once per component.
+    """
+    n, K = resp.shape
+    if n < 4 * K:
+        return None
+    labels = np.argmax(resp, axis=1)
+    w = resp[np.arange(n), labels]
+    # weights are >= 0, so each row holds at most one non-zero weight exactly when the
+    # non-zero entries are as many as the rows with a non-zero maximum
+    if np.count_nonzero(resp) != np.count_nonzero(w):
+        return None
+    order = np.argsort(labels.astype(np.int16 if K < 2**15 else np.int64), kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=K))])
+    Xs = np.asarray(np.take(X, order, axis=0), dtype=np.float64)  # faster than X[order]
+    ws = w[order]
+    kind = strategy.moments
+    nk = np.empty(K)
+    refs = np.empty((K, X.shape[1]))
+    sum_x = np.empty_like(refs)
+    sum_xx = []
+    for k in range(K):
+        xc, r = Xs[bounds[k] : bounds[k + 1]], ws[bounds[k] : bounds[k + 1]]
+        nk[k] = r.sum()
+        if ref is not None:
+            refs[k] = ref[k]
+        elif nk[k] > 0:
+            refs[k] = (r @ xc) / nk[k]
+        else:
+            refs[k] = X.mean(axis=0)
+        xc -= refs[k]
+        sum_x[k] = r @ xc
+        sum_xx.append(kind.direct(xc, r))
+    return kind(nk, refs, sum_x, np.stack(sum_xx))
 
 
 # ---------------------------------------------------------------------------

@@ -296,3 +296,48 @@ def test_hard_assignment_moments_equal_the_general_computation(covariance_type, 
     used = got.nk > 0  # an empty component's reference point is arbitrary
     np.testing.assert_allclose(got.means()[used], ref.means()[used], rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(got.scatter()[used], ref.scatter()[used], rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# BernoulliMixture: lookup-table kernel against the matrix-product reference
+# ---------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 300), d=st.integers(1, 23), K=st.integers(1, 6),
+       missing=st.sampled_from([0.0, 0.3]), weighted=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_bernoulli_table_kernel_equals_matrix_products(n, d, K, missing, weighted, seed):
+    import emframe.models.mixtures.bernoulli as bern
+
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, d)) < 0.4).astype(float)
+    X[rng.random((n, d)) < missing] = np.nan
+    model = bern.BernoulliMixtureModel(K)
+    params = bern.BernoulliParams(weights=rng.dirichlet(np.ones(K)),
+                                  probs=rng.uniform(0.02, 0.98, (K, d)))
+    w = rng.uniform(0, 2, n) if weighted else None
+    data = bern.binary_data(X)
+    got, ll = model.e_step(params, data, w)
+    assert data.codes()[1] == (3 if np.isnan(X).any() else 2)
+    real = bern.has_numba
+    bern.has_numba = lambda: False
+    try:
+        ref, ll_ref = model.e_step(params, data, w)
+    finally:
+        bern.has_numba = real
+    assert ll == pytest.approx(ll_ref, rel=1e-12, abs=1e-9)
+    for name in ("nk", "ones", "observed"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-11,
+                                   atol=1e-11 * n)
+    # slices of encoded data keep their codes
+    assert np.array_equal(data[: n // 2 + 1].codes()[0], data.codes()[0][: n // 2 + 1])
+
+
+def test_bernoulli_table_kernel_hands_impossible_rows_to_the_general_path():
+    import emframe.models.mixtures.bernoulli as bern
+
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    model = bern.BernoulliMixtureModel(2, alpha=1.0, beta=1.0)
+    params = bern.BernoulliParams(weights=np.array([0.5, 0.5]),
+                                  probs=np.array([[1.0, 0.0], [1.0, 0.5]]))
+    _, ll = model.e_step(params, X)  # row 1 has probability 0 under both components
+    assert ll == -np.inf

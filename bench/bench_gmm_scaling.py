@@ -148,6 +148,9 @@ def main() -> None:
         ax.loglog([r[1] for r in pts], [r[2] for r in pts], "o-", label="emframe")
         sk = [r for r in pts if r[3] is not None]
         ax.loglog([r[1] for r in sk], [r[3] for r in sk], "s--", label="scikit-learn")
+        ax.set_xticks([r[1] for r in pts])
+        ax.set_xticklabels([f"{r[1]:.0e}" if sweep == "n" else str(r[1]) for r in pts])
+        ax.minorticks_off()
         ax.set_xlabel(labels[sweep])
         ax.set_ylabel("seconds per EM iteration")
         ax.grid(True, which="both", alpha=0.3)

@@ -341,3 +341,27 @@ def test_bernoulli_table_kernel_hands_impossible_rows_to_the_general_path():
                                   probs=np.array([[1.0, 0.0], [1.0, 0.5]]))
     _, ll = model.e_step(params, X)  # row 1 has probability 0 under both components
     assert ll == -np.inf
+
+
+@settings(max_examples=30, deadline=None)
+@given(P=st.integers(1, 30), d=st.integers(1, 8), seed=st.integers(0, 2**32 - 1))
+def test_compiled_pattern_blocks_equal_the_numpy_recurrences(P, d, seed):
+    from emframe.inference.gaussian._conditional_numba import pattern_blocks
+    from emframe.inference.gaussian.conditional import _batched_cholesky_and_inverse
+
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(d, d))
+    prec = A @ A.T + 0.2 * np.eye(d)
+    k = int(rng.integers(1, d + 1))
+    missing = np.sort(np.stack([rng.choice(d, size=k, replace=False) for _ in range(P)]), 1)
+    M, cov, log_det, ok = pattern_blocks(prec, missing.astype(np.int64))
+    L, M_ref = _batched_cholesky_and_inverse(prec[missing[:, :, None], missing[:, None, :]])
+    assert ok
+    scale = np.abs(M_ref).max()
+    np.testing.assert_allclose(M, M_ref, rtol=1e-10, atol=1e-12 * scale)
+    np.testing.assert_allclose(cov, np.swapaxes(M_ref, 1, 2) @ M_ref, rtol=1e-10,
+                               atol=1e-12 * scale**2)
+    np.testing.assert_allclose(log_det, 2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1),
+                               rtol=1e-12, atol=1e-12)
+    bad = -np.eye(d)
+    assert not pattern_blocks(bad, missing.astype(np.int64))[3]

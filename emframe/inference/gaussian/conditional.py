@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emframe.core.numerics import cholesky_lower, log_det_cholesky, triangular_inverse
+from emframe.inference.gaussian.kernel import has_numba
 
 __all__ = [
     "PatternGroup",
@@ -340,14 +341,11 @@ def conditional_gaussian(
             covs.append(np.asarray(covariance, dtype=float)[None])
             roots.append(chol[None])
             continue
-        idx = g.missing
-        block_chol, block_inv = _batched_cholesky_and_inverse(
-            precision[idx[:, :, None], idx[:, None, :]]
-        )  # block_inv: M with inv(Lambda_mm) = M' M
-        root = np.swapaxes(block_inv, 1, 2)
-        covs.append(root @ block_inv)
-        roots.append(root)
-        log_det_obs[g.rows] += log_det_cholesky(block_chol)[g.row_pattern]
+        block_inv, cov, block_log_det = _pattern_blocks(precision, g.missing)
+        # block_inv: M with inv(Lambda_mm) = M' M
+        covs.append(cov)
+        roots.append(np.swapaxes(block_inv, 1, 2))
+        log_det_obs[g.rows] += block_log_det[g.row_pattern]
         row_missing = g.row_missing
         b = np.take_along_axis(lam_r[g.rows], row_missing, axis=1)
         m_rows = block_inv[g.row_pattern]
@@ -366,6 +364,36 @@ def conditional_gaussian(
         cond_cov=tuple(covs),
         cond_sqrt=tuple(roots),
     )
+
+
+def _not_pd() -> ValueError:
+    return ValueError(
+        "a block of the precision matrix is not numerically positive definite: the "
+        "covariance is too close to singular; increase the regularisation or check "
+        "the data for collinear or constant features"
+    )
+
+
+def _pattern_blocks(
+    precision: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``M = inv(chol(Lambda_mm))``, ``M' M`` and ``log det Lambda_mm`` of every pattern.
+
+    One compiled loop over the patterns when numba is installed, else the vectorised
+    numpy recurrences of :func:`_batched_cholesky_and_inverse`.
+    """
+    if has_numba():
+        from emframe.inference.gaussian._conditional_numba import pattern_blocks
+
+        M, cov, log_det, ok = pattern_blocks(
+            np.ascontiguousarray(precision, dtype=np.float64),
+            np.ascontiguousarray(missing, dtype=np.int64),
+        )
+        if not ok:
+            raise _not_pd()
+        return M, cov, log_det
+    L, M = _batched_cholesky_and_inverse(precision[missing[:, :, None], missing[:, None, :]])
+    return M, np.swapaxes(M, 1, 2) @ M, log_det_cholesky(L)
 
 
 def _batched_cholesky_and_inverse(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -390,11 +418,7 @@ def _batched_cholesky_and_inverse(blocks: np.ndarray) -> tuple[np.ndarray, np.nd
         row = L[:, j, :j]
         diag = blocks[:, j, j] - np.einsum("pi,pi->p", row, row)
         if not np.all(diag > 0):  # also catches NaN
-            raise ValueError(
-                "a block of the precision matrix is not numerically positive definite: the "
-                "covariance is too close to singular; increase the regularisation or check "
-                "the data for collinear or constant features"
-            )
+            raise _not_pd()
         ljj = np.sqrt(diag)
         L[:, j, j] = ljj
         if j + 1 < k:

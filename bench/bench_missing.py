@@ -25,6 +25,7 @@ Run from the repository root::
 
     python bench/bench_missing.py            # full size
     python bench/bench_missing.py --n 20000  # quick
+    python bench/bench_missing.py --only-mixture  # MissingDataGaussianMixture only
 """
 
 from __future__ import annotations

@@ -14,6 +14,31 @@ from emframe.inference.kmeans import kmeans_labels, nearest_centre
 numba = pytest.importorskip("numba")
 
 TYPES = ["full", "tied", "diag", "spherical"]
+REAL_FUSED_MIN_ROWS = kernel_mod.FUSED_MIN_ROWS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compiled_kernels_on_small_data():
+    """The tests here run the compiled kernels on small data ("auto" uses them only
+    from FUSED_MIN_ROWS rows, to spare small fits the import of numba)."""
+    import emframe.models.mixtures.bernoulli as bern
+
+    kernel_mod.FUSED_MIN_ROWS = bern.FUSED_MIN_ROWS = 0
+    yield
+    kernel_mod.FUSED_MIN_ROWS = bern.FUSED_MIN_ROWS = REAL_FUSED_MIN_ROWS
+
+
+def test_auto_backend_uses_numpy_on_small_data(monkeypatch):
+    rng = np.random.default_rng(0)
+    strategy, means, pc, weights = random_params(rng, "full", 2, 3, 0.0)
+    kern = GaussianKernel(strategy, means, pc, weights=weights)
+    calls = []
+    monkeypatch.setattr(kern, "_fused_e_step", lambda *a: calls.append(1))
+    monkeypatch.setattr(kernel_mod, "FUSED_MIN_ROWS", REAL_FUSED_MIN_ROWS)
+    kern.mixture_e_step(rng.normal(size=(REAL_FUSED_MIN_ROWS - 1, 3)))
+    assert calls == []
+    kern.mixture_e_step(rng.normal(size=(REAL_FUSED_MIN_ROWS, 3)))
+    assert calls == [1]
 
 
 def random_params(rng, covariance_type, K, d, offset):

@@ -31,7 +31,7 @@ from emframe.core.numerics import safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_array, check_scalar
 from emframe.inference.binary import counts_from_histogram, encode, lookup_tables
-from emframe.inference.gaussian.kernel import has_numba
+from emframe.inference.gaussian.kernel import FUSED_MIN_ROWS, has_numba
 
 __all__ = [
     "BernoulliMixture",
@@ -350,7 +350,7 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         sample_weight: np.ndarray | None = None,
     ) -> tuple[BernoulliStats, float]:
         data = binary_data(X)
-        if has_numba() and len(data):
+        if len(data) >= FUSED_MIN_ROWS and has_numba():
             fused = self._fused_e_step(params, data, sample_weight)
             if fused is not None:
                 return fused

@@ -366,6 +366,11 @@ def conditional_gaussian(
     )
 
 
+#: Patterns from which the compiled factorisation is used (a fresh process spends
+#: 0.5-1 s importing numba and loading compiled code; few patterns are cheap in numpy).
+_COMPILED_MIN_PATTERNS = 2_000
+
+
 def _not_pd() -> ValueError:
     return ValueError(
         "a block of the precision matrix is not numerically positive definite: the "
@@ -382,7 +387,7 @@ def _pattern_blocks(
     One compiled loop over the patterns when numba is installed, else the vectorised
     numpy recurrences of :func:`_batched_cholesky_and_inverse`.
     """
-    if has_numba():
+    if len(missing) >= _COMPILED_MIN_PATTERNS and has_numba():
         from emframe.inference.gaussian._conditional_numba import pattern_blocks
 
         M, cov, log_det, ok = pattern_blocks(

@@ -54,15 +54,26 @@ def has_numba() -> bool:
     return True
 
 
-def _use_numba(backend: str) -> bool:
+#: ``backend="auto"`` runs the compiled kernels on at least this many rows. Below it the
+#: numpy path is fast enough, and a fresh process would spend more time importing numba
+#: and loading the compiled code (0.5-1 s) than the whole fit takes.
+FUSED_MIN_ROWS = 20_000
+
+
+def _use_numba(backend: str, n_rows: int | None = None) -> bool:
+    """Whether to run a compiled kernel: ``"numba"`` always, ``"auto"`` when numba is
+    installed and there are at least :data:`FUSED_MIN_ROWS` rows."""
     if backend not in _BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {_BACKENDS}")
-    if backend == "numba" and not has_numba():
-        raise ValueError(
-            'backend="numba" needs numba, which is not installed; install it with '
-            'pip install "emframe[fast]" or use backend="numpy"'
-        )
-    return backend != "numpy" and has_numba()
+    if backend == "numba":
+        if not has_numba():
+            raise ValueError(
+                'backend="numba" needs numba, which is not installed; install it with '
+                'pip install "emframe[fast]" or use backend="numpy"'
+            )
+        return True
+    large = n_rows is None or n_rows >= FUSED_MIN_ROWS
+    return backend == "auto" and large and has_numba()
 
 
 def _numba_kernels() -> Any:
@@ -414,8 +425,8 @@ class GaussianKernel:
         sample_weight : ndarray of shape (n,), optional
         backend : {"auto", "numpy", "numba"}
             ``"auto"`` runs the fused numba kernel when numba is installed and
-            every component is expanded (see the class docstring); ``"numpy"``
-            the reference below. Both compute the same quantities.
+            there are at least :data:`FUSED_MIN_ROWS` rows; ``"numpy"`` the
+            reference below. Both compute the same quantities.
 
         Returns
         -------
@@ -424,7 +435,7 @@ class GaussianKernel:
         log_likelihood : float
             Total (weighted) log-likelihood of ``X``.
         """
-        if _use_numba(backend) and self.expandable and X.shape[0]:
+        if _use_numba(backend, X.shape[0]) and self.expandable and X.shape[0]:
             return self._fused_e_step(X, sample_weight)
         acc = self._new_acc()
         buf = self._buffer()

@@ -20,8 +20,9 @@ __all__ = ["DEFAULT_SAMPLE_SIZE", "kmeans_labels", "nearest_centre"]
 #: Rows k-means runs on by default (all rows when there are fewer).
 DEFAULT_SAMPLE_SIZE = 10_000
 
-#: Rows per block when labelling: bounds the (block, K) distance matrix.
-_LABEL_BLOCK = 65_536
+#: Multiply-adds per product when labelling: small enough for BLAS to stay on one
+#: thread (threaded small products stall on a busy machine), large enough to be efficient.
+_BLOCK_MULADDS = 3 << 17
 
 
 def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -44,8 +45,9 @@ def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     cc = centres - origin
     bias = cc @ origin + 0.5 * np.einsum("kd,kd->k", cc, cc)
     out = np.empty(X.shape[0], dtype=np.int64)
-    for s in range(0, X.shape[0], _LABEL_BLOCK):
-        score = cc @ np.asarray(X[s : s + _LABEL_BLOCK], dtype=np.float64).T  # (K, B)
+    step = max(1024, _BLOCK_MULADDS // max(1, cc.size))
+    for s in range(0, X.shape[0], step):
+        score = cc @ np.asarray(X[s : s + step], dtype=np.float64).T  # (K, B)
         score -= bias[:, None]
         # the maximum over K rows is K vector passes (argmax over short rows is slower)
         best = score[0].copy()

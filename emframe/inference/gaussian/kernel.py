@@ -175,6 +175,8 @@ def _hard_moments(
     refs = np.empty((K, X.shape[1]))
     sum_x = np.empty_like(refs)
     sum_xx = []
+    d = X.shape[1]
+    step = max(256, _BLOCK_MULADDS // (d * d))  # products BLAS runs on one thread
     for k in range(K):
         xc, r = Xs[bounds[k] : bounds[k + 1]], ws[bounds[k] : bounds[k + 1]]
         nk[k] = r.sum()
@@ -186,7 +188,10 @@ def _hard_moments(
             refs[k] = X.mean(axis=0)
         xc -= refs[k]
         sum_x[k] = r @ xc
-        sum_xx.append(kind.direct(xc, r))
+        sxx = kind.direct(xc[:step], r[:step])
+        for s in range(step, len(r), step):
+            sxx = sxx + kind.direct(xc[s : s + step], r[s : s + step])
+        sum_xx.append(sxx)
     return kind(nk, refs, sum_x, np.stack(sum_xx))
 
 

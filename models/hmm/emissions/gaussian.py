@@ -11,6 +11,7 @@ import numpy as np
 from emframe.models.hmm.emissions._missing import (
     component_conditionals,
     incomplete_moments,
+    incomplete_rows,
     mean_imputed,
     mixture_impute,
     sample_from_conditionals,
@@ -168,8 +169,8 @@ class GaussianEmission(CovariancePrior, Emission):
         return GaussianParams(means, covars, pc)
 
     def log_likelihood(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
-        incomplete = np.isnan(X).any(axis=1)
-        if not incomplete.any():
+        incomplete = incomplete_rows(X)
+        if incomplete is None:
             return self._kernel(params).log_prob(X)
         out = np.empty((X.shape[0], params.means.shape[0]))
         if not incomplete.all():
@@ -181,8 +182,8 @@ class GaussianEmission(CovariancePrior, Emission):
     def statistics(
         self, params: GaussianParams, X: np.ndarray, posteriors: np.ndarray
     ) -> GaussianMoments:
-        incomplete = np.isnan(X).any(axis=1)
-        if not incomplete.any():
+        incomplete = incomplete_rows(X)
+        if incomplete is None:
             # Moments about a point fixed by params: chunks scored with the same params
             # add exactly.
             return self._kernel(params).moments(X, posteriors)

@@ -11,6 +11,7 @@ import numpy as np
 from emframe.models.hmm.emissions._missing import (
     component_conditionals,
     incomplete_moments,
+    incomplete_rows,
     mean_imputed,
     mixture_impute,
     sample_from_conditionals,
@@ -200,8 +201,8 @@ class GMMEmission(CovariancePrior, Emission):
         return self.complete_params(GMMParams(weights, means, covars, covars), {"covars": covars})
 
     def log_likelihood(self, params: GMMParams, X: np.ndarray) -> np.ndarray:
-        incomplete = np.isnan(X).any(axis=1)
-        if not incomplete.any():
+        incomplete = incomplete_rows(X)
+        if incomplete is None:
             return np.stack(
                 [logsumexp(kern.log_prob(X), axis=1) for kern in self._kernels(params)], axis=1
             )
@@ -215,8 +216,8 @@ class GMMEmission(CovariancePrior, Emission):
     def statistics(
         self, params: GMMParams, X: np.ndarray, posteriors: np.ndarray
     ) -> GMMStats:
-        incomplete = np.isnan(X).any(axis=1)
-        if not incomplete.any():
+        incomplete = incomplete_rows(X)
+        if incomplete is None:
             return self._complete_statistics(params, X, posteriors)
         joint, conds = self._incomplete(params, X, incomplete, reuse=True)
         # a step with nothing observed carries no information about the emissions

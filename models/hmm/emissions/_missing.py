@@ -206,7 +206,9 @@ def incomplete_rows(X: np.ndarray) -> np.ndarray | None:
     can also be NaN from inf - inf, and then the rows are simply checked). Several
     times cheaper than ``np.isnan(X).any(axis=1)`` over short rows, every E-step.
     """
-    if not np.isnan(np.sum(X)):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(X)
+    if not np.isnan(total):
         return None
     rows = np.isnan(X).any(axis=1)
     return rows if rows.any() else None

@@ -18,10 +18,19 @@ turns the histogram into the statistics.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
-__all__ = ["counts_from_histogram", "encode", "group_size", "lookup_tables"]
+__all__ = [
+    "cached_codes",
+    "carry_codes",
+    "counts_from_histogram",
+    "encode",
+    "group_size",
+    "lookup_tables",
+    "table_e_step",
+]
 
 
 def group_size(base: int) -> int:
@@ -104,3 +113,64 @@ def counts_from_histogram(hist: np.ndarray, d: int, base: int) -> tuple[np.ndarr
     ones = np.einsum("gck,ct->kgt", hist, is_one).reshape(K, -1)[:, :d]
     observed = np.einsum("gck,ct->kgt", hist, is_obs).reshape(K, -1)[:, :d]
     return np.ascontiguousarray(ones), np.ascontiguousarray(observed)
+
+
+def cached_codes(data: Any) -> tuple[np.ndarray, int]:
+    """:func:`encode` of ``data`` (with ``ones`` and ``observed`` arrays), built on first
+    use and kept on the object (also a frozen dataclass's); see :func:`carry_codes`."""
+    codes = data.__dict__.get("_codes")
+    if codes is None:
+        codes = encode(data.ones, data.observed)
+        codes[0].flags.writeable = False
+        object.__setattr__(data, "_codes", codes)
+    return codes
+
+
+def carry_codes(parent: Any, child: Any, rows: Any) -> Any:
+    """``child`` (``parent``'s ``rows``) with the matching slice of ``parent``'s codes, if any."""
+    codes = parent.__dict__.get("_codes")
+    if codes is not None:
+        object.__setattr__(child, "_codes", (codes[0][rows], codes[1]))
+    return child
+
+
+def table_e_step(
+    data: Any, probs: np.ndarray, weights: np.ndarray, sample_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """E-step of a Bernoulli mixture by lookup tables, in one compiled pass (numba).
+
+    Parameters
+    ----------
+    data : object with ``ones`` (n, d) and ``observed`` ((n, d) or None) arrays
+        Its codes are built on first use and kept (:func:`cached_codes`).
+    probs : ndarray of shape (K, d)
+    weights : ndarray of shape (K,)
+    sample_weight : ndarray of shape (n,), optional
+
+    Returns
+    -------
+    (nk, ones, observed, log_likelihood), or None when a row is impossible under every
+    component (the caller's general path reports it). Without missing entries
+    ``observed`` is ``nk`` for every feature, exactly.
+    """
+    codes, base = cached_codes(data)
+    d = data.ones.shape[1]
+    from emframe.inference._binary_numba import mixture_e_step
+    from emframe.inference.compiled import call_interruptible
+
+    p = np.asarray(probs, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        tables = lookup_tables(np.log(p), np.log1p(-p), base)
+        log_w = np.log(w)
+    has_w = sample_weight is not None
+    sw = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
+    hist, nk, loglik, impossible = call_interruptible(
+        mixture_e_step, codes, tables, log_w, sw, has_w
+    )
+    if impossible:
+        return None
+    ones, observed = counts_from_histogram(hist, d, base)
+    if data.observed is None:
+        observed = np.repeat(nk[:, None], d, axis=1)
+    return nk, ones, observed, float(loglik)

@@ -30,7 +30,7 @@ from emframe.core.mixture import MixtureEstimator, MixtureModel
 from emframe.core.numerics import safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_array, check_scalar
-from emframe.inference.binary import counts_from_histogram, encode, lookup_tables
+from emframe.inference.binary import carry_codes, table_e_step
 from emframe.inference.gaussian.kernel import FUSED_MIN_ROWS, has_numba
 
 __all__ = [
@@ -78,24 +78,7 @@ class BinaryData:
 
     def __getitem__(self, rows: Any) -> BinaryData:
         obs = None if self.observed is None else self.observed[rows]
-        out = BinaryData(self.ones[rows], obs)
-        codes = self.__dict__.get("_codes")
-        if codes is not None:  # slices of encoded data stay encoded
-            object.__setattr__(out, "_codes", (codes[0][rows], codes[1]))
-        return out
-
-    def codes(self) -> tuple[np.ndarray, int]:
-        """Codes of groups of entries (uint8, one column per group) and their base.
-
-        Built on first use and kept (see :mod:`emframe.inference.binary`); slices of
-        this object share them.
-        """
-        codes = self.__dict__.get("_codes")
-        if codes is None:
-            codes = encode(self.ones, self.observed)
-            codes[0].flags.writeable = False
-            object.__setattr__(self, "_codes", codes)
-        return codes
+        return carry_codes(self, BinaryData(self.ones[rows], obs), rows)  # codes: see e_step
 
     def to_array(self) -> np.ndarray:
         """The data as a float array with NaN for missing entries, shape (n_samples, n_features)."""
@@ -350,10 +333,10 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         sample_weight: np.ndarray | None = None,
     ) -> tuple[BernoulliStats, float]:
         data = binary_data(X)
-        if len(data) >= FUSED_MIN_ROWS and has_numba():
-            fused = self._fused_e_step(params, data, sample_weight)
-            if fused is not None:
-                return fused
+        if len(data) >= FUSED_MIN_ROWS and has_numba():  # lookup tables, compiled
+            out = table_e_step(data, params.probs, params.weights, sample_weight)
+            if out is not None:
+                return BernoulliStats(*out[:3]), out[3]
         a = self._log_prob_t(params, data)
         amax = a.max(axis=0)
         if not np.all(np.isfinite(amax)):
@@ -372,29 +355,6 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
             return self._stats_t(data, a), float(log_norm.sum())
         a *= sample_weight
         return self._stats_t(data, a), float(sample_weight @ log_norm)
-
-    def _fused_e_step(
-        self, params: BernoulliParams, data: BinaryData, sample_weight: np.ndarray | None
-    ) -> tuple[BernoulliStats, float] | None:
-        """The E-step by lookup tables in one compiled pass (numba); None for a row
-        impossible under every component (the general path then reports it)."""
-        from emframe.inference._binary_numba import mixture_e_step
-
-        p = np.asarray(params.probs, dtype=np.float64)
-        codes, base = data.codes()
-        with np.errstate(divide="ignore"):
-            tables = lookup_tables(np.log(p), np.log1p(-p), base)
-        has_w = sample_weight is not None
-        w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
-        hist, nk, loglik, impossible = mixture_e_step(
-            codes, tables, safe_log(np.asarray(params.weights, dtype=np.float64)), w, has_w
-        )
-        if impossible:
-            return None
-        ones, observed = counts_from_histogram(hist, data.shape[1], base)
-        if data.observed is None:
-            observed = np.repeat(nk[:, None], data.shape[1], axis=1)
-        return BernoulliStats(nk=nk, ones=ones, observed=observed), float(loglik)
 
     def stats_from_resp(self, X: Any, resp: np.ndarray) -> BernoulliStats:
         return self._stats_t(binary_data(X), np.asarray(resp).T)

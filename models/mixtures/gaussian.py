@@ -195,12 +195,10 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         ``lambda = reg_covar`` (adding ``reg_covar / N_k``, which fades as data grow).
     """
 
-    #: dtype of the data the estimator fits (float32 parameters are kept float32).
+    #: dtype of the fitted data (a float32 fit keeps float32 parameters, as scikit-learn).
     fit_dtype: np.dtype = np.dtype(np.float64)
-    #: Score float32 data with float32 features and products (about 1.3-2x faster E-steps).
-    #: Off by default: the rounding moves the log-likelihood by ~1e-8 relative, more than
-    #: the engine's monotonicity tolerance (1e-9), so near convergence the guard would
-    #: flag steps that only rounding made go down.
+    #: float32 features and products for float32 data: faster E-steps, but rounding moves
+    #: the log-likelihood ~1e-8 relative, above the monotonicity guard's 1e-9 (so off).
     float32_arithmetic: bool = False
 
     def __init__(
@@ -310,9 +308,8 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
     ) -> tuple[GaussianMoments, float]:
         """Posterior-weighted moments and the (weighted) log-likelihood, in one fused pass.
 
-        float32 data are read as they are, without a float64 copy, and scored with
-        float64 arithmetic; with :attr:`float32_arithmetic` the features and products
-        are float32 too (see :class:`~emframe.inference.gaussian.GaussianKernel`).
+        float32 data are read without a float64 copy and scored in float64 (in float32
+        with :attr:`float32_arithmetic`, see :class:`~emframe.inference.gaussian.GaussianKernel`).
 
         Returns
         -------
@@ -604,8 +601,7 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
         return super()._validate_X(X, reset=reset)
 
     def _set_params(self, params: GaussianMixtureParams) -> None:
-        # A fit on float32 data gives float32 parameters, as scikit-learn's does; the
-        # arithmetic stays float64 (the kernels convert), so nothing is lost in between.
+        # float32 data give float32 parameters, as in scikit-learn (arithmetic stays float64)
         model = getattr(self, "_model", None)
         if getattr(model, "fit_dtype", None) == np.float32:
             params = params.replace(**{k: np.asarray(v, dtype=np.float32)

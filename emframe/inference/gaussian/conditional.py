@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emframe.core.numerics import cholesky_lower, log_det_cholesky, triangular_inverse
+from emframe.inference.compiled import call_interruptible
 from emframe.inference.gaussian.kernel import has_numba
 
 __all__ = [
@@ -390,7 +391,8 @@ def _pattern_blocks(
     if len(missing) >= _COMPILED_MIN_PATTERNS and has_numba():
         from emframe.inference.gaussian._conditional_numba import pattern_blocks
 
-        M, cov, log_det, ok = pattern_blocks(
+        M, cov, log_det, ok = call_interruptible(
+            pattern_blocks,
             np.ascontiguousarray(precision, dtype=np.float64),
             np.ascontiguousarray(missing, dtype=np.int64),
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..compiled import call_interruptible
 from .moments import GaussianMoments
 
 if TYPE_CHECKING:
@@ -480,11 +481,16 @@ class GaussianKernel:
         # The far components' features of a block are kept: bound them to ~8 MB.
         nf = self.nq + self.n_features + 1
         block = min(self.block, max(16, (1 << 20) // max(1, self.direct.size * nf)))
-        G, Gd, loglik = _numba_kernels().mixture_e_step(
+        G, Gd, loglik = call_interruptible(
+            _numba_kernels().mixture_e_step,
             X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
             np.ascontiguousarray(self.W_direct, dtype=dt), a, b, out, summed, self.nq, w, has_w,
             block,
         )
+        if np.isnan(loglik):
+            # Rows so far out that the expansion overflowed (inf - inf), or invalid
+            # input: the numpy path evaluates such rows directly, or reports them.
+            return self.mixture_e_step(X, sample_weight, backend="numpy")
         if dt == np.float32 and self.fast.size:
             # The products used the rounded coefficients W32 = W - dW. To first order the
             # log-likelihood misses sum_i sum_k r_ik dW_k . f(x_i) = sum_k dW_k . G_k: add

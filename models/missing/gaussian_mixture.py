@@ -265,7 +265,6 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
 
     _allow_nan = True
     _model_class = MissingGaussianMixtureModel
-    _keep_float32 = False  # the conditionals are computed in float64
 
     def _checked(self, X: Any) -> tuple[MissingGaussianMixtureModel, np.ndarray]:
         model = self._model_for_scoring()

@@ -26,14 +26,24 @@ _EXP_FLUSH = -500.0
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _fill_features(X, s, B, centre, pair_a, pair_b, pair_out, summed, nq, F):
-    """Features of rows ``X[s:s+B]`` into ``F[:, :B]`` (F has one row per feature)."""
+def _transpose_block(X, s, B, xt):
+    """``xt[:, :B] = X[s:s+B].T`` in the arithmetic's dtype (read once per block)."""
     d = X.shape[1]
+    for i in range(B):
+        for j in range(d):
+            xt[j, i] = X[s + i, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fill_features(xt, B, centre, pair_a, pair_b, pair_out, summed, nq, F):
+    """Features of the block ``xt`` (d, B) about ``centre`` into ``F[:, :B]``."""
+    d = xt.shape[0]
     for j in range(d):
         cj = centre[j]
         row = F[nq + j]
+        src = xt[j]
         for i in range(B):
-            row[i] = X[s + i, j] - cj
+            row[i] = src[i] - cj
     if summed:
         for i in range(B):
             F[0, i] = 0.0
@@ -146,9 +156,14 @@ def _direct_log_prob(Fd, Wd_row, lp_row):
 
 @numba.njit(cache=True, error_model="numpy")
 def _direct_moments(Fd, r, rb, Gd, j):
-    """``Gd[:, j] += Fd @ r[:B]`` (one BLAS product), added to float64 totals."""
+    """``Gd[:, j] += Fd @ r[:B]`` (one BLAS product), added to float64 totals; nothing to
+    do when every posterior of the block is zero (a tight far component, far from it)."""
+    nonzero = False
     for i in range(rb.shape[0]):
         rb[i] = r[i]
+        nonzero |= r[i] != 0.0
+    if not nonzero:
+        return
     v = np.dot(Fd, rb)
     for p in range(v.shape[0]):
         Gd[p, j] += v[p]
@@ -156,19 +171,20 @@ def _direct_moments(Fd, r, rb, Gd, j):
 
 @numba.njit(cache=True, error_model="numpy")
 def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, nq,
-                sample_weight, has_weight, F, Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits, Gb,
-                G, Gd):
+                sample_weight, has_weight, xt, F, Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits,
+                Gb, G, Gd):
     Kf = W.shape[0]
     Kd = Wd.shape[0]
+    _transpose_block(X, s, B, xt)
     if Kf:
-        _fill_features(X, s, B, centre, pair_a, pair_b, pair_out, summed, nq, F)
+        _fill_features(xt, B, centre, pair_a, pair_b, pair_out, summed, nq, F)
         np.dot(W, F, lp)
         for k in range(Kf):
             for i in range(B):
                 lpd[k, i] = lp[k, i]
     for j in range(Kd):
         # Far components: features of x - mean_j, so nothing cancels; kept for the moments.
-        _fill_features(X, s, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd[j])
+        _fill_features(xt, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd[j])
         _direct_log_prob(Fd[j], Wd[j], lpd[Kf + j])
     ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, bits)
     if Kf:
@@ -233,6 +249,7 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     size = min(block, n)
     F = np.empty((nf, size), dt)
     F[nf - 1] = 1.0
+    xt = np.empty((d, size), dt)
     Fd = np.empty((Kd, nf, size), dt)
     for j in range(Kd):
         Fd[j, nf - 1] = 1.0
@@ -248,7 +265,7 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     full = n - n % size
     for s in range(0, full, size):
         ll += _block_pass(X, s, size, centre, W, means_d, Wd, pair_a, pair_b, pair_out,
-                          summed, nq, sample_weight, has_weight, F, Fd, lp, lpd, resp,
+                          summed, nq, sample_weight, has_weight, xt, F, Fd, lp, lpd, resp,
                           resp_t, rb, mx, tot, bits, Gb, G, Gd)
     rest = n - full
     if rest > 0:
@@ -262,6 +279,6 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
         resp_t2 = np.empty((rest, Kf), dt)
         rb2 = np.empty(rest, dt)
         ll += _block_pass(X, full, rest, centre, W, means_d, Wd, pair_a, pair_b, pair_out,
-                          summed, nq, sample_weight, has_weight, F2, Fd2, lp2, lpd, resp,
+                          summed, nq, sample_weight, has_weight, xt, F2, Fd2, lp2, lpd, resp,
                           resp_t2, rb2, mx, tot, bits, Gb, G, Gd)
     return G, Gd, ll

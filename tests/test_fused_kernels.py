@@ -71,14 +71,24 @@ def assert_moments_close(a, b, rtol):
     block=st.sampled_from([1, 7, 128, 512]),
     weighted=st.booleans(),
     offset=st.sampled_from([0.0, 1e3, -1e5]),
+    far=st.sampled_from([None, 0.0, 30.0]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_fused_e_step_equals_numpy(covariance_type, K, d, n, block, weighted, offset, seed):
+def test_fused_e_step_equals_numpy(covariance_type, K, d, n, block, weighted, offset, far,
+                                   seed):
     rng = np.random.default_rng(seed)
     strategy, means, pc, weights = random_params(rng, covariance_type, K, d, offset)
     X = means[rng.integers(K, size=n)] + rng.normal(size=(n, d))
     w = rng.uniform(0, 3, size=n) if weighted else None
-    kern = GaussianKernel(strategy, means, pc, weights=weights)
+    real = kernel_mod.EXPANSION_MAX_DISTANCE
+    if far is not None:  # some or all components scored about their own means
+        kernel_mod.EXPANSION_MAX_DISTANCE = far
+    try:
+        kern = GaussianKernel(strategy, means, pc, weights=weights)
+    finally:
+        kernel_mod.EXPANSION_MAX_DISTANCE = real
+    if far == 0.0:
+        assert kern.direct.size == K
     kern.block = block  # block edges and a partial last block
     ref, ll_ref = kern.mixture_e_step(X, w, backend="numpy")
     got, ll = kern.mixture_e_step(X, w, backend="numba")

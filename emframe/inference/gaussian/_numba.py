@@ -147,11 +147,30 @@ def _normalise(lp, B, w, s, has_weight, mx, tot, resp, bits):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _direct_log_prob(Fd, Wd_row, lp_row):
-    """``lp_row[:B] = Wd_row . Fd`` (one BLAS product), stored in float64."""
-    v = np.dot(Wd_row, Fd)
-    for i in range(v.shape[0]):
-        lp_row[i] = v[i]
+def _direct_log_prob(xt, B, centre, factor_t, shift, const, xc, y, lp_row):
+    """``lp_row[:B] = const - |(x - centre) M - shift|^2 / 2``, accumulated in float64.
+
+    ``xc`` and ``y`` are (d, B) scratch of the block's exact size (for BLAS); ``factor_t``
+    is ``M'``, so one product gives every row's ``(x - centre) M``.
+    """
+    d = xt.shape[0]
+    for a in range(d):
+        c = centre[a]
+        src = xt[a]
+        out = xc[a]
+        for i in range(B):
+            out[i] = src[i] - c
+    np.dot(factor_t, xc, y)
+    for i in range(B):
+        lp_row[i] = 0.0
+    for b in range(d):
+        sh = shift[b]
+        src = y[b]
+        for i in range(B):
+            v = np.float64(src[i]) - sh
+            lp_row[i] += v * v
+    for i in range(B):
+        lp_row[i] = const - 0.5 * lp_row[i]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -170,11 +189,11 @@ def _direct_moments(Fd, r, rb, Gd, j):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, nq,
-                sample_weight, has_weight, xt, F, Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits,
-                Gb, G, Gd):
+def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, pair_a, pair_b,
+                pair_out, summed, nq, sample_weight, has_weight, xt, xc, y, F, Fd, lp, lpd,
+                resp, resp_t, rb, mx, tot, bits, Gb, G, Gd):
     Kf = W.shape[0]
-    Kd = Wd.shape[0]
+    Kd = means_d.shape[0]
     _transpose_block(X, s, B, xt)
     if Kf:
         _fill_features(xt, B, centre, pair_a, pair_b, pair_out, summed, nq, F)
@@ -183,9 +202,9 @@ def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summe
             for i in range(B):
                 lpd[k, i] = lp[k, i]
     for j in range(Kd):
-        # Far components: features of x - mean_j, so nothing cancels; kept for the moments.
-        _fill_features(xt, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd[j])
-        _direct_log_prob(Fd[j], Wd[j], lpd[Kf + j])
+        # Far components: x - mean_j from the data, so nothing cancels.
+        _direct_log_prob(xt, B, means_d[j], factors_t[j], shift_d[j], const_d[j], xc, y,
+                         lpd[Kf + j])
     ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, bits)
     if Kf:
         for k in range(Kf):
@@ -197,13 +216,19 @@ def _block_pass(X, s, B, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summe
             for k in range(Kf):
                 G[a, k] += Gb[a, k]
     for j in range(Kd):
-        _direct_moments(Fd[j], resp[Kf + j], rb, Gd, j)
+        nonzero = False
+        r = resp[Kf + j]
+        for i in range(B):
+            nonzero |= r[i] != 0.0
+        if nonzero:  # a tight far component has no posterior mass on most blocks
+            _fill_features(xt, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
+            _direct_moments(Fd, r, rb, Gd, j)
     return ll
 
 
 @numba.njit(cache=True, error_model="numpy")
-def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, nq,
-                   sample_weight, has_weight, block):
+def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, pair_a, pair_b,
+                   pair_out, summed, nq, sample_weight, has_weight, block):
     """Fused E-step over all rows of ``X``.
 
     Parameters
@@ -214,9 +239,15 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
         Coefficients of the features about ``centre`` in the log-densities plus
         log-weights of the expanded components.
     means_d : ndarray of shape (Kd, d), dtype of the arithmetic
-        Means of the components evaluated directly (about their own means).
-    Wd : ndarray of shape (Kd, nf), dtype of the arithmetic
-        Their coefficients of the features of ``x - means_d[j]``.
+        Reference points of the components evaluated directly: their means (rounded to
+        float32 with float32 arithmetic).
+    factors_t : ndarray of shape (Kd, d, d), dtype of the arithmetic
+        Transposed factors ``M'``: the squared Mahalanobis distance is
+        ``|(x - mean) M|^2 = |(x - means_d) M - shift_d|^2``.
+    shift_d : ndarray of shape (Kd, d), float64
+        ``(mean - means_d) M``: zero unless the reference points were rounded.
+    const_d : ndarray of shape (Kd,), float64
+        Their log-normalising constants plus log-weights.
     pair_a, pair_b, pair_out : ndarray of int64, shape (n_pairs,)
         Quadratic feature ``pair_out[p]`` is ``xc[pair_a[p]] * xc[pair_b[p]]``
         (summed over ``p`` when ``summed``).
@@ -239,10 +270,10 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     """
     n, d = X.shape
     Kf = W.shape[0]
-    Kd = Wd.shape[0]
+    Kd = means_d.shape[0]
     K = Kf + Kd
     nf = nq + d + 1
-    dt = Wd.dtype  # the arithmetic's precision (X may be float32 with float64 arithmetic)
+    dt = W.dtype  # the arithmetic's precision (X may be float32 with float64 arithmetic)
     G = np.zeros((nf, Kf))
     Gd = np.zeros((nf, Kd))
     ll = 0.0
@@ -250,9 +281,10 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     F = np.empty((nf, size), dt)
     F[nf - 1] = 1.0
     xt = np.empty((d, size), dt)
-    Fd = np.empty((Kd, nf, size), dt)
-    for j in range(Kd):
-        Fd[j, nf - 1] = 1.0
+    xc = np.empty((d, size), dt)
+    y = np.empty((d, size), dt)
+    Fd = np.empty((nf, size), dt)
+    Fd[nf - 1] = 1.0
     lp = np.empty((Kf, size), dt)
     lpd = np.empty((K, size))
     resp = np.empty((K, size))
@@ -264,21 +296,23 @@ def mixture_e_step(X, centre, W, means_d, Wd, pair_a, pair_b, pair_out, summed, 
     Gb = np.empty((nf, Kf), dt)
     full = n - n % size
     for s in range(0, full, size):
-        ll += _block_pass(X, s, size, centre, W, means_d, Wd, pair_a, pair_b, pair_out,
-                          summed, nq, sample_weight, has_weight, xt, F, Fd, lp, lpd, resp,
-                          resp_t, rb, mx, tot, bits, Gb, G, Gd)
+        ll += _block_pass(X, s, size, centre, W, means_d, factors_t, shift_d, const_d,
+                          pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt,
+                          xc, y, F, Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits, Gb, G, Gd)
     rest = n - full
     if rest > 0:
         # np.dot needs whole contiguous arrays: buffers of the last block's size
         F2 = np.empty((nf, rest), dt)
         F2[nf - 1] = 1.0
-        Fd2 = np.empty((Kd, nf, rest), dt)
-        for j in range(Kd):
-            Fd2[j, nf - 1] = 1.0
+        Fd2 = np.empty((nf, rest), dt)
+        Fd2[nf - 1] = 1.0
+        xc2 = np.empty((d, rest), dt)
+        y2 = np.empty((d, rest), dt)
         lp2 = np.empty((Kf, rest), dt)
         resp_t2 = np.empty((rest, Kf), dt)
         rb2 = np.empty(rest, dt)
-        ll += _block_pass(X, full, rest, centre, W, means_d, Wd, pair_a, pair_b, pair_out,
-                          summed, nq, sample_weight, has_weight, xt, F2, Fd2, lp2, lpd, resp,
-                          resp_t2, rb2, mx, tot, bits, Gb, G, Gd)
+        ll += _block_pass(X, full, rest, centre, W, means_d, factors_t, shift_d, const_d,
+                          pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt,
+                          xc2, y2, F2, Fd2, lp2, lpd, resp, resp_t2, rb2, mx, tot, bits, Gb, G,
+                          Gd)
     return G, Gd, ll

@@ -279,19 +279,9 @@ class GaussianKernel:
             W[:, self.nq : self.nq + d] = lam_mc
             W[:, -1] = const - 0.5 * dist
             self.W = np.ascontiguousarray(W[self.fast])
-            # The compiled kernel scores a far component with the same coefficients
-            # applied to the features of x - c_k, with c_k its mean rounded to the data's
-            # precision (the mean itself in float64): the same expansion with c_k for c.
-            dr = self.direct
-            self.direct_centres = means[dr].astype(self.dtype).astype(np.float64)
-            off = np.zeros((K, d))
-            off[dr] = means[dr] - self.direct_centres
-            lam_off = strategy.apply_precision(lam, off)[dr]
-            off = off[dr]
-            Wd = W[dr]
-            Wd[:, self.nq : self.nq + d] = lam_off
-            Wd[:, -1] = const[dr] - 0.5 * np.einsum("kd,kd->k", off, lam_off)
-            self.W_direct = np.ascontiguousarray(Wd)
+            # The compiled kernel scores a far component about its mean rounded to the
+            # data's precision (the mean itself in float64), through a dense factor.
+            self.direct_centres = means[self.direct].astype(self.dtype).astype(np.float64)
         work_per_row = self.n_rows * K if self.fast.size else K * d * d
         self.block = int(min(8192, max(128, _BLOCK_MULADDS // work_per_row)))
 
@@ -478,14 +468,14 @@ class GaussianKernel:
         a, b, out, summed = self.kind.feature_pairs(self.n_features)
         has_w = sample_weight is not None
         w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
-        # The far components' features of a block are kept: bound them to ~8 MB.
-        nf = self.nq + self.n_features + 1
-        block = min(self.block, max(16, (1 << 20) // max(1, self.direct.size * nf)))
+        factors = self._direct_factors()
+        shift = np.einsum("kd,kde->ke", self.means[self.direct] - self.direct_centres, factors)
         G, Gd, loglik = call_interruptible(
             _numba_kernels().mixture_e_step,
             X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
-            np.ascontiguousarray(self.W_direct, dtype=dt), a, b, out, summed, self.nq, w, has_w,
-            block,
+            np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),
+            np.ascontiguousarray(shift), np.ascontiguousarray(self.const[self.direct]),
+            a, b, out, summed, self.nq, w, has_w, self.block,
         )
         if np.isnan(loglik):
             # Rows so far out that the expansion overflowed (inf - inf), or invalid
@@ -510,3 +500,17 @@ class GaussianKernel:
             # moments of far components are referenced at their (rounded) means
             moments.ref[self.direct] = self.direct_centres
         return moments, float(loglik)
+
+    def _direct_factors(self) -> np.ndarray:
+        """Dense factors ``M`` (Kd, d, d) of the far components: ``maha = |(x - mean) M|^2``.
+
+        The inverse of the map that gives standard normal samples the component's
+        covariance (``U`` for full and tied, ``diag(U)`` for diag and spherical), so no
+        covariance type is named here.
+        """
+        eye = np.eye(self.n_features)
+        out = np.empty((self.direct.size, self.n_features, self.n_features))
+        for i, k in enumerate(self.direct):
+            noise = self.strategy.sample_noise(self.precisions_cholesky, int(k), eye)
+            out[i] = np.linalg.inv(noise)
+        return out

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-__all__ = ["DEFAULT_SAMPLE_SIZE", "kmeans_labels", "nearest_centre"]
+__all__ = ["DEFAULT_SAMPLE_SIZE", "kmeans_labels", "kmeans_plusplus", "nearest_centre"]
 
 #: Rows k-means runs on by default (all rows when there are fewer).
 DEFAULT_SAMPLE_SIZE = 10_000
@@ -95,3 +95,32 @@ def kmeans_labels(
         rows = np.sort(rng.choice(n, size=sample_size, replace=False))
         centres, _ = kmeans2(X[rows], n_clusters, minit="++", seed=rng)
     return nearest_centre(X, centres)
+
+
+def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n_components`` seed rows of ``X`` chosen by k-means++ (D^2 sampling).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    n_components : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray of int, shape (n_components,)
+    """
+    n = X.shape[0]
+    idx = [int(rng.integers(n))]
+    d2 = np.einsum("ij,ij->i", X - X[idx[0]], X - X[idx[0]])
+    for _ in range(1, n_components):
+        total = d2.sum()
+        if total > 0:
+            i = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
+            i = min(i, n - 1)
+        else:  # every point coincides with a chosen seed
+            i = int(rng.integers(n))
+        idx.append(i)
+        diff = X - X[i]
+        np.minimum(d2, np.einsum("ij,ij->i", diff, diff), out=d2)
+    return np.asarray(idx)

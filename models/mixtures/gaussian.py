@@ -26,7 +26,7 @@ from emframe.inference.gaussian import (
     gaussian_moments,
     get_covariance_strategy,
 )
-from emframe.inference.kmeans import kmeans_labels
+from emframe.inference.kmeans import kmeans_labels, kmeans_plusplus
 
 __all__ = [
     "GaussianMixture",
@@ -70,24 +70,6 @@ class NoisyGaussianMixtureParams(GaussianMixtureParams):
     noise_weight: float
 
 
-def _kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``n_components`` seeds chosen by k-means++ (D^2 sampling)."""
-    n = X.shape[0]
-    idx = [int(rng.integers(n))]
-    d2 = np.einsum("ij,ij->i", X - X[idx[0]], X - X[idx[0]])
-    for _ in range(1, n_components):
-        total = d2.sum()
-        if total > 0:
-            i = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
-            i = min(i, n - 1)
-        else:  # every point coincides with a chosen seed
-            i = int(rng.integers(n))
-        idx.append(i)
-        diff = X - X[i]
-        np.minimum(d2, np.einsum("ij,ij->i", diff, diff), out=d2)
-    return np.asarray(idx)
-
-
 def _one_hot(n: int, n_components: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     resp = np.zeros((n, n_components))
     resp[rows, cols] = 1.0
@@ -101,7 +83,7 @@ def _resp_kmeans(X: np.ndarray, n_components: int, rng: np.random.Generator) -> 
 
 
 def _resp_kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    idx = _kmeans_plusplus(X, n_components, rng)
+    idx = kmeans_plusplus(X, n_components, rng)
     return _one_hot(X.shape[0], n_components, idx, np.arange(n_components))
 
 
@@ -327,8 +309,7 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         return kernel.mixture_e_step(X, sample_weight)
 
     def log_likelihood(self, params: GaussianMixtureParams, X: Any) -> float:
-        # the fused E-step's: far cheaper than per-sample densities and a logsumexp
-        return self.e_step(params, X)[1]
+        return self.e_step(params, X)[1]  # fused: cheaper than densities and a logsumexp
 
     def stats_from_resp(self, X: Any, resp: np.ndarray) -> GaussianMoments:
         return gaussian_moments(np.asarray(X, dtype=float), resp, self.strategy)
@@ -593,8 +574,7 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
         return self._with_noise(self._make_model(self.n_features_in_))
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        """As the base class, but float32 input stays float32, as in scikit-learn
-        (not with missing entries, whose conditionals are computed in float64)."""
+        """Float32 input stays float32, as in scikit-learn (not with missing entries)."""
         if not self._allow_nan and getattr(X, "dtype", None) == np.float32:
             X = check_array(X, allow_nan=self._allow_nan, dtype=np.float32)
             self._check_n_features(X, reset=reset)
@@ -603,8 +583,7 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
 
     def _set_params(self, params: GaussianMixtureParams) -> None:
         # float32 data give float32 parameters, as in scikit-learn (arithmetic stays float64)
-        model = getattr(self, "_model", None)
-        if getattr(model, "fit_dtype", None) == np.float32:
+        if getattr(getattr(self, "_model", None), "fit_dtype", None) == np.float32:
             params = params.replace(**{k: np.asarray(v, dtype=np.float32)
                                        for k, v in params.as_dict().items()})
         super()._set_params(params)

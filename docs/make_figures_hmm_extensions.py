@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    /work/venv/bin/python docs/make_figures_hmm_extensions.py
+    python docs/make_figures_hmm_extensions.py
 
 Writes docs/images/hmm_airquality.png: the daily air-quality series of New York, summer
 1973, with the regimes decoded by a two-state Gaussian HMM fitted with its missing

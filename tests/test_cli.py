@@ -232,6 +232,13 @@ def test_missing_values_rejected_or_dropped(capsys, tmp_path):
     code, out, err = call(capsys, "fit", "gmm", data, "-k", "2", "--drop-missing", "-q")
     assert code == 0, err
     assert "6 rows" in out
+    # too few rows left for the (default) components: bad input, not a failed fit
+    few = write(tmp_path / "few.csv", "x,y\n1,2\n,3\n4,\n")
+    for model in ("gmm", "tmix", "bernoulli"):
+        code, _, err = call(capsys, "fit", model, few, "--drop-missing", "-q")
+        assert code == 2, err
+        assert "2 components are more than the 1 row of" in err
+        assert "set a smaller --components" in err
     model = tmp_path / "gm.npz"
     code, out, err = call(capsys, "fit", "gmm-missing", AIR, "-c", "Ozone,Solar.R,Wind,Temp",
                           "-k", "2", "-q", "--out", model)
@@ -591,6 +598,9 @@ def test_bad_inputs_exit_2_naming_the_file(capsys, tmp_path):
     code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.png", "--max-pixels",
                         "-5")
     assert code == 2 and "--max-pixels: must be a non-negative integer, got -5" in err
+    code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.png", "--max-pixels",
+                        "50", "--components", "60")
+    assert code == 2 and "--components 60 is more than the 50 pixels sampled" in err
     symbols = write(tmp_path / "sym.csv", "s\n0\n1\n3000000000\n2\n")
     code, _, err = call(capsys, "fit", "categorical-hmm", symbols, "-q")
     assert code == 2

@@ -71,6 +71,7 @@ def _aligned(values: np.ndarray, rows: np.ndarray | None) -> list[Any]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """``emframe predict``: labels and probabilities under a saved model."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)
@@ -94,6 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    """``emframe decode``: the most likely hidden states under a saved HMM."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)
@@ -118,6 +120,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 # -- impute ------------------------------------------------------------------------------------
 def cmd_impute(args: argparse.Namespace) -> int:
+    """``emframe impute``: fill missing cells (a fitted normal, or a saved model)."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.data, args.model_file, args.lengths])
     if args.model_file is None:
@@ -173,6 +176,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 # -- smooth ------------------------------------------------------------------------------------
 def cmd_smooth(args: argparse.Namespace) -> int:
+    """``emframe smooth``: smoothed or filtered states under a saved state-space model."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)

@@ -14,6 +14,7 @@ from emframe.interfaces.io import atomic_write
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    """``emframe segment``: paint each pixel with its component's mean colour."""
     import matplotlib.image as mpimg
 
     args.image = resolve_input(args.image)

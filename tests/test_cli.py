@@ -249,6 +249,16 @@ def test_missing_values_rejected_or_dropped(capsys, tmp_path):
     X = emframe.datasets.load_airquality()[0][:, :4]
     labels = [int(r[0]) for r in read_csv(out)[1]]
     assert labels == emframe.load(model).predict(X).tolist()
+    # the same saved mixture imputes; one without missing-data support says which can
+    code, out, err = call(capsys, "impute", AIR, "--model", model)
+    assert code == 0, err
+    assert "imputed 44 missing cells" in err
+    plain = tmp_path / "plain.npz"
+    assert call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", plain)[0] == 0
+    code, _, err = call(capsys, "impute", AIR, "--model", plain)
+    assert code == 2
+    assert "a GaussianMixture cannot impute; use a model saved by 'emframe fit' with " \
+           "mvn-missing, gmm-missing, ssm or an HMM" in err
 
 
 def test_missing_values_as_nan_text_and_npy(capsys, tmp_path):

@@ -125,7 +125,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
     check_output(args.out, [args.data, args.model_file, args.lengths])
     if args.model_file is None:
         if args.lengths is not None:
-            raise InputError("--lengths applies with --model (a saved ssm model)")
+            raise InputError("--lengths applies with --model (a saved ssm or HMM)")
         spec = MODELS["mvn-missing"]
         data = load_data(args.data, args.columns)
         check_values(data, spec)
@@ -145,7 +145,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
         est, meta = _load_model(args.model_file)
         if not hasattr(est, "impute"):
             raise InputError(f"{args.model_file}: a {type(est).__name__} cannot impute; use a "
-                             "model saved by 'emframe fit ssm' or 'emframe fit mvn-missing'")
+                             "model saved by 'emframe fit' with mvn-missing, gmm-missing, ssm "
+                             "or an HMM")
         data = _data_for_model(args, est, meta)
         imputed = _with_lengths(est.impute, _spec_of(est), data)
         how = f"with the model {args.model_file}"

@@ -291,6 +291,9 @@ def test_value_checks_per_model(capsys, tmp_path):
     assert code == 2 and "--lengths applies to HMMs" in err
     code, _, err = call(capsys, "fit", "gmm", data, "--components", "9")
     assert code == 2 and "more than the 4 rows" in err
+    code, _, err = call(capsys, "fit", "gmm", data, "-q", "--plot", tmp_path / "fit.txt")
+    assert code == 2 and "--plot" in err and "matplotlib cannot write .txt files" in err
+    assert not (tmp_path / "fit.txt").exists()
 
 
 def test_columns_by_name_number_and_range(capsys, tmp_path):

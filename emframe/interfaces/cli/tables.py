@@ -478,6 +478,10 @@ def write_csv(path: str | None, header: Sequence[str], rows: Any) -> None:
 def save_figure(fig: Any, path: str) -> None:
     """Save a matplotlib figure atomically; the format follows the file suffix."""
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise InputError(f"--plot {path}: matplotlib cannot write .{fmt} files; give a name "
+                         f"ending in one of .{', .'.join(sorted(supported))} (.png, say)")
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
 

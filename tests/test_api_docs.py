@@ -56,3 +56,17 @@ def test_facade_links_point_at_documented_objects():
             assert home in MODULES
             assert re.search(rf"^\.\. auto(class|function):: {re.escape(home)}\.{obj.__name__}$",
                              generate.page(home), re.M), f"{home}.{obj.__name__}"
+
+
+def test_estimator_pages_show_inherited_methods():
+    # a user reading StudentTMixture's page must find fit, predict, score, ... there, not
+    # only on the page of a base class it names
+    for home, cls in [("emframe.models.robust.estimator", "StudentTMixture"),
+                      ("emframe.models.hmm.autoregressive", "AutoRegressiveHMM"),
+                      ("emframe.models.ssm.estimator", "LinearGaussianSSM")]:
+        block = generate.page(home).split(f".. autoclass:: {home}.{cls}\n", 1)[1]
+        options = block.split("\n\n", 1)[0]
+        assert "   :inherited-members:" in options.splitlines(), cls
+    params = generate.page("emframe.core.params")
+    block = params.split(".. autoclass:: emframe.core.params.Params\n")[1]
+    assert ":inherited-members:" not in block.split("\n\n", 1)[0]  # only estimators

@@ -156,3 +156,15 @@ def test_every_package_is_installed():
         "packages"])
     packages = {name for name in MODULES if _is_package(name)} | {"emframe.interfaces.data"}
     assert packages == listed
+
+
+def test_the_architecture_page_names_every_subpackage():
+    # docs/architecture.md draws the layers; a new subpackage must appear in the drawing
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    drawing = text.split("## The layers", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    for name in MODULES:
+        if _is_package(name) and name.count(".") >= 2:  # emframe.core.x, emframe.models.x
+            short = name.rsplit(".", 1)[1]
+            if short != "data":  # package data, drawn as interfaces' data/
+                assert f"{short}/" in drawing, f"{name} is missing from docs/architecture.md"
+    assert len({len(line) for line in drawing.splitlines()}) == 1, "ragged box lines"

@@ -232,6 +232,13 @@ def test_missing_values_rejected_or_dropped(capsys, tmp_path):
     code, out, err = call(capsys, "fit", "gmm", data, "-k", "2", "--drop-missing", "-q")
     assert code == 0, err
     assert "6 rows" in out
+    # too few rows left for the (default) components: bad input, not a failed fit
+    few = write(tmp_path / "few.csv", "x,y\n1,2\n,3\n4,\n")
+    for model in ("gmm", "tmix", "bernoulli"):
+        code, _, err = call(capsys, "fit", model, few, "--drop-missing", "-q")
+        assert code == 2, err
+        assert "2 components are more than the 1 row of" in err
+        assert "set a smaller --components" in err
     model = tmp_path / "gm.npz"
     code, out, err = call(capsys, "fit", "gmm-missing", AIR, "-c", "Ozone,Solar.R,Wind,Temp",
                           "-k", "2", "-q", "--out", model)
@@ -242,6 +249,16 @@ def test_missing_values_rejected_or_dropped(capsys, tmp_path):
     X = emframe.datasets.load_airquality()[0][:, :4]
     labels = [int(r[0]) for r in read_csv(out)[1]]
     assert labels == emframe.load(model).predict(X).tolist()
+    # the same saved mixture imputes; one without missing-data support says which can
+    code, out, err = call(capsys, "impute", AIR, "--model", model)
+    assert code == 0, err
+    assert "imputed 44 missing cells" in err
+    plain = tmp_path / "plain.npz"
+    assert call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", plain)[0] == 0
+    code, _, err = call(capsys, "impute", AIR, "--model", plain)
+    assert code == 2
+    assert "a GaussianMixture cannot impute; use a model saved by 'emframe fit' with " \
+           "mvn-missing, gmm-missing, ssm or an HMM" in err
 
 
 def test_missing_values_as_nan_text_and_npy(capsys, tmp_path):
@@ -274,6 +291,9 @@ def test_value_checks_per_model(capsys, tmp_path):
     assert code == 2 and "--lengths applies to HMMs" in err
     code, _, err = call(capsys, "fit", "gmm", data, "--components", "9")
     assert code == 2 and "more than the 4 rows" in err
+    code, _, err = call(capsys, "fit", "gmm", data, "-q", "--plot", tmp_path / "fit.txt")
+    assert code == 2 and "--plot" in err and "matplotlib cannot write .txt files" in err
+    assert not (tmp_path / "fit.txt").exists()
 
 
 def test_columns_by_name_number_and_range(capsys, tmp_path):
@@ -367,7 +387,7 @@ def test_failed_output_leaves_no_file(capsys, tmp_path):
     out.write_bytes(b"previous")
     code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "-q", "--out", out, "--plot",
                         tmp_path / "plot.unknownformat", "--max-iter", "3")
-    assert code == 1 and "emframe: error:" in err
+    assert code == 2 and "emframe: error: --plot" in err  # a format matplotlib cannot write
     assert not (tmp_path / "plot.unknownformat").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # the model itself was saved
     code, _, err = call(capsys, "fit", "gmm", FAITHFUL, "--out", tmp_path / "no" / "m.npz")
@@ -591,6 +611,9 @@ def test_bad_inputs_exit_2_naming_the_file(capsys, tmp_path):
     code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.png", "--max-pixels",
                         "-5")
     assert code == 2 and "--max-pixels: must be a non-negative integer, got -5" in err
+    code, _, err = call(capsys, "segment", COFFEE, "--out", tmp_path / "o.png", "--max-pixels",
+                        "50", "--components", "60")
+    assert code == 2 and "--components 60 is more than the 50 pixels sampled" in err
     symbols = write(tmp_path / "sym.csv", "s\n0\n1\n3000000000\n2\n")
     code, _, err = call(capsys, "fit", "categorical-hmm", symbols, "-q")
     assert code == 2

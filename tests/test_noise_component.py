@@ -219,3 +219,39 @@ def test_plot_clusters_draws_noise_grey():
     assert noise.any()
     np.testing.assert_allclose(colours[noise, :3], 0.55)
     assert not np.allclose(colours[~noise, :3], 0.55)
+
+
+def _tiny_scale(scale):
+    """Old-Faithful-like clusters, standardised, then shrunk: the default reg_covar prior
+    (in the data's units squared) makes the components much wider than the data."""
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(150, 2)) * 0.3 - 1, rng.normal(size=(120, 2)) * 0.3 + 1])
+    return X * scale
+
+
+@pytest.mark.parametrize("cls", [GaussianMixture, StudentTMixture])
+def test_noise_taking_every_point_is_a_clear_error(cls):
+    with pytest.raises(ValueError, match="the noise component has taken every point") as err:
+        cls(2, noise=True, random_state=0).fit(_tiny_scale(1e-5))
+    assert "reg_covar" in str(err.value)
+
+
+@pytest.mark.parametrize("cls", [GaussianMixture, StudentTMixture])
+def test_noise_taking_practically_every_point_warns(cls):
+    # uniform data and one narrow component (frozen) on a single row of weight 1/4:
+    # the maximum-likelihood noise weight leaves the component a quarter of a row
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, size=(270, 2))
+    X[0] = [0.5, 0.5]
+    w = np.ones(len(X))
+    w[0] = 0.25
+    est = cls(1, noise=True, means_init=[X[0]], precisions_init=[np.eye(2) * 1e6],
+              freeze=("means", "covariances"), tol=1e-12, random_state=0)
+    with pytest.warns(UserWarning, match="the noise component holds practically every point"
+                      ) as record:
+        est.fit(X, sample_weight=w)
+    assert record[0].filename == __file__  # points at the caller's fit
+    np.testing.assert_allclose((1 - est.noise_weight_) * len(X), 0.25, rtol=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a sound fit does not warn
+        quiet(cls(2, noise=True, random_state=0), _tiny_scale(1.0))

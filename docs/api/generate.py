@@ -58,6 +58,13 @@ def public_names(module) -> list[str]:
     ]
 
 
+def _is_estimator(cls) -> bool:
+    """A user-facing estimator: a subclass of EMEstimator (not the base itself)."""
+    from emframe.core.estimator import EMEstimator
+
+    return issubclass(cls, EMEstimator) and cls is not EMEstimator
+
+
 def _home(obj) -> str | None:
     home = getattr(obj, "__module__", None)
     return home if isinstance(home, str) and home.startswith("emframe") else None
@@ -92,7 +99,10 @@ def page(name: str) -> str:
         lines += [f"- ``{attr}``: re-exported from ``{obj.__module__}``", ""]
     for attr, obj in defined:
         if inspect.isclass(obj):
-            lines += [f".. autoclass:: {name}.{attr}", "   :members:", "   :show-inheritance:", ""]
+            lines += [f".. autoclass:: {name}.{attr}", "   :members:", "   :show-inheritance:"]
+            if _is_estimator(obj):  # fit, predict, score, ... on the estimator's own page
+                lines.append("   :inherited-members:")
+            lines.append("")
         elif callable(obj):
             lines += [f".. autofunction:: {name}.{attr}", ""]
         else:

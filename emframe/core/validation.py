@@ -50,6 +50,8 @@ def check_array(
         )
     if isinstance(X, np.ndarray) and np.iscomplexobj(X):
         raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+    if isinstance(X, np.ma.MaskedArray):
+        X = _unmask(X, name, allow_nan=allow_nan)
     try:
         arr = np.array(X, dtype=dtype, copy=copy) if copy else np.asarray(X, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -80,6 +82,29 @@ def check_array(
     if arr.dtype.kind == "f":
         check_finite(arr, name, allow_nan=allow_nan)
     return arr
+
+
+def _unmask(X: np.ma.MaskedArray, name: str, *, allow_nan: bool) -> np.ndarray:
+    """A masked array's data with NaN at the masked entries (a new array).
+
+    ``np.asarray`` would drop the mask and keep whatever numbers lie under it
+    (pykalman's users mark missing steps this way), so those would be fitted as data.
+    """
+    mask = np.ma.getmaskarray(X)
+    if not mask.any():
+        return np.ma.getdata(X)
+    if not allow_nan:
+        raise ValueError(
+            f"{name} is a masked array with {int(mask.sum())} masked entries, but this "
+            "estimator does not take missing values; drop or impute them first (the "
+            "estimators that take missing values read masked entries as missing)"
+        )
+    try:
+        filled = np.ma.getdata(X).astype(np.float64)  # a copy: the caller's data stay
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be numeric: {exc}") from None
+    filled[mask] = np.nan
+    return filled
 
 
 def check_finite(arr: np.ndarray, name: str = "X", *, allow_nan: bool = False) -> None:

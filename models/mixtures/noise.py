@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,14 @@ from emframe.core.params import Params, Stats
 from emframe.core.validation import check_random_state, check_scalar
 
 __all__ = ["NoiseOption", "NoiseStats", "UniformNoiseModel", "bounding_box"]
+
+#: Why the noise component can take (practically) every point, and what to do.
+_ALL_NOISE_WHY = (
+    "the data hold no cluster denser than the uniform background over their bounding box, "
+    "or the components are too wide, for example when reg_covar (a prior on the covariances, "
+    "in the data's units squared) is large compared with the features' variances. "
+    "Standardise the data, lower reg_covar, or use noise=False"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +180,11 @@ class UniformNoiseModel(MixtureModel[Params, NoiseStats]):
             )
         base, pi0 = self.split(params)
         self.base.check_params(base)
+        if pi0 == 1.0:
+            raise ValueError(
+                "noise_weight must lie in [0, 1), got 1.0: the noise component has taken every "
+                f"point, leaving the components no data: {_ALL_NOISE_WHY}"
+            )
         if not 0.0 <= pi0 < 1.0:
             raise ValueError(f"noise_weight must lie in [0, 1), got {pi0}")
 
@@ -322,10 +336,20 @@ class NoiseOption:
         return params
 
     def _run(self, model: Any, source: DataSource, callbacks: Any = None, **options: Any) -> Any:
-        if self._noise_on():
-            model = UniformNoiseModel(model, bounding_box(source), self.noise_init,
-                                      self._noisy_params_class)
-        return super()._run(model, source, callbacks, **options)  # type: ignore[misc]
+        if not self._noise_on():
+            return super()._run(model, source, callbacks, **options)  # type: ignore[misc]
+        model = UniformNoiseModel(model, bounding_box(source), self.noise_init,
+                                  self._noisy_params_class)
+        result = super()._run(model, source, callbacks, **options)  # type: ignore[misc]
+        _, pi0 = model.split(result.params)
+        if (1.0 - pi0) * result.n_samples < 1.0:  # less than one row left to the components
+            warnings.warn(
+                f"{type(self).__name__}: the noise component holds practically every point "
+                f"(noise_weight_ = {pi0!r}, less than one row left to the components), so "
+                f"the fit is degenerate: {_ALL_NOISE_WHY}",
+                UserWarning, stacklevel=4,  # _run, fit, its transactional wrapper, the caller
+            )
+        return result
 
     def _set_params(self, params: Params) -> None:
         super()._set_params(params)  # type: ignore[misc]

@@ -71,6 +71,7 @@ def _aligned(values: np.ndarray, rows: np.ndarray | None) -> list[Any]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """``emframe predict``: labels and probabilities under a saved model."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)
@@ -94,6 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    """``emframe decode``: the most likely hidden states under a saved HMM."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)
@@ -118,11 +120,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 # -- impute ------------------------------------------------------------------------------------
 def cmd_impute(args: argparse.Namespace) -> int:
+    """``emframe impute``: fill missing cells (a fitted normal, or a saved model)."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.data, args.model_file, args.lengths])
     if args.model_file is None:
         if args.lengths is not None:
-            raise InputError("--lengths applies with --model (a saved ssm model)")
+            raise InputError("--lengths applies with --model (a saved ssm or HMM)")
         spec = MODELS["mvn-missing"]
         data = load_data(args.data, args.columns)
         check_values(data, spec)
@@ -142,7 +145,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
         est, meta = _load_model(args.model_file)
         if not hasattr(est, "impute"):
             raise InputError(f"{args.model_file}: a {type(est).__name__} cannot impute; use a "
-                             "model saved by 'emframe fit ssm' or 'emframe fit mvn-missing'")
+                             "model saved by 'emframe fit' with mvn-missing, gmm-missing, ssm "
+                             "or an HMM")
         data = _data_for_model(args, est, meta)
         imputed = _with_lengths(est.impute, _spec_of(est), data)
         how = f"with the model {args.model_file}"
@@ -173,6 +177,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 # -- smooth ------------------------------------------------------------------------------------
 def cmd_smooth(args: argparse.Namespace) -> int:
+    """``emframe smooth``: smoothed or filtered states under a saved state-space model."""
     args.data = resolve_input(args.data)
     check_output(args.out, [args.model_file, args.data, args.lengths])
     est, meta = _load_model(args.model_file)

@@ -29,6 +29,7 @@ from emframe.interfaces.cli.tables import (
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    """``emframe fit``: fit a model; print its summary, save it and its plot."""
     args.data = resolve_input(args.data)
     spec = MODELS[args.model]
     if args.lengths is not None and not spec.sequential:
@@ -85,6 +86,7 @@ def parse_range(text: str) -> list[int]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    """``emframe select``: fit each number of components, keep the best by BIC/AIC."""
     args.data = resolve_input(args.data)
     spec = MODELS[args.model]
     if spec.kind == "gaussian":

@@ -14,6 +14,7 @@ from emframe.interfaces.io import atomic_write
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    """``emframe segment``: paint each pixel with its component's mean colour."""
     import matplotlib.image as mpimg
 
     args.image = resolve_input(args.image)
@@ -40,6 +41,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.max_pixels and h * w > args.max_pixels:
         # the colours of a random subset of pixels fit the mixture as well, much faster
         train = colour[rng.choice(h * w, args.max_pixels, replace=False)]
+    k = args.components or 2
+    if k > train.shape[0]:
+        raise InputError(f"--components {k} is more than the {train.shape[0]} pixels "
+                         f"{'sampled (--max-pixels)' if train is not colour else 'of the image'}")
     spec = MODELS["gmm"]
     est = make_estimator(spec, args)
     fit_estimator(est, None, train, Progress(args.quiet))

@@ -366,6 +366,11 @@ def check_values(data: Data, spec: ModelSpec, *, missing_ok: bool | None = None,
             "(use gmm-missing, drop the rows with --drop-missing, choose other --columns, or "
             "impute them first with 'emframe impute')"
         )
+    if spec.kind == "mixture" and n_components is not None and X.shape[0] < n_components:
+        rows = "row" if X.shape[0] == 1 else "rows"
+        raise InputError(f"{n_components} components are more than the {X.shape[0]} {rows} of "
+                         f"{data.table.path} (a mixture needs a row per component); set a "
+                         "smaller --components")
     if spec.one_column and X.shape[1] != 1:
         raise InputError(f"{spec.name} models one column of symbols, but {X.shape[1]} columns "
                          f"were chosen ({data.names}); pick one with --columns")
@@ -473,6 +478,10 @@ def write_csv(path: str | None, header: Sequence[str], rows: Any) -> None:
 def save_figure(fig: Any, path: str) -> None:
     """Save a matplotlib figure atomically; the format follows the file suffix."""
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise InputError(f"--plot {path}: matplotlib cannot write .{fmt} files; give a name "
+                         f"ending in one of .{', .'.join(sorted(supported))} (.png, say)")
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
 

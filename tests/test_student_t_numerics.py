@@ -144,3 +144,17 @@ def test_dof_update_clips_to_its_bounds():
     # an empty component (n = 0) also gets the cap; a huge gap -> the floor
     got = update_dof(np.array([0.0, 0.0, -1e9]), np.array([10.0, 0.0, 1.0]))
     np.testing.assert_array_equal(got, [DOF_MAX, DOF_MAX, DOF_MIN])
+
+
+def test_weight_gap_is_finite_for_far_outliers():
+    # a point 1e10+ scale lengths away from a component: E[u] underflows towards 0 but
+    # E[log u] - E[u] + 1 stays finite (a responsibility of 0 times it must not be NaN)
+    d = 1
+    dof = np.array([0.5, 3.0])
+    maha = np.array([[1e17, 1e300], [np.inf, 1e40]])
+    gap = weight_gap(maha, dof, d)
+    assert np.all(np.isfinite(gap)) and np.all(gap <= 0)
+    a = 0.5 * (dof + d)
+    direct = special.digamma(a) - np.log(0.5 * (dof + np.minimum(maha, 1e300))) - (dof + d) / (
+        dof + np.minimum(maha, 1e300)) + 1
+    np.testing.assert_allclose(gap[0], direct[0], rtol=1e-12)

@@ -161,8 +161,14 @@ def weight_gap(maha: np.ndarray, dof: np.ndarray, n_features: int) -> np.ndarray
     ndarray of shape (n, K)
     """
     dof = np.asarray(dof, dtype=float)
+    maha = np.minimum(maha, np.finfo(float).max / 4)  # an overflowed distance: a far outlier
     delta = (n_features - maha) / (dof + maha)
-    return np.log1p(delta) - delta - log_minus_digamma(0.5 * (dof + n_features))
+    # log E[u] = log1p(delta); far from the component delta rounds to -1, where the
+    # ratio of the two sums is exact instead
+    with np.errstate(divide="ignore"):
+        log_eu = np.where(delta > -0.5, np.log1p(delta),
+                          np.log(dof + n_features) - np.log(dof + maha))
+    return log_eu - delta - log_minus_digamma(0.5 * (dof + n_features))
 
 
 def update_dof(gap_sum: np.ndarray, nk: np.ndarray) -> np.ndarray:

@@ -1,4 +1,11 @@
-"""Where the engine's E-steps get their data: one array, slices of it, or a sequence of chunks."""
+"""Where the engine's E-steps get their data: one array, slices of it, or a sequence of chunks.
+
+A :class:`DataSource` also says how a pass over all its data runs
+(:meth:`DataSource.map_reduce`): here chunk by chunk in this process. A source whose
+data live elsewhere (``emframe.distributed.DaskSource``, registered through
+:mod:`emframe.core.executors`) overrides it and :meth:`DataSource.init_sample`, so the
+one fit loop serves both.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +60,8 @@ def unit_sizes(chunk: Any) -> np.ndarray:
     return np.ones(len(chunk), dtype=np.int64)
 
 
-def _take_units(chunk: Any, idx: np.ndarray) -> Any:
+def take_units(chunk: Any, idx: np.ndarray) -> Any:
+    """The units at the sorted indices ``idx`` of a data chunk (rows, or whole sequences)."""
     if hasattr(chunk, "take_units"):
         return chunk.take_units(idx)
     if not hasattr(chunk, "__getitem__") or isinstance(chunk, (list, tuple)):
@@ -61,7 +69,8 @@ def _take_units(chunk: Any, idx: np.ndarray) -> Any:
     return chunk[idx]
 
 
-def _concatenate_units(parts: Sequence[Any]) -> Any:
+def concatenate_units(parts: Sequence[Any]) -> Any:
+    """Data chunks of one kind joined along their units, in order (one is returned as is)."""
     if len(parts) == 1:
         return parts[0]
     if hasattr(parts[0], "concatenate_units"):
@@ -71,6 +80,13 @@ def _concatenate_units(parts: Sequence[Any]) -> Any:
 
 def _samplable(chunk: Any) -> bool:
     return hasattr(chunk, "take_units") or isinstance(chunk, (np.ndarray, list, tuple))
+
+
+def draw_rows(n: int, rng: np.random.Generator, max_rows: int | None) -> np.ndarray:
+    """:func:`draw_units` for ``n`` units of one row each, without building their sizes."""
+    if max_rows is None or n <= max_rows:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=max_rows, replace=False))
 
 
 def draw_units(sizes: np.ndarray, rng: np.random.Generator, max_rows: int | None) -> np.ndarray:
@@ -85,7 +101,7 @@ def draw_units(sizes: np.ndarray, rng: np.random.Generator, max_rows: int | None
     if max_rows is None or int(sizes.sum()) <= max_rows:
         return np.arange(n_units)
     if np.all(sizes == 1):
-        return np.sort(rng.choice(n_units, size=max_rows, replace=False))
+        return draw_rows(n_units, rng, max_rows)
     order = rng.permutation(n_units)
     keep = max(1, int(np.searchsorted(np.cumsum(sizes[order]), max_rows, side="right")))
     return np.sort(order[:keep])
@@ -100,6 +116,13 @@ def check_not_iterator(data: Any, name: str = "data") -> None:
             "pass a list of chunks, or a function that returns a new iterator of chunks "
             "on every call (for a generator function gen, pass gen, not gen())"
         )
+
+
+def add(a: Any, b: Any) -> Any:
+    """``a + b``, element by element for tuples (partial results of a map-reduce)."""
+    if isinstance(a, tuple):
+        return tuple(add(x, y) for x, y in zip(a, b, strict=True))
+    return a + b
 
 
 class DataSource:
@@ -172,6 +195,52 @@ class DataSource:
     def is_chunked(self) -> bool:
         """True when the E-step sees the data in more than one piece."""
         return not self._is_array or self.chunk_size is not None
+
+    @property
+    def is_local(self) -> bool:
+        """True when the chunks are read in this process and can be iterated here.
+
+        A source on a cluster is not: it runs passes with :meth:`map_reduce` only,
+        so online EM, which steps through the chunks here, does not apply to it.
+        """
+        return True
+
+    def map_reduce(self, func: Callable[[Any, np.ndarray | None], Any],
+                   combine: Callable[[Any, Any], Any] | None = None) -> Any:
+        """One pass over the data: ``func(chunk, weights)`` on every chunk, results combined.
+
+        Every pass the engine makes (E-steps, log-likelihoods) and every summary an
+        estimator needs of all the data (a bounding box, observed counts) goes
+        through here, so a source that holds its data elsewhere overrides this one
+        method (there ``func`` must be picklable and the partial results are
+        combined in a tree, in an order that depends only on the number of chunks).
+
+        Parameters
+        ----------
+        func : callable
+            ``func(chunk, weights_or_None)``, a chunk as iteration yields it
+            (transformed), its weights relative to their mean.
+        combine : callable, optional
+            Combines two results; default :func:`add`.
+
+        Returns
+        -------
+        The combined result.
+
+        Raises
+        ------
+        ValueError
+            If the source yields no chunk.
+        """
+        combine = add if combine is None else combine
+        total: Any = None
+        first = True
+        for chunk, w in self:
+            value = func(chunk, w)
+            total, first = (value if first else combine(total, value)), False
+        if first:
+            raise ValueError("the data source is empty: it yielded no chunk")
+        return total
 
     def _raw(self) -> Iterable[tuple[Any, np.ndarray | None]]:
         if self._is_array:
@@ -275,7 +344,7 @@ class DataSource:
             if max_rows is None or n <= max_rows:
                 sample = self.data
             else:
-                sample = self.data[draw_units(np.ones(n, dtype=np.int64), rng, max_rows)]
+                sample = self.data[draw_rows(n, rng, max_rows)]
             return self.transform(sample) if self.transform else sample
         sizes, kept, complete = [], [], True
         budget = np.inf if max_rows is None else max_rows
@@ -306,7 +375,7 @@ class DataSource:
                     return self.first()
                 local = idx[(idx >= offsets[i]) & (idx < offsets[i + 1])] - offsets[i]
                 if local.size:
-                    kept.append(_take_units(chunk, local))
+                    kept.append(take_units(chunk, local))
         kept = [c for c in kept if len(unit_sizes(c))]
-        sample = _concatenate_units(kept)
+        sample = concatenate_units(kept)
         return self.transform(sample) if self.transform else sample

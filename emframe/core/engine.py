@@ -13,6 +13,7 @@ import numpy as np
 from emframe.core.acceleration import ACCELERATORS
 from emframe.core.data import INIT_SAMPLE_SIZE, DataSource
 from emframe.core.exceptions import convergence_warning
+from emframe.core.executors import External, bind
 from emframe.core.loop import MONOTONE_RTOL, _check_finite, _Loop, total_log_likelihood
 from emframe.core.model import EMModel
 from emframe.core.online import (
@@ -119,6 +120,46 @@ def _check_init_sample_size(size: Any) -> int | None:
     return int(size)
 
 
+def as_source(
+    data: Any,
+    sample_weight: Any = None,
+    chunk_size: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
+    executor_options: dict[str, Any] | None = None,
+) -> DataSource:
+    """The :class:`DataSource` of ``fit_em``'s ``data``: in process, or an executor's.
+
+    Raises
+    ------
+    TypeError
+        For options ``fit_em`` does not know, or ``sample_weight``/``chunk_size``
+        given next to a ready-made DataSource.
+    ValueError
+        For executor options with in-process data, or ``chunk_size`` with external data.
+    """
+    options = dict(executor_options or {})
+    if isinstance(data, DataSource):
+        if sample_weight is not None or chunk_size is not None or options:
+            raise TypeError(
+                "pass sample_weight, chunk_size and executor options to the DataSource, "
+                "not to fit_em"
+            )
+        return data
+    data = bind(data, options)
+    if options:
+        raise TypeError(f"fit_em() got unexpected keyword argument(s) {sorted(options)}")
+    if isinstance(data, External):
+        if chunk_size is not None:
+            raise ValueError(
+                f"chunk_size applies to in-process arrays; a {data.executor.name} array is "
+                "processed one partition (chunk) at a time: rechunk it instead, for example "
+                "X.rechunk({0: 100_000})"
+            )
+        return data.source(sample_weight=sample_weight, transform=transform)
+    return DataSource(data, sample_weight=sample_weight, chunk_size=chunk_size,
+                      transform=transform)
+
+
 def fit_em(
     model: EMModel,
     data: Any,
@@ -143,14 +184,17 @@ def fit_em(
     shuffle: bool = True,
     passes: int | None = None,
     init_sample_size: int | None = INIT_SAMPLE_SIZE,
+    **executor_options: Any,
 ) -> FitResult:
     """Fit ``model`` by EM and return the best of ``n_init`` restarts.
 
     Parameters
     ----------
     model : EMModel
-    data : array-like, DataSource, list of chunks or callable
-        See :class:`~emframe.core.data.DataSource`.
+    data : array-like, DataSource, list of chunks, callable, or a Dask array
+        See :class:`~emframe.core.data.DataSource`. A ``dask.array.Array``
+        (chunked along rows) is fitted where its partitions are: see
+        :mod:`emframe.core.executors` and docs/scaling_out.md.
     init_params : Params, optional
         Start from these parameters (one run; ``n_init`` is ignored).
     sample_weight : ndarray of shape (n_samples,), optional
@@ -203,6 +247,9 @@ def fit_em(
         sample whether the data come whole, sliced, memory-mapped, in chunks or
         streamed (:meth:`DataSource.init_sample`); all the data when they are
         smaller, and always with ``None``.
+    **executor_options
+        For a Dask array: ``scheduler``, ``split_every``, ``persist`` (see
+        ``emframe.distributed.DaskSource``).
 
     Returns
     -------
@@ -227,11 +274,13 @@ def fit_em(
         raise ValueError("batch_size applies to method='online'; use chunk_size for batch EM")
     elif passes is not None:
         raise ValueError("passes applies to method='online'; use max_iter for batch EM")
-    if not isinstance(data, DataSource):
-        data = DataSource(data, sample_weight=sample_weight, chunk_size=chunk_size,
-                          transform=transform)
-    elif sample_weight is not None or chunk_size is not None:
-        raise TypeError("pass sample_weight and chunk_size to the DataSource, not to fit_em")
+    data = as_source(data, sample_weight, chunk_size, transform, executor_options)
+    if method == "online" and not data.is_local:
+        raise TypeError(
+            f"method='online' steps through the data chunk by chunk in this process, which "
+            f"a {type(data).__name__} does not offer; use batch EM (the default) on it, or "
+            "online EM on in-memory chunks"
+        )
     rng = check_random_state(random_state)
     callbacks = tuple(callbacks or ())
     runs = 1 if init_params is not None else int(n_init)

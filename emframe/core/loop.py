@@ -21,8 +21,37 @@ from emframe.core.results import FitResult, IterationInfo
 MONOTONE_RTOL = 1e-9
 
 
+class EStep:
+    """One chunk's E-step, ``(stats, log_likelihood, n_samples)``: a map-reduce's function.
+
+    A picklable callable holding the model and the parameters, so that an executor
+    on a cluster ships them once per pass, however many chunks read them.
+    """
+
+    def __init__(self, model: EMModel, params: Params) -> None:
+        self.model = model
+        self.params = params
+
+    def __call__(self, chunk: Any, w: np.ndarray | None) -> tuple[Stats, float, float]:
+        if w is None:
+            stats, ll = self.model.e_step(self.params, chunk)
+            return stats, float(ll), float(self.model.n_samples(chunk))
+        stats, ll = _weighted_e_step(self.model, self.params, chunk, w)
+        return stats, float(ll), float(np.sum(w))
+
+
+class ChunkLogLikelihood(EStep):
+    """One chunk's (weighted) log-likelihood and sample count, without the log prior."""
+
+    def __call__(self, chunk: Any, w: np.ndarray | None) -> tuple[float, float]:  # type: ignore[override]
+        if w is None:
+            ll = self.model.log_likelihood(self.params, chunk)
+            return float(ll), float(self.model.n_samples(chunk))
+        return float(_weighted_e_step(self.model, self.params, chunk, w)[1]), float(np.sum(w))
+
+
 def e_step_all(model: EMModel, params: Params, source: DataSource) -> tuple[Stats, float, float]:
-    """Run the E-step chunk by chunk and sum the statistics.
+    """Run the E-step over all the data (chunk by chunk, or on a cluster) and sum the statistics.
 
     Returns
     -------
@@ -33,21 +62,8 @@ def e_step_all(model: EMModel, params: Params, source: DataSource) -> tuple[Stat
     n_samples : float
         Number of samples seen (sum of weights when weighted).
     """
-    total: Stats | None = None
-    loglik = 0.0
-    n = 0.0
-    for chunk, w in source:
-        if w is None:
-            stats, ll = model.e_step(params, chunk)
-            n += model.n_samples(chunk)
-        else:
-            stats, ll = _weighted_e_step(model, params, chunk, w)
-            n += float(np.sum(w))
-        total = stats if total is None else total + stats
-        loglik += float(ll)
-    if total is None:
-        raise ValueError("the data source is empty: it yielded no chunk")
-    return total, loglik, n
+    stats, ll, n = source.map_reduce(EStep(model, params))
+    return stats, float(ll), float(n)
 
 
 def _weighted_e_step(model: EMModel, params: Params, chunk: Any, w: np.ndarray) -> Any:
@@ -64,16 +80,8 @@ def _weighted_e_step(model: EMModel, params: Params, chunk: Any, w: np.ndarray) 
 
 def total_log_likelihood(model: EMModel, params: Params, source: DataSource) -> tuple[float, float]:
     """(Penalised) log-likelihood of all the data under ``params``, and the sample count."""
-    loglik = 0.0
-    n = 0.0
-    for chunk, w in source:
-        if w is None:
-            loglik += float(model.log_likelihood(params, chunk))
-            n += model.n_samples(chunk)
-        else:
-            loglik += float(_weighted_e_step(model, params, chunk, w)[1])
-            n += float(np.sum(w))
-    return loglik + float(model.log_prior(params)), n
+    loglik, n = source.map_reduce(ChunkLogLikelihood(model, params))
+    return float(loglik) + float(model.log_prior(params)), float(n)
 
 
 class _Guard:

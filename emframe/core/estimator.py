@@ -15,6 +15,8 @@ import numpy as np
 from emframe.core.data import DataSource, check_not_iterator
 from emframe.core.engine import FitResult, IterationInfo, check_freeze, fit_em
 from emframe.core.exceptions import not_fitted_error
+from emframe.core.executors import External, as_external, bind, refuse_external
+from emframe.core.loop import ChunkLogLikelihood
 from emframe.core.model import EMModel
 from emframe.core.online import OnlineState, check_kappa, online_update
 from emframe.core.params import Params
@@ -237,18 +239,28 @@ class EMEstimator:
             Passed to :func:`~emframe.core.engine.fit_em`: ``accelerate="squarem"``;
             ``method="online"`` with ``batch_size``, ``kappa``, ``shuffle`` and
             ``passes`` (default: ``max_iter`` passes over an array, one over a list
-            of chunks or a stream); ``init_sample_size``.
+            of chunks or a stream); ``init_sample_size``. For a Dask array ``X``
+            (fitted where its partitions are, see docs/scaling_out.md): ``scheduler``
+            (a ``distributed.Client``, ``"threads"`` or ``"sync"``; default the
+            default client if there is one, else Dask's local scheduler),
+            ``split_every`` (fan-in of the sum of the statistics) and ``persist``
+            (keep the validated partitions in worker memory during the fit, default
+            True).
 
         Returns
         -------
         self
         """
+        X = bind(X, engine_options)
         source = self._make_source(X, sample_weight, chunk_size)
         model = self._build_model(source.first())
         self._run(model, source, callbacks, **engine_options)
         return self
 
     def _make_source(self, X: Any, sample_weight: Any, chunk_size: int | None) -> DataSource:
+        ext = as_external(X)
+        if ext is not None:
+            return self._external_source(ext, sample_weight, chunk_size)
         check_not_iterator(X, "X")
         pieces = callable(X) or isinstance(X, (list, tuple)) and _is_chunk_list(X)
         if sample_weight is not None and pieces:
@@ -273,6 +285,23 @@ class EMEstimator:
         if sample_weight is not None:
             w = check_sample_weight(sample_weight, np.shape(X)[0])
         return DataSource(X, sample_weight=w, chunk_size=chunk_size, transform=validate)
+
+    def _external_source(self, ext: External, sample_weight: Any, chunk_size: int | None
+                         ) -> DataSource:
+        """The source of ``fit`` on data held by an executor (a Dask array).
+
+        Records ``n_features_in_`` from the array's shape; every partition is checked
+        by :meth:`_validate_X` where it lives.
+        """
+        if chunk_size is not None:
+            raise ValueError(
+                f"chunk_size applies to in-process arrays; a {ext.executor.name} array is "
+                "processed one partition (chunk) at a time: rechunk it instead, for example "
+                "X.rechunk({0: 100_000})"
+            )
+        _check_2d(ext)
+        self._check_n_features(ext, reset=True)
+        return ext.source(sample_weight=sample_weight, transform=ValidateRows(self))
 
     def _run(
         self,
@@ -369,6 +398,7 @@ class EMEstimator:
         -------
         self
         """
+        refuse_external(X, "partial_fit", _PARTIAL_FIT_HINT)
         first = getattr(self, "_online_state", None) is None
         X = self._validate_X(X, reset=first and not hasattr(self, "params_"))
         w = check_sample_weight(sample_weight, X.shape[0])
@@ -422,17 +452,36 @@ class EMEstimator:
         self._check_is_fitted()
         return self._model
 
-    def log_likelihood(self, X: Any) -> float:
-        """Total log-likelihood of ``X`` under the fitted parameters."""
+    def _external_total(self, ext: External) -> tuple[float, float]:
+        """Log-likelihood and sample count of external data, summed where they are."""
+        model = self._model_for_scoring()
+        _check_2d(ext)
+        self._check_n_features(ext, reset=False)
+        source = ext.source(transform=ValidateRows(self), one_pass=True)
+        return source.map_reduce(ChunkLogLikelihood(model, self.params_))
+
+    def _total(self, X: Any) -> tuple[float, float]:
+        """Total log-likelihood of ``X`` and its number of samples."""
+        ext = as_external(X)
+        if ext is not None:
+            return self._external_total(ext)
         model = self._model_for_scoring()
         X = self._validate_X(X, reset=False)
-        return float(model.log_likelihood(self.params_, X))
+        return float(model.log_likelihood(self.params_, X)), float(model.n_samples(X))
+
+    def log_likelihood(self, X: Any) -> float:
+        """Total log-likelihood of ``X`` under the fitted parameters.
+
+        On a Dask array it is computed where the partitions are (by the default
+        scheduler) and only the sum comes back; likewise :meth:`score`, :meth:`bic`
+        and :meth:`aic`.
+        """
+        return self._total(X)[0]
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean per-sample log-likelihood of ``X``."""
-        model = self._model_for_scoring()
-        X = self._validate_X(X, reset=False)
-        return float(model.log_likelihood(self.params_, X)) / model.n_samples(X)
+        ll, n = self._total(X)
+        return ll / n
 
     def n_parameters(self) -> int:
         """Number of free parameters of the fitted model."""
@@ -440,16 +489,36 @@ class EMEstimator:
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        model = self._model_for_scoring()
-        X = self._validate_X(X, reset=False)
-        ll = float(model.log_likelihood(self.params_, X))
-        return -2.0 * ll + self.n_parameters() * math.log(model.n_samples(X))
+        ll, n = self._total(X)
+        return -2.0 * ll + self.n_parameters() * math.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        model = self._model_for_scoring()
-        X = self._validate_X(X, reset=False)
-        return -2.0 * float(model.log_likelihood(self.params_, X)) + 2.0 * self.n_parameters()
+        return -2.0 * self._total(X)[0] + 2.0 * self.n_parameters()
+
+
+class ValidateRows:
+    """An estimator's own input check (``_validate_X``), run on a partition where it lives."""
+
+    def __init__(self, estimator: EMEstimator) -> None:
+        self.estimator = estimator
+
+    def __call__(self, block: Any) -> Any:
+        return self.estimator._validate_X(block, reset=False)
+
+
+def _check_2d(ext: External) -> None:
+    if len(ext.shape) != 2:
+        raise ValueError(
+            f"Expected a 2-D {ext.executor.name} array for X (n_samples, n_features), got "
+            f"shape {ext.shape}; reshape it, for example X.reshape(-1, 1) for one feature"
+        )
+
+
+_PARTIAL_FIT_HINT = (
+    "it takes one in-memory batch at a time (compute a block, e.g. X.blocks[i].compute()); "
+    "fit(X) runs batch EM on the whole Dask array where it is"
+)
 
 
 _ENGINE_OPTIONS = frozenset(

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from emframe.core.estimator import EMEstimator
+from emframe.core.executors import as_external, lazy_rows
 from emframe.core.model import EMModel
 from emframe.core.numerics import log_normalize
 from emframe.core.params import Params, Stats
@@ -66,22 +67,39 @@ class MixtureModel(EMModel[P, S], Generic[P, S]):
 
 
 class MixtureEstimator(EMEstimator):
-    """Estimator surface shared by mixtures: predict, predict_proba, score_samples, sample."""
+    """Estimator surface shared by mixtures: predict, predict_proba, score_samples, sample.
+
+    On a Dask array, ``predict``, ``predict_proba`` and ``score_samples`` return
+    Dask arrays, computed lazily partition by partition where the data are.
+    """
 
     _estimator_type = "density_estimator"
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-density of each sample under the fitted mixture, shape (n_samples,)."""
+        lazy = lazy_rows(self.score_samples, X)
+        if lazy is not None:
+            return lazy
         model = self._model_for_scoring()
         return model.score_samples(self.params_, self._validate_X(X, reset=False))
 
+    def _n_posterior_columns(self) -> int:
+        """Columns of :meth:`predict_proba`: one per component."""
+        return len(self.params_.weights)
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components)."""
+        if as_external(X) is not None:
+            self._check_is_fitted()
+            return lazy_rows(self.predict_proba, X, ((self._n_posterior_columns(),), np.float64))
         model = self._model_for_scoring()
         return model.predict_proba(self.params_, self._validate_X(X, reset=False))
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,)."""
+        lazy = lazy_rows(self.predict, X, ((), np.intp))
+        if lazy is not None:
+            return lazy
         model = self._model_for_scoring()
         X = self._validate_X(X, reset=False)
         return np.argmax(model.log_weighted_prob(self.params_, X), axis=1)

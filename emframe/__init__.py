@@ -10,9 +10,14 @@ the shipped models live in ``emframe.models``. The layers, bottom up:
 - :mod:`emframe.models`: the shipped models;
 - :mod:`emframe.interfaces`: the command line, model files, plots, data sets.
 
+:mod:`emframe.distributed` (fitting on Dask arrays) is imported here so that it
+registers its executor with the core; it imports Dask only when a Dask array is
+passed.
+
 :mod:`emframe.testing` is the conformance kit for models, shipped or your own.
 """
 
+import emframe.distributed  # noqa: F401  (registers the Dask executor; imports no Dask)
 from emframe._version import __version__
 from emframe.core.data import DataSource
 from emframe.core.engine import FitResult, IterationInfo, fit_em

@@ -10,6 +10,7 @@ no Python loop over rows or patterns.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from emframe.core.estimator import EMEstimator
+from emframe.core.executors import as_external, lazy_rows
 from emframe.core.model import EMModel
 from emframe.core.numerics import cholesky_lower, triangular_inverse
 from emframe.core.params import Params, Stats
@@ -257,6 +259,15 @@ class MissingDataEstimator:
             check_columns_observed(observed.sum(axis=0) if w is None else w @ observed)
         return source
 
+    def _lazy_impute(self, X: Any, return_std: bool) -> Any:
+        """``impute`` on a Dask array: lazy Dask arrays; None for in-memory data."""
+        if as_external(X) is None:
+            return None
+        self._check_is_fitted()  # type: ignore[attr-defined]
+        method = functools.partial(self.impute, return_std=return_std)  # type: ignore[attr-defined]
+        out = ((self.n_features_in_,), np.float64)  # type: ignore[attr-defined]
+        return lazy_rows(method, X, *[out] * (1 + bool(return_std)))
+
     def transform(self, X: Any) -> np.ndarray:
         """Same as ``impute(X)``: missing entries replaced by their conditional means."""
         return self.impute(X)  # type: ignore[attr-defined]
@@ -319,15 +330,18 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
     Notes
     -----
     The initial parameters are the observed column means and variances with no
-    correlation; they are deterministic, so there is no ``n_init`` or
-    ``random_state``. Rows with every entry missing carry no information and are
-    ignored by the fit; a column with every entry missing is an error.
+    correlation (of a fixed random sample of ``init_sample_size`` rows for larger
+    data); they are deterministic, so there is no ``n_init`` or ``random_state``.
+    Rows with every entry missing carry no information and are ignored by the fit;
+    a column with every entry missing is an error.
     """
 
     _allow_nan = True
-    # The initialisation is deterministic: restarts would repeat it.
+    # The initialisation is deterministic: restarts would repeat it. The seed fixes the
+    # rows it reads from data larger than the initialisation sample, so every fit of
+    # the same data (in memory or on Dask) starts from the same parameters.
     n_init = 1
-    random_state = None
+    random_state = 0
 
     def __init__(
         self,
@@ -373,6 +387,9 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-density of each row's observed entries, shape (n_samples,) (0 if none)."""
+        lazy = lazy_rows(self.score_samples, X)
+        if lazy is not None:
+            return lazy
         return self._conditionals(X)[1].log_pdf
 
     def impute(self, X: Any, return_std: bool = False) -> Any:
@@ -393,6 +410,9 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
         std : ndarray of shape (n_samples, n_features)
             Only with ``return_std``: 0 for observed entries.
         """
+        lazy = self._lazy_impute(X, return_std)
+        if lazy is not None:
+            return lazy
         X, cond = self._conditionals(X)
         imputed = cond.imputed(X)
         if return_std:

@@ -287,6 +287,9 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
         std : ndarray of shape (n_samples, n_features)
             Only with ``return_std``.
         """
+        lazy = self._lazy_impute(X, return_std)
+        if lazy is not None:
+            return lazy
         model, X = self._checked(X)
         imputed, var = model.impute(self.params_, X)
         return (imputed, np.sqrt(var)) if return_std else imputed

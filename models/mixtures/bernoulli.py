@@ -45,9 +45,7 @@ __all__ = [
 _INIT_METHODS = ("random_from_data", "random")
 
 
-# ---------------------------------------------------------------------------
-# data unit
-# ---------------------------------------------------------------------------
+# -- data unit ----------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class BinaryData:
     """Binary data prepared once for fast E-steps: the model's data unit.
@@ -79,6 +77,14 @@ class BinaryData:
     def __getitem__(self, rows: Any) -> BinaryData:
         obs = None if self.observed is None else self.observed[rows]
         return carry_codes(self, BinaryData(self.ones[rows], obs), rows)  # codes: see e_step
+
+    @classmethod
+    def concatenate_units(cls, parts: Any) -> BinaryData:
+        """Row blocks joined in order; ``observed`` is None when no entry is missing."""
+        ones = np.concatenate([p.ones for p in parts])
+        obs = np.concatenate([np.ones_like(p.ones) if p.observed is None else p.observed
+                              for p in parts])
+        return BinaryData(_read_only(ones), None if obs.all() else _read_only(obs))
 
     def to_array(self) -> np.ndarray:
         """The data as a float array with NaN for missing entries, shape (n_samples, n_features)."""
@@ -135,9 +141,7 @@ def binary_data(X: Any, name: str = "X") -> BinaryData:
     return BinaryData(_read_only(ones), _read_only(observed))
 
 
-# ---------------------------------------------------------------------------
-# parameters and statistics
-# ---------------------------------------------------------------------------
+# -- parameters and statistics ------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class BernoulliParams(Params):
     """Parameters of a Bernoulli mixture.

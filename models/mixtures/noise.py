@@ -34,6 +34,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from emframe.core.data import DataSource
+from emframe.core.executors import as_external
 from emframe.core.mixture import MixtureModel
 from emframe.core.numerics import log_normalize, safe_log
 from emframe.core.params import Params, Stats
@@ -70,24 +71,32 @@ class NoiseStats(Stats):
     noise: float
 
 
+def _box(chunk: Any, _: Any) -> np.ndarray | None:
+    x = np.asarray(chunk, dtype=float)
+    return np.stack([x.min(axis=0), x.max(axis=0)]) if x.shape[0] else None
+
+
+def _merge_boxes(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return np.stack([np.minimum(a[0], b[0]), np.maximum(a[1], b[1])])
+
+
 def bounding_box(source: DataSource) -> np.ndarray:
     """``[lower, upper]`` (2, d) of all the rows of a data source, in one pass.
+
+    The pass is the source's :meth:`~emframe.core.data.DataSource.map_reduce`, so
+    it runs where the data are (on a Dask cluster too).
 
     Raises
     ------
     ValueError
         If the box has zero volume (a constant feature, or a single row).
     """
-    lower = upper = None
-    for chunk, _ in source:
-        x = np.asarray(chunk, dtype=float)
-        if x.shape[0] == 0:
-            continue
-        lo, hi = x.min(axis=0), x.max(axis=0)
-        lower = lo if lower is None else np.minimum(lower, lo)
-        upper = hi if upper is None else np.maximum(upper, hi)
-    if lower is None:
+    box = source.map_reduce(_box, _merge_boxes)
+    if box is None:
         raise ValueError("the data source is empty: it yielded no rows")
+    lower, upper = box
     flat = np.flatnonzero(~(upper > lower))
     if flat.size:
         raise ValueError(
@@ -378,10 +387,13 @@ class NoiseOption:
             )
         return super().partial_fit(X, y, sample_weight, kappa=kappa)  # type: ignore[misc]
 
+    def _n_posterior_columns(self) -> int:
+        return super()._n_posterior_columns() + int(self._noisy())  # type: ignore[misc]
+
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,); -1 marks noise."""
         labels = super().predict(X)  # type: ignore[misc]
-        if self._noisy():
+        if self._noisy() and as_external(X) is None:  # lazy blocks ran this method already
             labels = np.where(labels == self._model.n_components, -1, labels)
         return labels
 

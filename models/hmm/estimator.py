@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from emframe.models.hmm._attributes import _ParamAttribute, _store_args
 from emframe.models.hmm.emissions import Emission
+from emframe.models.hmm.external import count_values, hmm_source, lazy, sequence_total
 from emframe.models.hmm.imputation import MissingValuesMixin
 from emframe.models.hmm.model import (
     _BACKENDS,
@@ -22,6 +23,7 @@ from emframe.core.data import DataSource
 from emframe.core.engine import IterationInfo
 from emframe.core.estimator import EMEstimator
 from emframe.core.exceptions import NotFittedError
+from emframe.core.executors import External, as_external, bind, refuse_external
 from emframe.core.params import Params
 from emframe.core.validation import check_random_state, check_scalar
 from emframe.inference.hmm import validate_lengths
@@ -373,7 +375,9 @@ class HMM(MissingValuesMixin, EMEstimator):
         **engine_options
             Passed to the engine (:func:`~emframe.core.engine.fit_em`): ``accelerate="squarem"``
             for SQUAREM steps (still monotone); ``method="online"`` with ``kappa`` for one
-            pass of online EM over the batches of ``chunk_size``.
+            pass of online EM over the batches of ``chunk_size``. For a Dask array ``X``
+            (partitioned into whole sequences, ``states`` per row of X; see
+            docs/scaling_out.md): ``scheduler``, ``split_every``, ``persist``.
 
         Returns
         -------
@@ -381,25 +385,30 @@ class HMM(MissingValuesMixin, EMEstimator):
         """
         if chunk_size is not None:
             check_scalar(chunk_size, "chunk_size", (int, np.integer), min_value=1)
-        model, seqs = self._build(X, lengths, states)
-        self._check_width(seqs, model.emission, reset=True)
-        chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
+        X = bind(X, engine_options)
+        if isinstance(X, External):
+            model, source = hmm_source(self, X, lengths, states, chunk_size)
+        else:
+            model, seqs = self._build(X, lengths, states)
+            self._check_width(seqs, model.emission, reset=True)
+            source = DataSource(seqs.split(int(chunk_size)) if chunk_size is not None else [seqs])
         self._model_building = model
         try:
             # A fully-given start is never restarted; a warm start continues from params_.
-            self._run(model, DataSource(chunks), callbacks, **engine_options)
+            self._run(model, source, callbacks, **engine_options)
         finally:
             del self._model_building
         self.__dict__.pop("_given", None)
         self.__dict__.pop("_user_set", None)
-        self._warn_if_underdetermined(seqs)
+        self._warn_if_underdetermined(source)
         return self
 
-    def _warn_if_underdetermined(self, seqs: Sequences) -> None:
-        X = np.asarray(seqs.X)
-        n_values = int(np.count_nonzero(~np.isnan(X))) if X.dtype.kind == "f" else int(X.size)
+    def _warn_if_underdetermined(self, source: DataSource) -> None:
+        if self.max_iter <= 0:  # max_iter=0 only sets given values
+            return
         n_free = self.n_parameters()
-        if n_free > n_values and self.max_iter > 0:  # max_iter=0 only sets given values
+        n_values = source.map_reduce(count_values)
+        if n_free > n_values:
             warnings.warn(
                 f"{type(self).__name__} has {n_free} free parameters but the data hold only "
                 f"{n_values} values, so the fit is degenerate (it can match the data exactly); "
@@ -430,6 +439,7 @@ class HMM(MissingValuesMixin, EMEstimator):
         -------
         self
         """
+        refuse_external(X, "partial_fit", "it takes one in-memory batch of sequences at a time")
         if getattr(self, "_online_state", None) is not None:
             return self._partial_fit_unit(self._check_data(X, lengths, states), None, kappa)
         model, seqs = self._build(X, lengths, states)
@@ -456,15 +466,25 @@ class HMM(MissingValuesMixin, EMEstimator):
         -------
         float
         """
+        return self._total(X, lengths, states)[0]
+
+    def _total(self, X: Any, lengths: Any = None, states: Any = None) -> tuple[float, float]:
+        """Total log-likelihood and number of (modelled) steps; summed where Dask data are."""
+        ext = as_external(X)
+        if ext is not None:
+            return sequence_total(self, ext, lengths, states)
         seqs = self._check_data(X, lengths, states)
-        return self._model.log_likelihood(self.params_, seqs)
+        return self._model.log_likelihood(self.params_, seqs), seqs.n_samples
 
     def log_likelihood(self, X: Any, lengths: Any = None, *, states: Any = None) -> float:
         """Total log-likelihood of ``X``; the same as :meth:`score`."""
         return self.score(X, lengths, states=states)
 
     def score_sequences(self, X: Any, lengths: Any = None, *, states: Any = None) -> np.ndarray:
-        """Log-likelihood of every sequence, shape (n_sequences,)."""
+        """Log-likelihood of every sequence, shape (n_sequences,) (lazy on a Dask array)."""
+        out = lazy(self, self.score_sequences, X, lengths, states, ((), np.float64), out_rows=len)
+        if out is not None:
+            return out
         seqs = self._check_data(X, lengths, states)
         return self._model.sequence_log_likelihood(self.params_, seqs)
 
@@ -479,7 +499,12 @@ class HMM(MissingValuesMixin, EMEstimator):
             Total log-likelihood of ``X`` (and of the known ``states``, if given).
         posteriors : ndarray of shape (n_samples, n_components)
             ``p(z_t = k | the whole sequence holding t)``; one-hot at labelled steps.
+            On a Dask array both are lazy Dask arrays (a 0-d one for ``log_prob``).
         """
+        out = lazy(self, self.score_samples, X, lengths, states,
+                   "total", ((self.n_components,), np.float64))
+        if out is not None:
+            return out
         seqs = self._check_data(X, lengths, states)
         post = self._model.posterior(self.params_, seqs)
         return float(post.log_likelihood), post.posteriors
@@ -514,6 +539,10 @@ class HMM(MissingValuesMixin, EMEstimator):
         algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in _DECODERS:
             raise ValueError(f"algorithm must be one of {_DECODERS}, got {algorithm!r}")
+        out = lazy(self, self.decode, X, lengths, states, "total", ((), np.intp),
+                   algorithm=algorithm)
+        if out is not None:
+            return out
         seqs = self._check_data(X, lengths, states)
         return self._model.decode(self.params_, seqs, algorithm)
 
@@ -523,14 +552,12 @@ class HMM(MissingValuesMixin, EMEstimator):
 
     def bic(self, X: Any, lengths: Any = None) -> float:
         """Bayesian information criterion (lower is better); n = number of steps."""
-        seqs = self._check_data(X, lengths)
-        ll = self._model.log_likelihood(self.params_, seqs)
-        return -2.0 * ll + self.n_parameters() * math.log(seqs.n_samples)
+        ll, n = self._total(X, lengths)
+        return -2.0 * ll + self.n_parameters() * math.log(n)
 
     def aic(self, X: Any, lengths: Any = None) -> float:
         """Akaike information criterion (lower is better)."""
-        seqs = self._check_data(X, lengths)
-        return -2.0 * self._model.log_likelihood(self.params_, seqs) + 2.0 * self.n_parameters()
+        return -2.0 * self._total(X, lengths)[0] + 2.0 * self.n_parameters()
 
     def sample(
         self, n_samples: int = 1, random_state: Any = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from emframe.models.hmm.external import lazy
 from emframe.models.hmm.model import HMMModel, HMMParams, Sequences
 
 from emframe.core.numerics import safe_log
@@ -115,7 +116,14 @@ class MissingValuesMixin:
             Observed entries are copied unchanged.
         std : ndarray of shape (n_samples, n_features)
             Only with ``return_std``.
+
+        On a Dask array the results are lazy Dask arrays.
         """
+        d = (getattr(self, "n_features_in_", 0),)
+        out = lazy(self, self.impute, X, lengths, states,
+                   *[(d, np.float64)] * (1 + bool(return_std)), return_std=return_std)
+        if out is not None:
+            return out
         seqs = self._check_data(X, lengths, states)
         imputed, var = impute(self._model, self.params_, seqs, return_var=return_std)
         return (imputed, np.sqrt(var)) if return_std else imputed

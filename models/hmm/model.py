@@ -94,18 +94,23 @@ class Sequences:
         return self.lengths
 
     def take_units(self, indices: np.ndarray) -> Sequences:
-        """The sequences at the sorted ``indices``, in their order."""
+        """The sequences at the sorted ``indices``, in their order, with their known states."""
         b = self.bounds()
         idx = np.asarray(indices, dtype=np.int64)
         rows = np.concatenate([np.arange(b[i], b[i + 1]) for i in idx]) if idx.size else []
-        return Sequences(self.X[np.asarray(rows, dtype=np.int64)], self.lengths[idx])
+        rows = np.asarray(rows, dtype=np.int64)
+        states = None if self.states is None else self.states[rows]
+        return Sequences(self.X[rows], self.lengths[idx], states)
 
     @classmethod
     def concatenate_units(cls, parts: list[Sequences]) -> Sequences:
-        """One batch holding the sequences of ``parts``, in order."""
-        return cls(
-            np.concatenate([p.X for p in parts]), np.concatenate([p.lengths for p in parts])
-        )
+        """One batch holding the sequences of ``parts`` (and their known states), in order."""
+        states = None
+        if any(p.states is not None for p in parts):
+            states = np.concatenate([np.full(p.n_samples, -1) if p.states is None else p.states
+                                     for p in parts])
+        return cls(np.concatenate([p.X for p in parts]),
+                   np.concatenate([p.lengths for p in parts]), states)
 
     def split(self, max_samples: int) -> list[Sequences]:
         """Group consecutive whole sequences into batches of at most ``max_samples`` steps.

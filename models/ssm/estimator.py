@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from emframe.models.hmm.external import lazy, sequence_source, sequence_total
 from emframe.models.hmm.model import Sequences
 from emframe.models.ssm.model import LinearGaussianSSMModel
 from emframe.models.ssm.params import FIELDS, SSMParams, check_covariance, shapes
@@ -15,6 +16,7 @@ from emframe.models.ssm.predict import predictive_log_densities, propagate, simu
 from emframe.core.data import DataSource
 from emframe.core.engine import IterationInfo
 from emframe.core.estimator import EMEstimator
+from emframe.core.executors import External, as_external, bind, refuse_external
 from emframe.core.validation import check_array, check_random_state, check_scalar
 from emframe.inference.hmm import validate_lengths
 from emframe.inference.kalman import kalman_filter, observation_moments, rts_smoother
@@ -34,6 +36,25 @@ class _Batches(DataSource):
 
     def first(self) -> Sequences:
         return self._whole
+
+
+def _observed_counts(unit: Sequences, _: Any) -> np.ndarray:
+    return np.count_nonzero(~np.isnan(unit.X), axis=0)
+
+
+class _Units:
+    """A partition of a Dask array as the fit's data unit (the estimator's own check)."""
+
+    def __init__(self, estimator: LinearGaussianSSM) -> None:
+        self.estimator = estimator
+
+    def __call__(self, block: np.ndarray, lengths: np.ndarray) -> Sequences:
+        return Sequences(self.estimator._check_Y(block, reset=False), lengths)
+
+
+class _LogLikelihood(_Units):
+    def __call__(self, unit: Sequences, _: Any) -> tuple[float, int]:  # type: ignore[override]
+        return self.estimator._log_likelihood(unit), unit.n_samples
 
 
 class LinearGaussianSSM(EMEstimator):
@@ -268,6 +289,17 @@ class LinearGaussianSSM(EMEstimator):
                                        self._freeze_names())
         return model, seqs
 
+    def _external(self, ext: External, lengths: Any, chunk_size: Any
+                  ) -> tuple[LinearGaussianSSMModel, DataSource]:
+        """The model and source of ``fit`` on a Dask array (partitions of whole sequences)."""
+        self._check_hyper()
+        source = sequence_source(ext, lengths, _Units(self), chunk_size)
+        self._check_n_features(ext, reset=True)
+        model = self._new_model(int(ext.shape[1]))
+        unobserved = np.flatnonzero(source.map_reduce(_observed_counts) == 0)
+        model.check_unobserved_columns(unobserved, self._freeze_names())
+        return model, source
+
     def _rebuild_model(self) -> LinearGaussianSSMModel:
         return self._new_model(int(self.n_features_in_))
 
@@ -317,7 +349,9 @@ class LinearGaussianSSM(EMEstimator):
             Called with an :class:`~emframe.core.engine.IterationInfo` after every
             iteration; returning ``True`` stops.
         **engine_options
-            Passed to the engine: ``accelerate="squarem"`` (still monotone).
+            Passed to the engine: ``accelerate="squarem"`` (still monotone). For a Dask
+            array ``Y`` (partitioned into whole sequences; see docs/scaling_out.md):
+            ``scheduler``, ``split_every``, ``persist``.
 
         Returns
         -------
@@ -325,13 +359,18 @@ class LinearGaussianSSM(EMEstimator):
         """
         if chunk_size is not None:
             check_scalar(chunk_size, "chunk_size", (int, np.integer), min_value=1)
-        model, seqs = self._build(Y, lengths)
+        Y = bind(Y, engine_options)
+        if isinstance(Y, External):
+            model, source = self._external(Y, lengths, chunk_size)
+        else:
+            model, seqs = self._build(Y, lengths)
+            self._check_n_features(seqs.X, reset=True)
+            chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
+            source = _Batches(chunks, seqs)
         start = self._start_params(model)
-        self._check_n_features(seqs.X, reset=True)
-        chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
         self._model_building, self._start = model, start
         try:
-            self._run(model, _Batches(chunks, seqs), callbacks, **engine_options)
+            self._run(model, source, callbacks, **engine_options)
         finally:
             del self._model_building, self._start
         return self
@@ -350,6 +389,7 @@ class LinearGaussianSSM(EMEstimator):
         -------
         self
         """
+        refuse_external(Y, "partial_fit", "it takes one in-memory batch of sequences at a time")
         if getattr(self, "_online_state", None) is not None:
             return self._partial_fit_unit(self._check_data(Y, lengths), None, kappa)
         model, seqs = self._build(Y, lengths)
@@ -381,6 +421,9 @@ class LinearGaussianSSM(EMEstimator):
         means : ndarray, shape (n_steps, n_dim_state)
         covs : ndarray, shape (n_steps, n_dim_state, n_dim_state)
         """
+        out = self._lazy(self.filter, Y, lengths, 1, 2)
+        if out is not None:
+            return out
         s = self._check_data(Y, lengths)
         f = kalman_filter(s.X, self._system(), s.lengths, backend=self.backend)
         return f.filtered_means, f.filtered_covs
@@ -393,6 +436,9 @@ class LinearGaussianSSM(EMEstimator):
         means : ndarray, shape (n_steps, n_dim_state)
         covs : ndarray, shape (n_steps, n_dim_state, n_dim_state)
         """
+        out = self._lazy(self.smooth, Y, lengths, 1, 2)
+        if out is not None:
+            return out
         s = self._check_data(Y, lengths)
         r = rts_smoother(s.X, self._system(), s.lengths, backend=self.backend)
         return r.smoothed_means, r.smoothed_covs
@@ -451,6 +497,10 @@ class LinearGaussianSSM(EMEstimator):
         std : ndarray, shape (n_steps, n_obs)
             Only with ``return_std``.
         """
+        out = self._lazy(self.impute, Y, lengths, *([-1] * (1 + bool(return_std))),
+                         return_std=return_std)
+        if out is not None:
+            return out
         s = self._check_data(Y, lengths)
         system = self._system()
         sm = rts_smoother(s.X, system, s.lengths, backend=self.backend)
@@ -462,8 +512,25 @@ class LinearGaussianSSM(EMEstimator):
     # -- scores ------------------------------------------------------------------------------
     def score(self, Y: Any, lengths: Any = None) -> float:
         """Total log-likelihood of the observed entries of ``Y`` (as the HMMs, not per step)."""
+        return self._total(Y, lengths)[0]
+
+    def _total(self, Y: Any, lengths: Any) -> tuple[float, float]:
+        """Log-likelihood and number of steps; summed where the partitions of Dask data are."""
+        ext = as_external(Y)
+        if ext is not None:
+            return sequence_total(self, ext, lengths, func=_LogLikelihood(self))
         s = self._check_data(Y, lengths)
-        return self._log_likelihood(s)
+        return self._log_likelihood(s), s.n_samples
+
+    def _lazy(self, method: Any, Y: Any, lengths: Any, *ranks: int, **kwargs: Any) -> Any:
+        """``method`` on a Dask array, lazily; outputs of rank 0, 1 or 2 in the state
+        dimension, or -1 for one value per observed variable. None for in-memory data."""
+        if as_external(Y) is None:
+            return None
+        self._check_is_fitted()
+        m, p = int(self.n_dim_state), int(self.n_features_in_)
+        outs = [((p,) if r < 0 else (m,) * r, np.float64) for r in ranks]
+        return lazy(self, method, Y, lengths, None, *outs, **kwargs)
 
     def _log_likelihood(self, s: Sequences) -> float:
         # the estimator's backend (set_params may have changed it since fit)
@@ -476,6 +543,9 @@ class LinearGaussianSSM(EMEstimator):
 
     def score_sequences(self, Y: Any, lengths: Any = None) -> np.ndarray:
         """Log-likelihood of every sequence, shape (n_sequences,)."""
+        out = lazy(self, self.score_sequences, Y, lengths, None, ((), np.float64), out_rows=len)
+        if out is not None:
+            return out
         s = self._check_data(Y, lengths)
         return kalman_filter(s.X, self._system(), s.lengths,
                              backend=self.backend).seq_log_likelihood
@@ -486,6 +556,9 @@ class LinearGaussianSSM(EMEstimator):
         ``log p(y_t | y_1..y_{t-1})`` within its sequence, 0 for a step with nothing
         observed; the terms sum to :meth:`score`. Shape (n_steps,).
         """
+        out = self._lazy(self.score_samples, Y, lengths, 0)
+        if out is not None:
+            return out
         s = self._check_data(Y, lengths)
         system = self._system()
         f = kalman_filter(s.X, system, s.lengths, backend=self.backend)
@@ -493,13 +566,12 @@ class LinearGaussianSSM(EMEstimator):
 
     def bic(self, Y: Any, lengths: Any = None) -> float:
         """Bayesian information criterion (lower is better); n = number of time steps."""
-        s = self._check_data(Y, lengths)
-        return -2.0 * self._log_likelihood(s) + self.n_parameters() * math.log(s.n_samples)
+        ll, n = self._total(Y, lengths)
+        return -2.0 * ll + self.n_parameters() * math.log(n)
 
     def aic(self, Y: Any, lengths: Any = None) -> float:
         """Akaike information criterion (lower is better)."""
-        s = self._check_data(Y, lengths)
-        return -2.0 * self._log_likelihood(s) + 2.0 * self.n_parameters()
+        return -2.0 * self._total(Y, lengths)[0] + 2.0 * self.n_parameters()
 
     def sample(self, n_steps: int = 1, random_state: Any = None
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -197,16 +197,21 @@ def test_map_prior_history_is_penalised_and_monotone():
     np.testing.assert_allclose(step.transmat, rows / rows.sum(axis=1, keepdims=True), rtol=1e-12)
 
 
-def test_chunked_fit_equals_whole_fit():
-    # From the same start (initialisation sees only the first chunk when chunked).
+@pytest.mark.parametrize("given_start", [True, False], ids=["given-start", "same-seed"])
+def test_chunked_fit_equals_whole_fit(given_start):
+    # From the same start: given, or drawn from the same seed (the initialisation
+    # sample is drawn across all chunks, whole sequences, so chunking does not change it).
     X = _gauss(seed=4)
     lengths = [30, 20, 50, 40, 60]
     start = GaussianHMM(3, "full", random_state=0, max_iter=0).fit(X, lengths)
     fits = []
     for chunk_size in (None, 70):
-        m = GaussianHMM(3, "full", init_params="", max_iter=10, tol=0)
-        m.startprob_, m.transmat_ = start.startprob_, start.transmat_
-        m.means_, m.covars_ = start.means_, start.covars_
+        if given_start:
+            m = GaussianHMM(3, "full", init_params="", max_iter=10, tol=0)
+            m.startprob_, m.transmat_ = start.startprob_, start.transmat_
+            m.means_, m.covars_ = start.means_, start.covars_
+        else:
+            m = GaussianHMM(3, "full", random_state=0, max_iter=10, tol=0)
         fits.append(m.fit(X, lengths, chunk_size=chunk_size))
     whole, chunked = fits
     assert whole.params_.allclose(chunked.params_, rtol=1e-9, atol=1e-12)

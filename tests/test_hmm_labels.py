@@ -244,6 +244,20 @@ def test_chunked_fit_with_labels_equals_whole():
     np.testing.assert_allclose(chunked.covars_, whole.covars_, rtol=1e-8)
 
 
+@pytest.mark.parametrize("sample", [None, 60])
+def test_random_start_sees_the_labels_of_every_chunk(sample):
+    # the initialisation sample keeps its sequences' known states (take_units,
+    # concatenate_units), so a chunked fit's label matching starts where the whole one does
+    lengths = [30, 25, 40, 15]
+    X, labels = _labelled("full", np.random.default_rng(5), sum(lengths), 0.3, 0.1)
+    starts = [GaussianHMM(3, "full", random_state=0, max_iter=0).fit(
+        X, lengths, states=labels, chunk_size=c, init_sample_size=sample).params_
+        for c in (None, 35)]
+    assert starts[0].allclose(starts[1], rtol=1e-13, atol=0)
+    picked = Sequences(X, lengths, labels).take_units(np.array([1, 3]))
+    np.testing.assert_array_equal(picked.states, np.concatenate([labels[30:55], labels[95:]]))
+
+
 def test_partial_fit_with_labels():
     X, labels = _labelled("full", np.random.default_rng(6), 120, 0.2, 0.0)
     est = GaussianHMM(3, "full", random_state=0)

@@ -519,3 +519,14 @@ def test_sklearn_conventions(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", emframe.ConvergenceWarning)
         check(estimator)
+
+
+def test_fits_of_large_data_are_reproducible():
+    # the initialisation reads a seeded sample of data larger than init_sample_size:
+    # the seed is fixed, so every fit of the same data starts (and ends) the same
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0, 0, 1.0]])
+    X[rng.random(X.shape) < 0.2] = np.nan
+    fits = [MissingDataGaussian(max_iter=2, tol=0).fit(X, init_sample_size=40) for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].covariance_, fits[1].covariance_)
+    np.testing.assert_array_equal(fits[0].loglik_history_, fits[1].loglik_history_)

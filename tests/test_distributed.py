@@ -160,12 +160,12 @@ def test_same_seed_same_initial_parameters(name, sample):
 @pytest.mark.parametrize("name", list(CASES))
 def test_fit_equals_in_memory(client, name):
     make, X, lengths, kw = _case(name)
-    mem = _fit(make().set_params(max_iter=5, tol=0), X, lengths, **kw)
-    dsk = _fit(make().set_params(max_iter=5, tol=0), da.from_array(X, chunks=(64, -1)),
+    mem = _fit(make().set_params(max_iter=4, tol=0), X, lengths, **kw)
+    dsk = _fit(make().set_params(max_iter=4, tol=0), da.from_array(X, chunks=(64, -1)),
                lengths, **kw)
     _same(mem.params_, dsk.params_)
     np.testing.assert_allclose(dsk.loglik_history_, mem.loglik_history_, rtol=1e-10)
-    assert dsk.n_iter_ == mem.n_iter_ == 5 and dsk.n_features_in_ == mem.n_features_in_
+    assert dsk.n_iter_ == mem.n_iter_ == 4 and dsk.n_features_in_ == mem.n_features_in_
 
 
 @pytest.mark.parametrize("name", ["gmm-noise", "bernoulli-nan", "gaussian-hmm-nan-states",
@@ -320,28 +320,28 @@ def test_categorical_alphabet_read_from_all_the_data():
 
 
 def test_lazy_predictions_equal_in_memory(client):
+    # every lazy result is built first, then all are computed on the cluster at once
+    lazy, expected = [], []
     X = _gauss(seed=11)
     dX = da.from_array(X, chunks=(64, 2))
     for gm in (_fit(GaussianMixture(3, random_state=0), X),
                _fit(GaussianMixture(3, noise=True, random_state=0), X),
                _fit(StudentTMixture(2, random_state=0), X)):
         for method in ("predict", "predict_proba", "score_samples"):
-            out = getattr(gm, method)(dX)
-            assert isinstance(out, da.Array)
-            np.testing.assert_array_equal(out.compute(), getattr(gm, method)(X))
+            lazy.append(getattr(gm, method)(dX))
+            expected.append(getattr(gm, method)(X))
     B = _binary()
     bm = _fit(BernoulliMixture(3, random_state=0), B)
-    np.testing.assert_array_equal(bm.predict_proba(da.from_array(B, chunks=(64, -1))).compute(),
-                                  bm.predict_proba(B))
+    lazy.append(bm.predict_proba(da.from_array(B, chunks=(64, -1))))
+    expected.append(bm.predict_proba(B))
     Xm = _gauss(seed=12, missing=0.2)
     dXm = da.from_array(Xm, chunks=(64, -1))
     for est in (_fit(MissingDataGaussian(), Xm), _fit(MissingDataGaussianMixture(2), Xm)):
-        np.testing.assert_array_equal(est.transform(dXm).compute(), est.transform(Xm))
-        np.testing.assert_array_equal(est.score_samples(dXm).compute(), est.score_samples(Xm))
-        imp, std = est.impute(dXm, return_std=True)
-        ref_imp, ref_std = est.impute(Xm, return_std=True)
-        np.testing.assert_array_equal(imp.compute(), ref_imp)
-        np.testing.assert_array_equal(std.compute(), ref_std)
+        lazy += [est.transform(dXm), est.score_samples(dXm), *est.impute(dXm, return_std=True)]
+        expected += [est.transform(Xm), est.score_samples(Xm), *est.impute(Xm, return_std=True)]
+    assert all(isinstance(a, da.Array) for a in lazy)
+    for got, want in zip(client.compute(lazy, sync=True), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
     with pytest.raises(NotFittedError):
         GaussianMixture(2).predict(dX)
 
@@ -485,6 +485,62 @@ def test_unregistered_dask_data_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(executors, "_REGISTRY", [])
     with pytest.raises(TypeError, match="no executor for Dask data is registered"):
         GaussianMixture(2).fit(da.from_array(_gauss(seed=19)))
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+def _loglik_line(text):
+    return next(line for line in text.splitlines() if line.startswith("log-likelihood"))
+
+
+def test_read_lazy_keeps_the_data_out_of_the_graph(tmp_path):
+    import pickle
+
+    from emframe.distributed import read_lazy
+
+    X = _gauss(seed=21, n=1000)
+    np.save(tmp_path / "x.npy", X)
+    lazy = read_lazy(str(tmp_path / "x.npy"), rows=300)
+    assert lazy.chunks == ((300, 300, 300, 100), (3,))
+    assert len(pickle.dumps(dict(lazy.__dask_graph__()))) < X.nbytes / 10
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), X)
+    np.save(tmp_path / "v.npy", X[:, 0])  # one column
+    assert read_lazy(str(tmp_path / "v.npy")).shape == (1000, 1)
+
+
+def test_cli_fit_on_a_cluster(client, tmp_path, capsys):
+    from emframe.interfaces.cli import parser as cli
+
+    X = _gauss(seed=20, n=300, d=2)
+    npy, csv, lens = tmp_path / "x.npy", tmp_path / "x.csv", tmp_path / "lens.txt"
+    np.save(npy, X)
+    np.savetxt(csv, X, delimiter=",", header="a,b", comments="")
+    lens.write_text("100\n200\n")
+    runs = {}
+    for key, argv in {
+        "memory": ["fit", "gmm", str(npy), "-q"],
+        "csv": ["fit", "gmm", str(csv), "-q", "--local-cluster", "1", "-o",
+                str(tmp_path / "m.npz")],
+        "hmm-memory": ["fit", "gaussian-hmm", str(npy), "--lengths", str(lens), "-q"],
+        "hmm-npy": ["fit", "gaussian-hmm", str(npy), "--lengths", str(lens), "-q",
+                    "--scheduler", client.scheduler.address, "--partition-rows", "64"],
+    }.items():
+        assert cli.main(argv) == 0, key
+        runs[key] = _loglik_line(capsys.readouterr().out)
+    assert runs["memory"] == runs["csv"]
+    assert runs["hmm-memory"] == runs["hmm-npy"]
+    assert (tmp_path / "m.npz").is_file()
+    for argv, message in [
+        (["fit", "gmm", str(npy), "--partition-rows", "10"], "applies with --scheduler"),
+        (["fit", "gmm", str(npy), "--local-cluster", "1", "--plot", str(tmp_path / "p.png")],
+         "--plot draws the data"),
+        (["fit", "gaussian-hmm", str(npy), "--lengths", "1", "--scheduler",
+          client.scheduler.address], "give the sequence lengths as a file"),
+        (["fit", "gmm", str(npy), "--scheduler", "no-port"], "cannot connect"),
+    ]:
+        assert cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err
 
 
 # -- fault tolerance (last: it restarts a worker) ----------------------------------------

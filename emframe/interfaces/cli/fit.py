@@ -6,6 +6,9 @@ import argparse
 import warnings
 from typing import Any
 
+import numpy as np
+
+from emframe.interfaces.cli.cluster import connect, load_on_cluster, on_cluster, to_cluster
 from emframe.interfaces.cli.running import (
     Progress,
     _model_metadata,
@@ -36,20 +39,42 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InputError(f"--lengths applies to HMMs and ssm, not to {spec.name}")
     check_output(args.out, [args.data, args.lengths])
     check_output(args.plot, [args.data, args.lengths, args.out])
-    data = load_data(args.data, args.columns, args.lengths)
-    if args.drop_missing:
-        data = drop_missing_rows(data)
-    check_values(data, spec, n_components=args.components or 2)
-    _check_components(args.components, data)
-    est = make_estimator(spec, args, data=data)
-    check_lags(est, data)
-    fit_estimator(est, spec, data, Progress(args.quiet))
-    # the files first: a reader that closes stdout early (| head) must not cost them
-    if args.out is not None:
-        est.save(args.out, metadata=_model_metadata(spec, data))
-    if args.plot is not None:
-        save_figure(plot_fit(est, spec, data), args.plot)
-    print(summary(est, spec, data))
+    cluster = on_cluster(args)
+    if not cluster and args.partition_rows is not None:
+        raise InputError("--partition-rows applies with --scheduler or --local-cluster")
+    if cluster and args.plot is not None:
+        raise InputError("--plot draws the data in this process; leave it out when fitting "
+                         "on a cluster (--scheduler, --local-cluster)")
+    with connect(args):  # the cluster's client is the default one while the command runs
+        if cluster:
+            data = load_on_cluster(args.data, args.columns, args.lengths, args.partition_rows)
+        else:
+            data = load_data(args.data, args.columns, args.lengths)
+        lazy = not isinstance(data.X, np.ndarray)
+        if args.drop_missing:
+            if lazy:
+                raise InputError("--drop-missing needs the data in memory; with a .npy file "
+                                 "on a cluster, drop the rows before saving it")
+            data = drop_missing_rows(data)
+        if lazy:  # the values are checked by the estimator, partition by partition
+            if spec.one_column and data.X.shape[1] != 1:
+                raise InputError(f"{spec.name} models one column of symbols, but "
+                                 f"{data.X.shape[1]} columns were chosen; pick one with --columns")
+        else:
+            check_values(data, spec, n_components=args.components or 2)
+        _check_components(args.components, data)
+        est = make_estimator(spec, args, data=data)
+        check_lags(est, data)
+        if cluster:
+            data = to_cluster(data, args.partition_rows)
+        fit_estimator(est, spec, data, Progress(args.quiet))
+        # the files first: a reader that closes stdout early (| head) must not cost them
+        if args.out is not None:
+            est.save(args.out, metadata=_model_metadata(spec, data))
+        if args.plot is not None:
+            save_figure(plot_fit(est, spec, data), args.plot)
+        text = summary(est, spec, data)  # scores on the cluster's data are reduced there
+    print(text)
     if args.out is not None:
         print(f"saved model   {args.out}")
     if args.plot is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from emframe._version import __version__
 from emframe.inference.compiled import caused_by_interrupt
 from emframe.interfaces.cli.apply import cmd_decode, cmd_impute, cmd_predict, cmd_smooth
+from emframe.interfaces.cli.cluster import add_cluster_options
 from emframe.interfaces.cli.fit import SELECT_N_INIT, cmd_fit, cmd_select, parse_range
 from emframe.interfaces.cli.running import _show_warning
 from emframe.interfaces.cli.segment import cmd_segment
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_fit_options(p)
     p.add_argument("--out", "-o", metavar="MODEL.npz", help="save the fitted model here")
     p.add_argument("--plot", metavar="FILE.png", help="save a picture of the fit here")
+    add_cluster_options(p, _positive_int)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="labels and probabilities from a saved model",

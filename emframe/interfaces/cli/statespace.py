@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,10 @@ def _check_covariance(name: str, value: np.ndarray) -> None:
 
 
 def _vague_variance(X: np.ndarray) -> float:
-    observed = [c[~np.isnan(c)] for c in X.T]
-    scale = max((float(np.var(c)) for c in observed if c.size), default=0.0)
+    # np.nanvar also reduces a Dask array (fit --scheduler) where it is
+    observed = np.asarray(np.sum(~np.isnan(X), axis=0)) > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns with nothing observed
+        var = np.asarray(np.nanvar(X, axis=0))[observed]
+    scale = float(var.max()) if var.size else 0.0
     return VAGUE_SCALE * (scale if scale > 0 else 1.0)

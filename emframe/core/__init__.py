@@ -15,6 +15,7 @@ module                          what it holds
 ``online``                      stepwise (online) EM
 ``results``                     :class:`FitResult`, :class:`IterationInfo`
 ``data``                        :class:`DataSource`: where E-steps get their data
+``executors``                   registry of executors for data held elsewhere (Dask)
 ``estimator``                   :class:`EMEstimator`, scikit-learn's surface
 ``serialization``               writing the pickle-free model file
 ``numerics``, ``reparam``       log-space helpers, Cholesky, unconstrained coordinates

@@ -280,9 +280,31 @@ def test_tree_reduction_fan_in():
         DaskSource(da.from_array(X), split_every=1)
 
 
+def test_count_rows():
+    # the size of the training data, as the in-memory source counts it: rows, rows of
+    # positive weight, modelled steps of sequences
+    X = _gauss(seed=22, d=2)
+    dX = da.from_array(X, chunks=(64, -1))
+    assert DaskSource(dX, scheduler="sync").count_rows() == 400
+    w = np.where(np.arange(400) % 4 == 0, 0.0, 2.0)
+    for weights in (w, da.from_array(w, chunks=100)):
+        assert DaskSource(dX, sample_weight=weights, scheduler="sync").count_rows() == 300
+    ar = AutoRegressiveHMM(2, order=2)
+    model, _ = ar._build(X, LENGTHS)
+
+    def units(block, lengths):
+        return ar._validate_sequences(block, lengths, model.emission)
+
+    src = DaskSource(dX, lengths=np.array(LENGTHS), transform=units, scheduler="sync")
+    assert src.count_rows() == 400 - 2 * len(LENGTHS)
+
+
 def test_released_after_fit(client):
+    # the partitions (and an HMM's probed array) are kept on the workers during the fit only
     X = _gauss(seed=10)
     _fit(GaussianMixture(2, random_state=0, max_iter=3), da.from_array(X, chunks=(100, -1)))
+    _fit(GaussianHMM(2, random_state=0, max_iter=3), da.from_array(X, chunks=(100, -1)),
+         LENGTHS)
     gc.collect()
     deadline = time.time() + 10
     while any(client.has_what().values()) and time.time() < deadline:

@@ -198,6 +198,8 @@ class DaskSource(DataSource):
         self.chunk_size = None
         self._is_array = False
         self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._positive: int | None = None
+        self._sizes: np.ndarray | None = None
         self.sample_weight, self.weight_scale = self._relative_weights(sample_weight)
         tf = literal(transform)
         blocks = X.to_delayed().ravel()
@@ -238,6 +240,7 @@ class DaskSource(DataSource):
         total, count = self.runner.compute((da.where(positive, w / top, 0.0).sum(),
                                             positive.sum()))
         scale = float(top) * float(total) / int(count)
+        self._positive = int(count)
         return w / scale, scale
 
     # -- the partitions ------------------------------------------------------------------
@@ -298,12 +301,35 @@ class DaskSource(DataSource):
         return concatenate_units(self.runner.map_gather(_take, parts, [u for _, u in picks]))
 
     def _unit_bounds(self) -> np.ndarray:
-        """``[0, ...]``: the units of partition ``i`` are ``bounds[i]:bounds[i+1]``."""
+        """``[0, ...]``: the units of partition ``i`` are ``bounds[i]:bounds[i+1]``.
+
+        For sequences, the units' sizes as the validated units report them (an
+        autoregressive HMM's sequences are shorter by their lags) are gathered once.
+        """
         if self.lengths is None:  # one unit per row
             return self.bounds
-        sizes = self.runner.map_gather(_unit_sizes, self.partitions(), [None] * self.n_partitions)
-        self._sizes = np.concatenate(sizes)
-        return np.concatenate([[0], np.cumsum([len(s) for s in sizes])]).astype(np.int64)
+        if self._sizes is None:
+            sizes = self.runner.map_gather(_unit_sizes, self.partitions(),
+                                           [None] * self.n_partitions)
+            self._sizes = np.concatenate(sizes)
+            self._size_bounds = np.concatenate(
+                [[0], np.cumsum([len(s) for s in sizes])]).astype(np.int64)
+        return self._size_bounds
+
+    def count_rows(self) -> int:
+        """Rows of the data (modelled steps of sequences), as :class:`DataSource` counts them.
+
+        With sample weights, the rows of positive weight. Known from the shape, or
+        from the units' sizes gathered from the workers (one small array each).
+        """
+        if self.lengths is not None:
+            self._unit_bounds()
+            return int(self._sizes.sum())
+        if self.sample_weight is None:
+            return self.n
+        if self._positive is None:  # NumPy weights
+            self._positive = int(np.count_nonzero(self.sample_weight > 0))
+        return self._positive
 
     def _pick(self, units: np.ndarray, bounds: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
         picks = []

@@ -531,9 +531,14 @@ def test_read_lazy_keeps_the_data_out_of_the_graph(tmp_path):
     assert read_lazy(str(tmp_path / "v.npy")).shape == (1000, 1)
 
 
-def test_cli_fit_on_a_cluster(client, tmp_path, capsys):
+def test_cli_fit_on_a_cluster(client, tmp_path, capsys, monkeypatch):
+    import functools
+
     from emframe.interfaces.cli import parser as cli
 
+    # --local-cluster's workers as threads: the same code path, without starting processes
+    monkeypatch.setattr(distributed, "LocalCluster",
+                        functools.partial(distributed.LocalCluster, processes=False))
     X = _gauss(seed=20, n=300, d=2)
     npy, csv, lens = tmp_path / "x.npy", tmp_path / "x.csv", tmp_path / "lens.txt"
     np.save(npy, X)

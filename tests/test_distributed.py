@@ -223,6 +223,26 @@ def test_fit_em_and_sample_weights(client):
     _same(est.params_, dest.params_)
 
 
+@pytest.mark.parametrize("make, lengths", [
+    (lambda: GaussianMixture(2, random_state=0, max_iter=3, tol=0), None),
+    (lambda: AutoRegressiveHMM(2, random_state=0, max_iter=3, tol=0), [5000, 7000]),
+], ids=["gmm-weighted", "ar-hmm"])
+def test_data_larger_than_the_initialisation_sample(make, lengths):
+    # 12,000 rows: the model is built from the first 10,000, the start drawn from a
+    # sample of 10,000 rows (or whole sequences) across the partitions, and the
+    # size of the data (rows of positive weight, modelled steps) is that of all of it
+    rng = np.random.default_rng(23)
+    X = rng.normal(size=(12_000, 2))
+    X[::3] += 4.0
+    kw = {}
+    if lengths is None:
+        kw["sample_weight"] = np.where(np.arange(12_000) % 7 == 0, 0.0, 1.0 + (X[:, 0] > 2))
+    mem = _fit(make(), X, lengths, **kw)
+    dsk = _fit(make(), da.from_array(X, chunks=(2_500, -1)), lengths, scheduler="sync", **kw)
+    _same(mem.params_, dsk.params_)
+    np.testing.assert_allclose(dsk.loglik_history_, mem.loglik_history_, rtol=1e-10)
+
+
 def test_local_schedulers_without_a_cluster():
     X = _gauss(seed=7)
     mem = _fit(GaussianMixture(2, random_state=0, max_iter=5, tol=0), X)

@@ -498,6 +498,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"column\(s\) 1 of Y have no observed value"):
         LinearGaussianSSM(1).fit(da.from_array(all_nan, chunks=(100, -1)), **sync)
     est = GaussianMixture(2, random_state=0).fit(X)
+    hmm = GaussianHMM(2, random_state=0, max_iter=2, tol=0).fit(X)
+    wide = da.from_array(np.zeros((10, 5)))
+    for lazy_call in (est.predict, est.predict_proba, lambda a: hmm.predict(a),
+                      lambda a: hmm.score_samples(a)):
+        with pytest.raises(ValueError, match="X has 5 features"):  # at once, not at compute
+            lazy_call(wide)
     with pytest.raises(TypeError, match="fit_em\\(\\) got unexpected keyword"):
         fit_em(est._model, dX, schedular="sync")
     assert not hasattr(GaussianMixture(2).set_params(), "n_features_in_")

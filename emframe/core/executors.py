@@ -245,25 +245,32 @@ def refuse_external(data: Any, what: str, hint: str) -> None:
         raise ext.refuse(what, hint)
 
 
-def _check_fitted(method: Callable[..., Any]) -> None:
-    # fail now, not when the lazy result is computed
-    check = getattr(getattr(method, "__self__", None), "_check_is_fitted", None)
+def _check_ready(estimator: Any, ext: External) -> None:
+    """Fail now, not when the lazy result is computed: fitted, and of the right width."""
+    if estimator is None:
+        return
+    check = getattr(estimator, "_check_is_fitted", None)
     if check is not None:
         check()
+    if len(ext.shape) == 2 and hasattr(estimator, "n_features_in_"):
+        estimator._check_n_features(ext, reset=False)
 
 
-def lazy_rows(method: Callable[..., Any], data: Any, *outputs: RowOutput) -> Any:
+def lazy_rows(method: Callable[..., Any], data: Any, *outputs: RowOutput,
+              estimator: Any = None) -> Any:
     """``method`` on every row partition of external ``data``, lazily; None for other data.
 
-    ``method`` is a fitted estimator's bound method (``est.predict``); each block of
-    the result is ``method(block)``, so it equals the in-memory result. ``outputs``
-    give the shape after the row axis and dtype of each array ``method`` returns
-    (default: one float per row).
+    ``method`` is a fitted estimator's bound method (``est.predict``; pass
+    ``estimator`` when it is another callable); each block of the result is
+    ``method(block)``, so it equals the in-memory result. ``outputs`` give the shape
+    after the row axis and dtype of each array ``method`` returns (default: one float
+    per row). Whether the estimator is fitted and the width of ``data`` are checked
+    at once.
     """
     ext = as_external(data)
     if ext is None:
         return None
-    _check_fitted(method)
+    _check_ready(getattr(method, "__self__", None) if estimator is None else estimator, ext)
     return ext.executor.map_rows(method, ext.data, outputs or (((), np.float64),))
 
 
@@ -272,13 +279,15 @@ def lazy_sequences(
     data: Any,
     lengths: Any,
     *outputs: RowOutput | str,
+    estimator: Any,
     check_lengths: Callable[[Any, int], np.ndarray],
     row_data: Sequence[Any] = (),
     out_rows: Callable[[np.ndarray], int] | None = None,
 ) -> Any:
     """``method(block, block_lengths, *row_data_blocks)`` on partitions of whole sequences.
 
-    Lazy, for external ``data``; None for other data. ``lengths`` (hmmlearn's
+    Lazy, for external ``data``; None for other data. ``estimator`` is the fitted
+    estimator ``method`` belongs to (checked at once); ``lengths`` (hmmlearn's
     convention, ``None`` for one sequence) may be in memory or of the executor's
     kind; ``check_lengths(lengths, n_samples)`` validates them (the model's rule).
     See :meth:`Executor.map_sequences` for ``outputs`` and ``out_rows``.
@@ -286,7 +295,7 @@ def lazy_sequences(
     ext = as_external(data)
     if ext is None:
         return None
-    _check_fitted(method)
+    _check_ready(estimator, ext)
     lengths = check_lengths(ext.to_local(lengths), int(ext.shape[0]))
     return ext.executor.map_sequences(method, ext.data, lengths, outputs, row_data=row_data,
                                       out_rows=out_rows)

@@ -147,7 +147,7 @@ def lazy(estimator: Any, method: Callable[..., Any], X: Any, lengths: Any, state
     """
     if as_external(X) is None:
         return None
-    estimator._check_is_fitted()
+    estimator._check_is_fitted()  # before reading its model
     if out_rows is None:
         order = int(getattr(estimator._model.emission, "order", 0) or 0) if hasattr(
             estimator._model, "emission") else 0
@@ -155,6 +155,6 @@ def lazy(estimator: Any, method: Callable[..., Any], X: Any, lengths: Any, state
         def out_rows(part: np.ndarray) -> int:
             return int((part - order).sum())
 
-    return lazy_sequences(_Call(method, kwargs), X, lengths, *outputs,
+    return lazy_sequences(_Call(method, kwargs), X, lengths, *outputs, estimator=estimator,
                           check_lengths=validate_lengths, row_data=(states,),
                           out_rows=out_rows)

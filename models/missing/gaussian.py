@@ -266,7 +266,7 @@ class MissingDataEstimator:
         self._check_is_fitted()  # type: ignore[attr-defined]
         method = functools.partial(self.impute, return_std=return_std)  # type: ignore[attr-defined]
         out = ((self.n_features_in_,), np.float64)  # type: ignore[attr-defined]
-        return lazy_rows(method, X, *[out] * (1 + bool(return_std)))
+        return lazy_rows(method, X, *[out] * (1 + bool(return_std)), estimator=self)
 
     def transform(self, X: Any) -> np.ndarray:
         """Same as ``impute(X)``: missing entries replaced by their conditional means."""

@@ -30,9 +30,6 @@ import numpy as np
 from emframe.core.data import DataSource
 from emframe.core.executors import Executor, register
 
-#: Leading rows read into memory to build an HMM's model (see DaskExecutor.probe_rows).
-PROBE_ROWS = 1000
-
 _LAZY = {
     "DaskSource": ".source",
     "prepare_rows": ".source",
@@ -130,7 +127,6 @@ class DaskExecutor(Executor):
 register(DaskExecutor())
 
 __all__ = [
-    "PROBE_ROWS",
     "DaskExecutor",
     "DaskSource",
     "Runner",

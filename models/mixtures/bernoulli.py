@@ -178,9 +178,7 @@ class BernoulliStats(Stats):
     observed: np.ndarray
 
 
-# ---------------------------------------------------------------------------
-# model
-# ---------------------------------------------------------------------------
+# -- model --------------------------------------------------------------------
 class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
     """Mixture of multivariate Bernoulli distributions, fitted by MAP EM.
 
@@ -451,9 +449,7 @@ class BernoulliMixtureModel(MixtureModel[BernoulliParams, BernoulliStats]):
         return (rng.random(p.shape) < p).astype(np.float64)
 
 
-# ---------------------------------------------------------------------------
-# estimator
-# ---------------------------------------------------------------------------
+# -- estimator ----------------------------------------------------------------
 class BernoulliMixture(MixtureEstimator):
     """Mixture of multivariate Bernoulli distributions for binary data with missing entries.
 

@@ -1,16 +1,21 @@
 """AutoRegressiveHMM: exact oracles, the Gaussian-HMM identity, EM properties, bad input."""
 
+import itertools
+
 import numpy as np
 import pytest
 from emframe.models import AutoRegressiveHMM, GaussianHMM
 from emframe.models.hmm import HMMModel, Sequences
 from emframe.models.hmm.emissions import AutoRegressiveEmission, lagged_rows
+from emframe.models.hmm.emissions.autoregressive import regression_moments
 from hmm_bruteforce import brute_force
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from scipy import optimize
 from scipy import stats as sps
 
 import emframe
+from emframe.core import reparam
 from emframe.testing import check_additive, check_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::emframe.exceptions.ConvergenceWarning")
@@ -313,3 +318,136 @@ def test_bad_data_and_states():
         est.sample(1)
     with pytest.raises(ValueError, match="X has 3 features"):
         est.predict(np.zeros((10, 3)))
+
+
+# -- numerical robustness ----------------------------------------------------------------------
+def test_a_state_that_fits_its_steps_exactly_is_a_clear_error_without_prior():
+    # With reg_covar=0 one state settles on three steps, which its regression (two lags and
+    # an intercept per output) fits exactly: its maximum-likelihood covariance is 0. Its
+    # residual variance used to be computed by cancellation (C_xx - A C_zx ...) and came out
+    # as rounding noise (~1e-17), whose likelihood dropped by 1.89 nats (MonotonicityError).
+    est = AutoRegressiveHMM(2, 1, "spherical", params="stabc", max_iter=8, strict=True,
+                            random_state=298, tol=0, reg_covar=0)
+    with pytest.raises(ValueError, match=r"(numerically singular|not positive definite).*"
+                                         r"increase reg_covar \(now 0\)"):
+        est.fit(simulate(28, [28], seed=298), [28])
+
+
+def _map_covariances(cov_type, scatter, nk, lam):
+    """The reg_covar MAP of every covariance type from residual scatters (K, d, d) / N_k."""
+    d = scatter.shape[-1]
+    r = lam / nk
+    return {"full": scatter + r[:, None, None] * np.eye(d),
+            "diag": np.diagonal(scatter, axis1=1, axis2=2) + r[:, None],
+            "spherical": np.trace(scatter, axis1=1, axis2=2) / d + r,
+            "tied": np.einsum("k,kij->ij", nk, scatter) / nk.sum()
+            + lam / nk.sum() * np.eye(d)}[cov_type]
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("start", ["far", "fitted"])
+@pytest.mark.parametrize("offset", [0.0, 1e7, 1e10])
+def test_the_residual_covariance_of_a_collapsed_state_is_resolved(cov_type, start, offset):
+    # Data on a scale of 1e5; state 1 holds three steps, which its regression fits exactly,
+    # so its covariance is only the prior's lambda / N_1 (about 1e-5), 1e-15 of the data's
+    # variance. From moments of the raw rows it came out wrong by up to 70%; about the
+    # E-step's regression (a second pass about the state's own fit when that one is far) it
+    # equals a direct computation from the residuals.
+    lengths = [60]
+    X = simulate(60, lengths, seed=11) * 1e5 + offset
+    rows, _ = lagged_rows(X, np.array(lengths), 1)
+    n = len(rows)
+    post = np.zeros((n, 2))
+    post[:, 0] = 1.0
+    post[[5, 20, 40], :] = [0.0, 1.0]
+    em = AutoRegressiveEmission(1, cov_type, reg_covar=1e-6, prior_size=n)
+    Z = np.column_stack([rows[:, 2:], np.ones(n)])
+    scatter, coefs = [], []
+    for k in range(2):
+        w = post[:, k]
+        centre = w @ rows / w.sum()
+        Zc = np.column_stack([rows[:, 2:] - centre[2:], np.ones(n)])
+        B = np.linalg.lstsq(Zc * np.sqrt(w)[:, None], (rows[:, :2] - centre[:2])
+                            * np.sqrt(w)[:, None], rcond=None)[0]
+        r = rows[:, :2] - centre[:2] - Zc @ B
+        scatter.append((r * w[:, None]).T @ r / w.sum())
+        coefs.append(B[:2].T)
+    nk = post.sum(axis=0)
+    want = _map_covariances(cov_type, np.array(scatter), nk, em.prior_strength(2))
+    if start == "far":
+        params = em.initialize(rows, 2, np.random.default_rng(0))
+    else:
+        b = [Z[post[:, k] > 0].mean(0)[:2] for k in range(2)]  # any intercepts will do
+        params = em.complete_params(
+            em.initialize(rows, 2, np.random.default_rng(0)),
+            {"coefs": np.array(coefs)[:, None], "intercepts": np.array(b)})
+    stats = em.statistics(params, rows, post)
+    if offset == 1e10 and cov_type != "tied":  # tied: state 0's residuals are in it too
+        # a residual sd of ~3e-3 on data of ~1e10, whose residuals x - A z - b are
+        # computed to ~1e-6: float64 does not resolve it to 1e-4, a clear error
+        with pytest.raises(ValueError, match=r"state 1.* is numerically singular: the "
+                                             r"residual variance of feature 0"):
+            em.m_step(stats)
+        return
+    new = em.m_step(stats)
+    np.testing.assert_allclose(new.covars, want, rtol=1e-9, atol=1e-9 * em.prior_strength(2) / n)
+    np.testing.assert_allclose(new.coefs[:, 0], coefs, rtol=1e-6, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), order=st.integers(1, 2), split=st.integers(5, 60),
+       log_offset=st.floats(0.0, 6.0))
+def test_moments_about_any_regression_are_the_same_statistics(seed, order, split, log_offset):
+    rng = np.random.default_rng(seed)
+    X = simulate(80, seed=seed) + 10.0**log_offset
+    rows, _ = lagged_rows(X, np.array([80]), order)
+    post = rng.dirichlet(np.ones(2), size=len(rows))
+    refs = [rng.normal(scale=s, size=(2, 2, 2 * order)) for s in (0.0, 0.5, 3.0)]
+    whole = [regression_moments(rows, post, b) for b in refs]
+    for a, b in zip(whole, whole[1:] + whole[:1], strict=True):
+        np.testing.assert_array_equal(a.about(b.coefs_ref).coefs_ref, b.coefs_ref)
+        assert a.about(b.coefs_ref).allclose(b, rtol=1e-9, atol=1e-9)
+        assert a.allclose(b, rtol=1e-9, atol=1e-9)
+    # chunks about different regressions add up to the whole
+    parts = regression_moments(rows[:split], post[:split], refs[1]) + regression_moments(
+        rows[split:], post[split:], refs[2])
+    assert parts.allclose(whole[0], rtol=1e-9, atol=1e-9)
+    assert (whole[1].scale(0.25) + whole[2].scale(0.75)).allclose(whole[0], 1e-9, 1e-9)
+    # the definition: sums of w = [x - B z, z] about the reference point, per state
+    mom = whole[1].moments
+    d = 2
+    for k in range(2):
+        w = rows.copy()
+        w[:, :d] -= rows[:, d:] @ refs[1][k].T
+        wc = w - mom.ref[k]
+        np.testing.assert_allclose(mom.sum_x[k], post[:, k] @ wc, atol=1e-7 * 10.0**log_offset)
+        np.testing.assert_allclose(mom.nk[k], post[:, k].sum(), rtol=1e-12)
+        np.testing.assert_allclose(mom.scatter()[k], np.cov(w.T, aweights=post[:, k], bias=True),
+                                   rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_m_step_maximises_the_expected_complete_data_log_likelihood(cov_type):
+    # For every set of frozen fields (the intercept, the coefficients, the covariances), no
+    # numerical optimiser improves the M-step's expected complete-data log-likelihood (plus
+    # the log prior) over the free fields: it is the exact maximiser.
+    X = simulate(40, seed=298)
+    est = AutoRegressiveHMM(2, 1, cov_type, max_iter=2, tol=0, random_state=3, reg_covar=0.1)
+    est.fit(X)
+    model, em = est._model, est._model.emission
+    rows, steps = lagged_rows(X, np.array([40]), 1)
+    seqs = Sequences(rows, steps)
+    g = model.posterior(est.params_, seqs).posteriors
+    stats = em.statistics(est.params_.emission, rows, g)
+    cur, cons = est.params_.emission, em.param_constraints
+    names = ["coefs", "intercepts", "covars"]
+    for free in [f for r in (1, 2, 3) for f in itertools.combinations(names, r)]:
+        best = em.constrained_m_step(stats, {f: getattr(cur, f) for f in names if f not in free})
+
+        def minus_q(v, best=best, free=free):
+            p = em.complete_params(best, reparam.from_vector(v, best, cons, free))
+            return -(np.sum(g * em.log_likelihood(p, rows)) + em.log_prior(p))
+
+        v0 = reparam.to_vector(best, cons, free)
+        res = optimize.minimize(minus_q, v0, method="BFGS", options={"gtol": 1e-9})
+        assert -res.fun <= -minus_q(v0) + 1e-9 * abs(minus_q(v0)), (free, minus_q(v0) - res.fun)

@@ -146,9 +146,25 @@ class Stats:
         )
 
     def allclose(self, other: Stats, rtol: float = 1e-10, atol: float = 1e-12) -> bool:
-        """True when every field equals ``other``'s within tolerance."""
+        """True when every field equals ``other``'s within tolerance.
+
+        A nested ``Stats`` compares itself (it may define its own equality, as it may
+        its own addition: moments about different reference points can be equal).
+        """
         if type(other) is not type(self):
             return False
         return all(
-            _allclose(a, b, rtol, atol) for a, b in zip(_leaves(self), _leaves(other), strict=True)
+            _stats_close(getattr(self, f.name), getattr(other, f.name), rtol, atol)
+            for f in dataclasses.fields(self)
         )
+
+
+def _stats_close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    if isinstance(a, Stats):
+        return a.allclose(b, rtol=rtol, atol=atol)
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+        return all(_stats_close(x, y, rtol, atol) for x, y in zip(a, b, strict=True))
+    la, lb = _leaves(a), _leaves(b)
+    return len(la) == len(lb) and all(
+        _allclose(x, y, rtol, atol) for x, y in zip(la, lb, strict=True)
+    )

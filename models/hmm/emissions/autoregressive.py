@@ -7,13 +7,31 @@ sequence at a time, so batches of whole sequences keep the statistics exactly
 additive). The first p steps of every sequence are conditioned on: they are lags
 only, never modelled steps.
 
-The statistics are the weighted moments of these rows, per state, referenced near
-their means (no cancellation). The M-step is weighted least squares per state on the
-centred moments, ``A = C_xz inv(C_zz)``, ``b = m_x - A m_z``, then the covariance of the
-residuals through the covariance strategy (the MAP estimate under the ``reg_covar`` prior,
-exactly as the Gaussian emission), in any of the four covariance types: with the same
-regressors for every output, the least-squares coefficients maximise the likelihood
+The statistics (:class:`AutoRegressiveMoments`) are the weighted moments of these rows,
+per state, taken about the state's current regression: of ``[x_t - B_k z_t, z_t]``, with
+``z_t`` the lags and ``B_k`` the coefficients of the E-step's parameters, referenced near
+their weighted means. The M-step is weighted least squares per state on these centred
+moments, ``A = B + C_uz inv(C_zz)`` (u = x - B z), ``b = m_x - A m_z``, then the covariance
+of the residuals through the covariance strategy (the MAP estimate under the ``reg_covar``
+prior, exactly as the Gaussian emission), in any of the four covariance types: with the
+same regressors for every output, the least-squares coefficients maximise the likelihood
 whatever ``Sigma_k``.
+
+Why about the regression: the residual scatter is a difference of second moments
+(``C_uu - (A - B) C_zu``), which loses about ``eps * C_uu`` to rounding. Moments of the
+raw rows (B = 0) lose ``eps * C_xx``, the variance of the data themselves, and a state
+whose regression fits its steps almost exactly (one with as few steps as regressors,
+which EM finds) then got rounding noise as its covariance and broke the monotonicity of
+EM at data scales from ~1e4. About the current regression, ``C_uu`` is the scatter of
+the current residuals, so the new residual covariance is resolved relative to it, as
+moments about the means resolve a Gaussian's covariance; a state whose fit leaves
+residuals much smaller than those has its moments taken once more about that fit (the
+second pass of a centred variance). What float64 cannot resolve to 1e-4, the bound of
+:data:`~emframe.inference.gaussian.strategies.SINGULAR_FRACTION` for Gaussian
+covariances (a residual variance below the rounding of the M-step's difference, or a
+residual standard deviation within 1e4 times the rounding of ``x_t - A z_t - b``), is a
+clear "numerically singular" error: with ``reg_covar=0``, a state that fits its steps
+exactly has nothing else.
 """
 
 from __future__ import annotations
@@ -25,6 +43,13 @@ from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+from emframe.models.hmm.emissions._ar_moments import (
+    AutoRegressiveMoments,
+    flat_coefs,
+    pooled_magnitudes,
+    regression_moments,
+    solve_normal,
+)
 from emframe.models.hmm.emissions.base import (
     Emission,
     _check_precisions,
@@ -40,14 +65,22 @@ from emframe.inference.gaussian import (
     FullCovariance,
     GaussianMoments,
     effective_counts,
-    gaussian_moments,
     get_covariance_strategy,
 )
+from emframe.inference.gaussian.strategies import SINGULAR_FRACTION
 
-__all__ = ["AutoRegressiveEmission", "AutoRegressiveParams", "lagged_rows"]
+__all__ = [
+    "AutoRegressiveEmission",
+    "AutoRegressiveMoments",
+    "AutoRegressiveParams",
+    "lagged_rows",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _FULL = FullCovariance()
+#: Floor of the sizes of the M-step's terms (all zero only for data the regression fits
+#: exactly), so that their inverses stay finite.
+_TINY = 1e-290
 
 
 def lagged_rows(X: np.ndarray, lengths: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +205,10 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
         centres of the pooled residuals, so the states start apart, as a Gaussian
         HMM's means do.
         """
-        pooled = gaussian_moments(Y, np.ones((Y.shape[0], 1)), _FULL)
+        d = self.n_features(Y)
+        pooled = regression_moments(
+            Y, np.ones((Y.shape[0], 1)), np.zeros((1, d, Y.shape[1] - d))
+        )
         one = self.for_sample(len(Y))._regress(pooled, {})
         residual = Y[:, : self.n_features(Y)] - self._predict(one, Y, 0)
         centres = kmeanspp_centres(residual, n_components, rng)
@@ -199,57 +235,130 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
 
     def statistics(
         self, params: AutoRegressiveParams, Y: np.ndarray, posteriors: np.ndarray
-    ) -> GaussianMoments:
-        # Weighted moments of [x_t, lags] per state, each about its weighted mean.
-        return gaussian_moments(Y, posteriors, _FULL)
+    ) -> AutoRegressiveMoments:
+        # Weighted moments of [x_t - B_k lags, lags] per state, about the current regression.
+        return regression_moments(Y, posteriors, flat_coefs(params.coefs))
 
-    def m_step(self, stats: GaussianMoments) -> AutoRegressiveParams:
+    def m_step(self, stats: AutoRegressiveMoments) -> AutoRegressiveParams:
         return self.constrained_m_step(stats, {})
 
     def constrained_m_step(
-        self, stats: GaussianMoments, fixed: Mapping[str, Any]
+        self, stats: AutoRegressiveMoments, fixed: Mapping[str, Any]
     ) -> AutoRegressiveParams:
         return self._regress(stats, fixed)
 
-    def _regress(self, stats: GaussianMoments, fixed: Mapping[str, Any]) -> AutoRegressiveParams:
-        """Weighted least squares per state, with any of the fields held at ``fixed``."""
-        means, scatter = stats.means(), stats.scatter()  # (K, D), (K, D, D), centred
+    def _regress(
+        self, stats: AutoRegressiveMoments, fixed: Mapping[str, Any]
+    ) -> AutoRegressiveParams:
+        """Weighted least squares per state, with any of the fields held at ``fixed``.
+
+        In the coordinates of the statistics, ``u = x - B z``: the regression of ``u`` on
+        the lags ``z`` has the coefficients ``delta = A - B``.
+        """
+        mom = stats.moments
+        means, scatter = mom.means(), mom.scatter()  # (K, D), (K, D, D), centred
         k_all, width = means.shape
         p = self.order
         d = width // (p + 1)
-        coefs = np.empty((k_all, p, d, d))
+        coefs = np.empty((k_all, d, p * d))
         intercepts = np.empty((k_all, d))
         expected = np.empty((k_all, d, d))  # E[r r'] of the residuals, per unit weight
+        terms = np.empty((k_all, d))  # sizes of the terms whose difference is E[r r']
         mean_res = np.empty((k_all, d))
+        b_fixed = fixed.get("intercepts")
+        a_fixed = None if "coefs" not in fixed else flat_coefs(np.asarray(fixed["coefs"]))
         for k in range(k_all):
-            mx, mz = means[k, :d], means[k, d:]
-            cxx, cxz, czz = scatter[k, :d, :d], scatter[k, :d, d:], scatter[k, d:, d:]
-            b_fixed = fixed.get("intercepts")
-            if "coefs" in fixed:
-                flat = np.concatenate(list(np.asarray(fixed["coefs"])[k]), axis=1)
+            mu, mz = means[k, :d], means[k, d:]
+            cuu, cuz, czz = scatter[k, :d, :d], scatter[k, :d, d:], scatter[k, d:, d:]
+            if a_fixed is not None:
+                delta = a_fixed[k] - stats.coefs_ref[k]
             elif b_fixed is not None:
-                # no intercept to fit: second moments about the origin (x shifted by b)
-                dx = mx - np.asarray(b_fixed)[k]
-                flat = _solve(czz + np.outer(mz, mz), cxz + np.outer(dx, mz))
+                # no intercept to fit: second moments about the origin (u shifted by b)
+                du = mu - np.asarray(b_fixed)[k]
+                delta = solve_normal(czz + np.outer(mz, mz), cuz + np.outer(du, mz))
             else:
-                flat = _solve(czz, cxz)
-            b = mx - flat @ mz if b_fixed is None else np.asarray(b_fixed)[k]
-            e = mx - flat @ mz - b  # mean residual: 0 when b is fitted
+                delta = solve_normal(czz, cuz)
+            b = mu - delta @ mz if b_fixed is None else np.asarray(b_fixed)[k]
+            e = mu - delta @ mz - b  # mean residual: 0 when b is fitted
             mean_res[k] = e
-            fz = flat @ czz
-            expected[k] = cxx - flat @ cxz.T - cxz @ flat.T + fz @ flat.T + np.outer(e, e)
-            coefs[k] = flat.reshape(d, p, d).transpose(1, 0, 2)
+            dz = delta @ czz
+            expected[k] = cuu - delta @ cuz.T - cuz @ delta.T + dz @ delta.T + np.outer(e, e)
+            terms[k] = np.diagonal(cuu) + np.einsum("ij,ij->i", dz, delta)
+            coefs[k] = stats.coefs_ref[k] + delta if a_fixed is None else a_fixed[k]
             intercepts[k] = b
         if "covars" in fixed:
             covars = np.asarray(fixed["covars"])
+            pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
         else:
             covars = self.strategy.covariances(
-                _residual_moments(self.strategy, stats.nk, mean_res, expected),
+                _residual_moments(self.strategy, mom.nk, mean_res, expected),
                 self.prior_strength(k_all),
                 about=np.zeros((k_all, d)),
             )
-        pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
+            pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
+            self._check_resolved(pc, coefs, stats, terms)
+        coefs = coefs.reshape(k_all, d, p, d).transpose(0, 2, 1, 3)
         return AutoRegressiveParams(coefs, intercepts, covars, pc)
+
+    def _check_resolved(
+        self,
+        pc: np.ndarray,
+        coefs: np.ndarray,
+        stats: AutoRegressiveMoments,
+        terms: np.ndarray,
+    ) -> None:
+        """Raise if a residual variance is not resolved in float64 to about 1e-4.
+
+        Two roundings bound it, each held to the 1e-4 of
+        :data:`~emframe.inference.gaussian.strategies.SINGULAR_FRACTION` (the bound of
+        the Gaussian covariances):
+
+        - the M-step's: the residual scatter is a difference of moments of sizes
+          ``terms`` (about the E-step's regression), so it is known to
+          ``eps * terms``; with ``reg_covar=0`` a state whose regression fits its steps
+          exactly has nothing but that rounding as its covariance;
+        - the log-density's: a residual ``x_ti - sum_j A_ij z_tj - b_i`` is computed to
+          about ``eps * s_i``, ``s_i = |x_i| + sum_j |A_ij| |z_j|`` (root mean squares
+          of the data over all states), so its standard deviation must exceed
+          ``eps * s_i`` 1e4 times.
+
+        The variance compared is that of residual i given the others,
+        ``1 / inv(Sigma_k)_ii`` (the variance itself but for full covariances).
+        """
+        k_all, d = terms.shape
+        mom = stats.moments
+        eye = np.eye(d)
+        # the rounding of the covariance M-step, pooled as it pools the residuals
+        # (over states when tied, over features when spherical)
+        diag_terms = np.maximum(terms, _TINY)[:, :, None] * eye
+        pooled = self.strategy.covariances(
+            _residual_moments(self.strategy, mom.nk, np.zeros((k_all, d)), diag_terms),
+            0.0, about=np.zeros((k_all, d)),
+        )
+        pooled_pc = self.strategy.precisions_cholesky(pooled)
+        size = pooled_magnitudes(stats)  # (D,)
+        scale = size[:d] + np.abs(coefs) @ size[d:]  # (K, d)
+        for k in range(k_all):
+            prec = self.strategy.mahalanobis(eye, pc, k)  # inv(Sigma_k)_ii
+            inv_terms = self.strategy.mahalanobis(eye, pooled_pc, k)
+            floor = np.maximum(
+                SINGULAR_FRACTION / inv_terms, (SINGULAR_FRACTION * scale[k]) ** 2
+            )
+            bad = np.flatnonzero(prec * floor > 1.0)
+            if bad.size:
+                i = int(bad[0])
+                shared = self.strategy.n_matrices(k_all) < k_all
+                which = f"the noise covariance of state {k}" + (
+                    " (shared by all states)" if shared else ""
+                )
+                raise ValueError(
+                    f"{which} is numerically singular: the residual variance of feature "
+                    f"{i}, {1.0 / prec[i]:.3g}, is below what float64 resolves here "
+                    f"({floor[i]:.3g}; a state's regression may fit its steps exactly, as "
+                    "one with as few steps as regressors does); increase reg_covar (now "
+                    f"{self.reg_covar:g}), about the variance that the covariance prior adds "
+                    "to states of balanced weights, or use fewer states or a smaller order"
+                )
 
     def complete_params(
         self, params: AutoRegressiveParams, values: Mapping[str, Any]
@@ -347,16 +456,6 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
         shape = (n_components, self.order, d, d) if field == "coefs" else (n_components, d)
         _check_shape(arr, shape, self.attributes[field])
         return arr
-
-
-def _solve(czz: np.ndarray, cxz: np.ndarray) -> np.ndarray:
-    """``cxz @ inv(czz)``; the minimum-norm solution when ``czz`` is singular.
-
-    Any solution of the normal equations maximises the weighted least-squares
-    objective, so EM stays exact for a state whose lags are collinear or that has
-    too few steps.
-    """
-    return np.linalg.lstsq(czz, cxz.T, rcond=None)[0].T
 
 
 def _residual_moments(

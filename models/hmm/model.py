@@ -28,7 +28,8 @@ from emframe.core.model import EMModel
 from emframe.core.numerics import safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_scalar
-from emframe.inference.hmm import forward_backward, validate_lengths, viterbi
+from emframe.inference.hmm import forward_backward, uses_numba, validate_lengths, viterbi
+from emframe.inference.hmm.common import _total
 
 __all__ = ["HMMModel", "HMMParams", "HMMStats", "Sequences"]
 
@@ -352,9 +353,41 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         )
 
     def e_step(self, params: HMMParams, X: Sequences) -> tuple[HMMStats, float]:
+        fused = self._fused_e_step(params, X)
+        if fused is not None:
+            stats, seq_ll = fused
+            return stats, _total(seq_ll)
         post = self.posterior(params, X)
         em = self.emission.statistics(params.emission, X.X, post.posteriors)
         return HMMStats(post.start_counts, post.trans_counts, em), float(post.log_likelihood)
+
+    def _fused_e_step(
+        self, params: HMMParams, X: Sequences
+    ) -> tuple[HMMStats, np.ndarray] | None:
+        """The emission's compiled E-step (statistics, per-sequence log-likelihoods), or None.
+
+        Only with the numba backend and without labelled states. Sequences the compiled
+        pass reports as failed (its scaled recursion lost precision) are recomputed by
+        the reference path, whose log-space fallback then takes over.
+        """
+        if X.states is not None or not uses_numba(self.backend):
+            return None
+        res = self.emission.fused_e_step(
+            params.emission, X.X, params.startprob, params.transmat, X.lengths
+        )
+        if res is None:
+            return None
+        start, trans, em, seq_ll, failed = res
+        if failed.any():
+            bad = np.flatnonzero(failed)
+            sub = X.take_units(bad)
+            post = self.posterior(params, sub)
+            em = em + self.emission.statistics(params.emission, sub.X, post.posteriors)
+            start = start + post.start_counts
+            trans = trans + post.trans_counts
+            seq_ll = seq_ll.copy()
+            seq_ll[bad] = post.seq_log_likelihood
+        return HMMStats(start, trans, em), seq_ll
 
     def m_step(self, stats: HMMStats) -> HMMParams:
         return self.constrained_m_step(stats, {})
@@ -382,7 +415,8 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         return HMMParams(startprob, transmat, emission)
 
     def log_likelihood(self, params: HMMParams, X: Sequences) -> float:
-        return float(np.sum(self.sequence_log_likelihood(params, X)))
+        # summed as the E-step sums them (exactly), so both give the same number
+        return _total(self.sequence_log_likelihood(params, X))
 
     def sequence_log_likelihood(self, params: HMMParams, X: Sequences) -> np.ndarray:
         """Log-likelihood of every sequence, shape (n_sequences,).
@@ -391,6 +425,9 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         fallback): several times faster than the log-space forward pass, and the same
         numbers as the E-step's log-likelihood.
         """
+        fused = self._fused_e_step(params, X)
+        if fused is not None:
+            return fused[1]
         return self.posterior(params, X).seq_log_likelihood
 
     def log_prior(self, params: HMMParams) -> float:

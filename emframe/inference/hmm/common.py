@@ -161,6 +161,25 @@ def has_numba() -> bool:
     return True
 
 
+def uses_numba(backend: str) -> bool:
+    """Whether ``backend`` runs the numba kernels: "numba", or "auto" with numba installed.
+
+    Parameters
+    ----------
+    backend : {"auto", "numpy", "numba"}
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        On an unknown backend, or ``"numba"`` without numba.
+    """
+    return _use_numba(backend)
+
+
 def _use_numba(backend: str) -> bool:
     """Resolve a backend name to "use the numba kernels or not"."""
     if backend not in _BACKENDS:

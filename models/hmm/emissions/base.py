@@ -135,6 +135,32 @@ class Emission(ABC):
         """The emission with its data-scaled prior attached to ``prior_size`` steps (a copy)."""
         return self
 
+    def fused_e_step(
+        self, params: Params, X: np.ndarray, startprob: np.ndarray, transmat: np.ndarray,
+        lengths: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, Stats, np.ndarray, np.ndarray] | None:
+        """The whole HMM E-step in one compiled pass, where this emission has one.
+
+        Called only when the numba backend is in use and no state is labelled. The
+        default returns None: the HMM then scores the steps with
+        :meth:`log_likelihood`, runs the forward-backward and calls :meth:`statistics`.
+
+        Parameters
+        ----------
+        params : Params
+        X : ndarray of shape (n_samples, n_features)
+        startprob : ndarray of shape (K,)
+        transmat : ndarray of shape (K, K)
+        lengths : ndarray of int64, shape (n_sequences,)
+
+        Returns
+        -------
+        (start_counts, trans_counts, stats, seq_log_likelihood, failed) or None
+            Summed over the sequences not marked in ``failed`` (bool, (n_sequences,)),
+            which the HMM recomputes by the reference path.
+        """
+        return None
+
     def check_params(self, params: Params, n_components: int) -> None:
         """Raise ``ValueError`` unless ``params`` are valid for ``n_components`` states."""
         check_finite_params(params)

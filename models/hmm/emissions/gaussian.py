@@ -35,6 +35,7 @@ from emframe.inference.gaussian import (
     get_covariance_strategy,
 )
 from emframe.inference.gaussian.conditional import GaussianConditionals
+from emframe.inference.hmm import diag_gaussian_e_step
 
 __all__ = ["GaussianEmission", "GaussianParams"]
 
@@ -196,6 +197,30 @@ class GaussianEmission(CovariancePrior, Emission):
             done = ~incomplete
             stats = self._kernel(params).moments(X[done], posteriors[done]) + stats
         return stats
+
+    def fused_e_step(
+        self, params: GaussianParams, X: np.ndarray, startprob: np.ndarray,
+        transmat: np.ndarray, lengths: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, GaussianMoments, np.ndarray, np.ndarray] | None:
+        """Compiled E-step for diagonal and spherical covariances on complete data.
+
+        Moments are referenced at the states' means (see
+        :func:`emframe.inference.hmm.diag_gaussian_e_step`); other covariance types and
+        data with missing entries return None (the reference path).
+        """
+        name = self.strategy.name
+        if name not in ("diag", "spherical") or incomplete_rows(X) is not None:
+            return None
+        means = np.asarray(params.means, dtype=float)
+        pc = np.asarray(params.precisions_cholesky, dtype=float)
+        if name == "spherical":
+            pc = np.repeat(pc[:, None], means.shape[1], axis=1)
+        res = diag_gaussian_e_step(startprob, transmat, means, pc, X, lengths)
+        if res is None:
+            return None
+        sum_xx = res.sum_xx if name == "diag" else res.sum_xx.sum(axis=1)
+        stats = self.strategy.moments(res.nk, means.copy(), res.sum_x, sum_xx)
+        return res.start_counts, res.trans_counts, stats, res.seq_log_likelihood, res.failed
 
     def impute(
         self, params: GaussianParams, X: np.ndarray, posteriors: np.ndarray

@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from emframe.models import GaussianHMM
+from emframe.models.hmm.emissions import GaussianEmission
+from emframe.models.hmm.model import HMMModel, HMMParams, Sequences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emframe.inference.hmm import diag_gaussian_e_step, forward_backward
-from emframe.models import GaussianHMM
-from emframe.models.hmm.emissions import GaussianEmission
-from emframe.models.hmm.model import HMMModel, HMMParams, Sequences
 
 pytest.importorskip("numba")
 
@@ -187,10 +187,20 @@ def test_reference_path_with_labels_or_missing_entries(monkeypatch):
     states[3] = 1
     model.e_step(params, Sequences(X, None, states))
     assert calls == []
-    X[4, 1] = np.nan
     monkeypatch.undo()
-    assert model.emission.fused_e_step(params.emission, X, params.startprob,
-                                       params.transmat, np.array([50])) is None
+    # a missing entry fails its sequence in the fused pass; the reference path then
+    # marginalises it
+    X[4, 1] = np.nan
+    lengths = np.array([20, 30])
+    res = model.emission.fused_e_step(params.emission, X, params.startprob, params.transmat,
+                                      lengths)
+    np.testing.assert_array_equal(res[4], [True, False])
+    ref_model, _ = _model_and_params("diag", np.full(2, 0.5), np.full((2, 2), 0.5),
+                                     np.array([[0.0, 0.0], [1.0, 1.0]]), np.ones((2, 2)),
+                                     "numpy")
+    (s1, ll1), (s2, ll2) = (m.e_step(params, Sequences(X, lengths)) for m in (model, ref_model))
+    assert ll1 == pytest.approx(ll2, rel=1e-12)
+    assert_close(model.m_step(s1).emission.covars, ref_model.m_step(s2).emission.covars)
 
 
 def test_ctrl_c_inside_the_fused_hmm_kernel_is_keyboard_interrupt():

@@ -53,7 +53,7 @@ def _transpose(X, r0, B, xt):
             xt[a, i] = X[r0 + i, a]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E):
     """Shifted emission likelihoods of a block, ``E[j, i] = exp(L[j, i] - mx[i])``.
 

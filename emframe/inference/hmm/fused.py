@@ -81,7 +81,8 @@ def diag_gaussian_e_step(
     precisions_cholesky : ndarray, shape (K, d)
         Inverse standard deviations.
     X : ndarray, shape (T, d)
-        Complete (finite) data of the concatenated sequences.
+        The concatenated sequences. A sequence with a NaN (a missing entry) is
+        reported failed.
     lengths : ndarray of int64, shape (n_seq,)
         Validated lengths (see :func:`~emframe.inference.hmm.validate_lengths`).
 

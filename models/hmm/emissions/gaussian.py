@@ -202,14 +202,16 @@ class GaussianEmission(CovariancePrior, Emission):
         self, params: GaussianParams, X: np.ndarray, startprob: np.ndarray,
         transmat: np.ndarray, lengths: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, GaussianMoments, np.ndarray, np.ndarray] | None:
-        """Compiled E-step for diagonal and spherical covariances on complete data.
+        """Compiled E-step for diagonal and spherical covariances.
 
         Moments are referenced at the states' means (see
-        :func:`emframe.inference.hmm.diag_gaussian_e_step`); other covariance types and
-        data with missing entries return None (the reference path).
+        :func:`emframe.inference.hmm.diag_gaussian_e_step`); other covariance types
+        return None (the reference path). A sequence with a missing entry (NaN) fails
+        in the compiled pass (its scores are NaN) and is recomputed by the reference
+        path, which marginalises the missing entries: no separate scan for NaN.
         """
         name = self.strategy.name
-        if name not in ("diag", "spherical") or incomplete_rows(X) is not None:
+        if name not in ("diag", "spherical"):
             return None
         means = np.asarray(params.means, dtype=float)
         pc = np.asarray(params.precisions_cholesky, dtype=float)

@@ -269,6 +269,7 @@ def test_hmms_and_mixtures_use_numba_by_default_when_it_is_installed(monkeypatch
     from emframe.models import GaussianHMM, GaussianMixture
 
     from emframe.inference.gaussian import _numba as gauss_nb
+    from emframe.inference.hmm import _fused_numba as hmm_fused
     from emframe.inference.hmm import _numba as hmm_nb
 
     calls = []
@@ -278,10 +279,13 @@ def test_hmms_and_mixtures_use_numba_by_default_when_it_is_installed(monkeypatch
         monkeypatch.setattr(mod, name, lambda *a: calls.append(name) or real(*a))
 
     spy(hmm_nb, "scaled_forward_backward")
+    spy(hmm_fused, "diag_gaussian_e_step")
     spy(gauss_nb, "mixture_e_step")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 2))
-    GaussianHMM(2, random_state=0, max_iter=2).fit(X)
+    GaussianHMM(2, random_state=0, max_iter=2).fit(X)  # diagonal: the fused E-step
+    assert "diag_gaussian_e_step" in calls
+    GaussianHMM(2, "full", random_state=0, max_iter=2).fit(X)
     assert "scaled_forward_backward" in calls
     GaussianMixture(2, random_state=0, max_iter=2).fit(X)
     assert "mixture_e_step" in calls
@@ -337,7 +341,7 @@ def test_hard_assignment_moments_equal_the_general_computation(covariance_type, 
 # BernoulliMixture: lookup-table kernel against the matrix-product reference
 # ---------------------------------------------------------------------------
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 300), d=st.integers(1, 23), K=st.integers(1, 6),
+@given(n=st.integers(1, 700), d=st.integers(1, 23), K=st.integers(1, 6),
        missing=st.sampled_from([0.0, 0.3]), weighted=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
 def test_bernoulli_table_kernel_equals_matrix_products(n, d, K, missing, weighted, seed):
@@ -369,6 +373,23 @@ def test_bernoulli_table_kernel_equals_matrix_products(n, d, K, missing, weighte
     half = data[: n // 2 + 1]
     assert "_codes" in half.__dict__
     assert np.array_equal(cached_codes(half)[0], cached_codes(data)[0][: n // 2 + 1])
+
+
+def test_bernoulli_table_kernel_folds_the_product_of_normalisers():
+    # 64 identical components: every row's normaliser is 64, and a block's product
+    # (64**256 ~ 1e462) would overflow unless folded into the log-likelihood in time
+    import emframe.models.mixtures.bernoulli as bern
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((600, 9)) < 0.5).astype(float)
+    K = 64
+    model = bern.BernoulliMixtureModel(K)
+    params = bern.BernoulliParams(weights=np.full(K, 1 / K),
+                                  probs=np.tile(rng.uniform(0.1, 0.9, 9), (K, 1)))
+    got, ll = model.e_step(params, bern.binary_data(X))
+    log_px = X @ np.log(params.probs[0]) + (1 - X) @ np.log1p(-params.probs[0])
+    assert ll == pytest.approx(log_px.sum(), rel=1e-13)
+    np.testing.assert_allclose(got.nk, 600 / K, rtol=1e-13)
 
 
 def test_bernoulli_table_kernel_hands_impossible_rows_to_the_general_path():

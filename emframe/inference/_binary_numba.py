@@ -12,11 +12,18 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
+from emframe.inference._fastexp import exp_normal
+
 #: Posteriors below exp(-500) of a row's largest are exact zeros (see the Gaussian kernel).
 _EXP_FLUSH = -500.0
+
+
+#: Rows per block: a block's log-likelihoods are normalised along the rows, in loops
+#: long enough for the compiler to vectorise (a loop over K = 20 components is not).
+BLOCK = 256
+#: The product of the rows' normalisers (each in [1, K]) is folded into the
+#: log-likelihood (one log) before it can overflow.
+_FOLD_ABOVE = 1e280
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -42,9 +49,12 @@ def mixture_e_step(codes, tables, log_weights, sample_weight, has_weight):
 
     Notes
     -----
-    The histogram and the other accumulators are allocated here, not passed in: the
-    compiler then knows they alias nothing and keeps the loops over components
-    vectorised (passed-in buffers made the kernel twice as slow).
+    Block by block of :data:`BLOCK` rows: the table lookups add each row's
+    log-likelihoods (contiguous in the components), the block is transposed, its
+    maxima, exponentials and normalisers are computed along the rows, and the
+    posteriors, transposed back, are added into the histogram. The histogram and the
+    other accumulators are allocated here, not passed in: the compiler then knows they
+    alias nothing (passed-in buffers made the kernel twice as slow).
     """
     n, G = codes.shape
     n_codes, K = tables.shape[1], tables.shape[2]
@@ -52,59 +62,77 @@ def mixture_e_step(codes, tables, log_weights, sample_weight, has_weight):
     hist = np.zeros(tables.shape)
     hflat = hist.ravel()
     nk = np.zeros(K)
-    lp = np.empty(K)
-    e = np.empty(K)
-    bits = np.empty(K, np.int64)
-    scale = bits.view(np.float64)
+    lp = np.empty((BLOCK, K))
+    lt = np.empty((K, BLOCK))
+    mx = np.empty(BLOCK)
+    tot = np.empty(BLOCK)
     ll = 0.0
-    for i in range(n):
-        for k in range(K):
-            lp[k] = log_weights[k]
-        for g in range(G):
-            base = (g * n_codes + codes[i, g]) * K
+    for s in range(0, n, BLOCK):
+        B = min(BLOCK, n - s)
+        for i in range(B):
+            row = lp[i]
             for k in range(K):
-                lp[k] += flat[base + k]
-        mx = lp[0]
+                row[k] = log_weights[k]
+            for g in range(G):
+                base = (g * n_codes + codes[s + i, g]) * K
+                for k in range(K):
+                    row[k] += flat[base + k]
+        for i in range(B):
+            for k in range(K):
+                lt[k, i] = lp[i, k]
+        for i in range(B):
+            mx[i] = lt[0, i]
         for k in range(1, K):
-            mx = lp[k] if lp[k] > mx else mx
-        if not (mx > -np.inf and mx < np.inf):
+            src = lt[k]
+            for i in range(B):
+                v = src[i]
+                mx[i] = v if v > mx[i] else mx[i]
+        bad = False
+        for i in range(B):
+            bad |= not (mx[i] > -np.inf and mx[i] < np.inf)
+        if bad:
             return hist, nk, ll, True
-        tot = 0.0
+        for i in range(B):
+            tot[i] = 0.0
         for k in range(K):
-            v = lp[k] - mx
-            x = v if v > _EXP_FLUSH else _EXP_FLUSH
-            m = np.floor(x * _LOG2E + 0.5)
-            t = (x - m * _LN2_HI) - m * _LN2_LO
-            p = 1.0 / 6227020800.0
-            p = p * t + 1.0 / 479001600.0
-            p = p * t + 1.0 / 39916800.0
-            p = p * t + 1.0 / 3628800.0
-            p = p * t + 1.0 / 362880.0
-            p = p * t + 1.0 / 40320.0
-            p = p * t + 1.0 / 5040.0
-            p = p * t + 1.0 / 720.0
-            p = p * t + 1.0 / 120.0
-            p = p * t + 1.0 / 24.0
-            p = p * t + 1.0 / 6.0
-            p = p * t + 0.5
-            p = p * t + 1.0
-            p = p * t + 1.0
-            bits[k] = (np.int64(m) + 1023) << 52
-            e[k] = p * scale[k] if v >= _EXP_FLUSH else 0.0
-            tot += e[k]
-        lse = mx + np.log(tot)
+            src = lt[k]
+            for i in range(B):
+                v = src[i] - mx[i]
+                x = v if v > _EXP_FLUSH else _EXP_FLUSH
+                e = exp_normal(x) if v >= _EXP_FLUSH else 0.0
+                src[i] = e
+                tot[i] += e
+        block_ll = 0.0
         if has_weight:
-            w = sample_weight[i]
-            ll += w * lse
-            inv = w / tot
+            for i in range(B):
+                w = sample_weight[s + i]
+                block_ll += w * (mx[i] + np.log(tot[i]))
+                tot[i] = w / tot[i]
         else:
-            ll += lse
-            inv = 1.0 / tot
+            prod = 1.0
+            for i in range(B):
+                block_ll += mx[i]
+                prod *= tot[i]
+                if prod > _FOLD_ABOVE:
+                    block_ll += np.log(prod)
+                    prod = 1.0
+                tot[i] = 1.0 / tot[i]
+            block_ll += np.log(prod)
+        ll += block_ll
         for k in range(K):
-            e[k] *= inv
-            nk[k] += e[k]
-        for g in range(G):
-            base = (g * n_codes + codes[i, g]) * K
+            src = lt[k]
+            for i in range(B):
+                src[i] *= tot[i]
+        for i in range(B):
+            row = lp[i]
             for k in range(K):
-                hflat[base + k] += e[k]
+                row[k] = lt[k, i]
+        for i in range(B):
+            row = lp[i]
+            for k in range(K):
+                nk[k] += row[k]
+            for g in range(G):
+                base = (g * n_codes + codes[s + i, g]) * K
+                for k in range(K):
+                    hflat[base + k] += row[k]
     return hist, nk, ll, False

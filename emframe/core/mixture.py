@@ -62,8 +62,16 @@ class MixtureModel(EMModel[P, S], Generic[P, S]):
         return log_normalize(self.log_weighted_prob(params, X), axis=1)[1]
 
     def predict_proba(self, params: P, X: Any) -> np.ndarray:
-        """Posterior component probabilities, shape (n_samples, n_components)."""
+        """Posterior component probabilities, shape (n_samples, n_components).
+
+        Models whose log-densities can all overflow to ``-inf`` far from the data
+        override it with a defined limit (see ``GaussianMixtureModel``).
+        """
         return np.exp(log_normalize(self.log_weighted_prob(params, X), axis=1)[0])
+
+    def predict(self, params: P, X: Any) -> np.ndarray:
+        """Most probable component of each sample, shape (n_samples,)."""
+        return np.argmax(self.log_weighted_prob(params, X), axis=1)
 
 
 class MixtureEstimator(EMEstimator):
@@ -101,8 +109,7 @@ class MixtureEstimator(EMEstimator):
         if lazy is not None:
             return lazy
         model = self._model_for_scoring()
-        X = self._validate_X(X, reset=False)
-        return np.argmax(model.log_weighted_prob(self.params_, X), axis=1)
+        return model.predict(self.params_, self._validate_X(X, reset=False))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
         """Fit, then label ``X`` with the fitted parameters (equals ``fit(X).predict(X)``)."""

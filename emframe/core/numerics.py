@@ -42,6 +42,17 @@ def log_normalize(a: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray
     log_norm = logsumexp(a, axis=axis)
     with np.errstate(invalid="ignore"):
         log_p = a - np.expand_dims(log_norm, axis)
+    if a.size:
+        mx = np.max(a, axis=axis, keepdims=True)
+        # Beyond 2**50 the log of the sum (at most log of the number of terms) can be
+        # absorbed by the maximum, and a - logsumexp(a) no longer sums to one (a = -1e200
+        # twice gives 0 twice); there (a - max) - log(sum(exp(a - max))) does.
+        big = (np.abs(mx) >= 2.0**50) & np.isfinite(mx)
+        if big.any():
+            shifted = a - np.where(big, mx, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                stable = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+            log_p = np.where(big, stable, log_p)
     return log_p, log_norm
 
 

@@ -92,9 +92,7 @@ def _resp_random(X: np.ndarray, n_components: int, rng: np.random.Generator) -> 
     return resp / resp.sum(axis=1, keepdims=True)
 
 
-def _resp_random_from_data(
-    X: np.ndarray, n_components: int, rng: np.random.Generator
-) -> np.ndarray:
+def _resp_random_from_data(X: np.ndarray, n_components: int, rng: np.random.Generator) -> Any:
     idx = rng.choice(X.shape[0], size=n_components, replace=False)
     return _one_hot(X.shape[0], n_components, idx, np.arange(n_components))
 
@@ -138,10 +136,8 @@ def _check_weights(weights: Any, n_components: int) -> np.ndarray:
 def _check_means(means: Any, n_components: int, n_features: int) -> np.ndarray:
     m = check_array(means, "means_init", ensure_2d=False, copy=True)
     if m.shape != (n_components, n_features):
-        raise ValueError(
-            f"means_init must have shape (n_components, n_features) = "
-            f"({n_components}, {n_features}), got {m.shape}"
-        )
+        raise ValueError(f"means_init must have shape (n_components, n_features) = "
+                         f"({n_components}, {n_features}), got {m.shape}")
     return m
 
 
@@ -194,9 +190,8 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         precisions_init: Any = None,
         prior_size: float | None = None,
     ) -> None:
-        self.n_components = check_scalar(
-            n_components, "n_components", numbers.Integral, min_value=1
-        )
+        self.n_components = check_scalar(n_components, "n_components", numbers.Integral,
+                                         min_value=1)
         self.strategy = get_covariance_strategy(covariance_type)
         self.reg_covar = float(check_scalar(reg_covar, "reg_covar", numbers.Real, min_value=0.0))
         self.prior_size = check_prior_size(prior_size)
@@ -205,11 +200,8 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         self.means_init = means_init
         self.precisions_init = precisions_init
         # SQUAREM extrapolates these; complete_params derives the precision factors.
-        self.param_constraints = {
-            "weights": "simplex",
-            "means": "real",
-            "covariances": self.strategy.constraint,
-        }
+        self.param_constraints = {"weights": "simplex", "means": "real",
+                                  "covariances": self.strategy.constraint}
 
     @property
     def covariance_type(self) -> str:
@@ -281,6 +273,14 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
 
     def log_weighted_prob(self, params: GaussianMixtureParams, X: Any) -> np.ndarray:
         return self._kernel(params).log_prob(np.asarray(X, dtype=float))
+
+    def predict_proba(self, params: GaussianMixtureParams, X: Any) -> np.ndarray:
+        # defined (never NaN) also where every density underflows: GaussianKernel.posteriors
+        X = np.asarray(X, dtype=float)
+        return self._kernel(params).posteriors(X, self.log_weighted_prob(params, X))
+
+    def predict(self, params: GaussianMixtureParams, X: Any) -> np.ndarray:
+        return np.argmax(self.predict_proba(params, X), axis=1)
 
     def e_step(
         self,

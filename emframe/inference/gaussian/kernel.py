@@ -44,6 +44,10 @@ EXPANSION_MAX_DISTANCE_32 = 200.0
 
 _BACKENDS = ("auto", "numpy", "numba")
 
+#: :meth:`GaussianKernel.posteriors` of rows whose largest log-density is below this
+#: come from the differences of the log-densities (rounding error > 0.1 nat here).
+_FAR_LOG_DENSITY = -(2.0**50)
+
 
 @functools.lru_cache(maxsize=1)
 def has_numba() -> bool:
@@ -255,9 +259,11 @@ class GaussianKernel:
         dist = np.einsum("kd,kd->k", mc, lam_mc)
 
         const = strategy.log_det_cholesky(self.precisions_cholesky, K, d) - 0.5 * d * _LOG_2PI
+        self.log_weights = np.zeros(K)
         if weights is not None:
             with np.errstate(divide="ignore"):
-                const = const + np.log(w)
+                self.log_weights = np.log(w)
+            const = const + self.log_weights
         self.const = const
 
         self.nq = self.kind.n_features(d)
@@ -379,10 +385,49 @@ class GaussianKernel:
         n = X.shape[0]
         out = np.empty((n, self.n_components))
         buf = self._buffer()
-        for s in range(0, n, self.block):
-            xb = X[s : s + self.block]
-            out[s : s + xb.shape[0]] = self._log_prob_block(xb, self._features(xb, buf)).T
+        # rows beyond ~1e154 overflow in the expansion; they are detected (NaN) and
+        # evaluated directly, so the overflow itself is no news
+        with np.errstate(over="ignore", invalid="ignore"):
+            for s in range(0, n, self.block):
+                xb = X[s : s + self.block]
+                out[s : s + xb.shape[0]] = self._log_prob_block(xb, self._features(xb, buf)).T
         return out
+
+    def posteriors(self, X: np.ndarray, log_prob: np.ndarray | None = None) -> np.ndarray:
+        """Posterior probability of every component (weighted as given), at any point.
+
+        Rows so far out that the log-densities lose their differences to rounding
+        (every squared Mahalanobis distance above ~2**51, about 5e7 standard
+        deviations, where a log-density's rounding error reaches one nat) or
+        overflow to ``-inf`` (beyond ~1e154) get their posteriors from the differences
+        of the log-densities, computed without cancellation
+        (:func:`~emframe.inference.gaussian.far.far_posteriors`): never NaN.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d)
+        log_prob : ndarray of shape (n, K), optional
+            :meth:`log_prob` of ``X``, if at hand (for example from a model that
+            marginalises missing entries: its rows with a NaN are normalised as
+            they are).
+
+        Returns
+        -------
+        ndarray of shape (n, K)
+            Rows sum to one.
+        """
+        lp = self.log_prob(X) if log_prob is None else log_prob
+        mx = lp.max(axis=1) if lp.size else np.zeros(lp.shape[0])
+        far = ~(mx > _FAR_LOG_DENSITY) & np.isfinite(X).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            post = np.exp(lp - mx[:, None])
+            post /= post.sum(axis=1, keepdims=True)
+        if far.any():
+            from .far import far_posteriors
+
+            post[far] = far_posteriors(self.strategy, self.means, self.precisions_cholesky,
+                                       self.log_weights, X[far])
+        return post
 
     def moments(self, X: np.ndarray, resp: np.ndarray) -> GaussianMoments:
         """Moments of ``X`` weighted by ``resp``, referenced near the means.

@@ -96,6 +96,59 @@ def test_fused_e_step_equals_numpy(covariance_type, K, d, n, block, weighted, of
     assert_moments_close(got, ref, 1e-12)
 
 
+@settings(max_examples=25, deadline=None)
+@given(covariance_type=st.sampled_from(TYPES), d=st.integers(1, 6), n=st.integers(1, 900),
+       spread=st.sampled_from([0.05, 0.3, 1.0]), weighted=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_far_components_skip_rows_where_their_posterior_is_zero(covariance_type, d, n, spread,
+                                                                weighted, seed):
+    # Tight, well separated components scored about their own means: most rows are
+    # beyond the flush threshold of most components, whose log-densities the compiled
+    # kernel then does not compute (a bound along their principal directions); the
+    # result equals the numpy path's.
+    rng = np.random.default_rng(seed)
+    K = 4
+    strategy, means, pc, weights = random_params(rng, covariance_type, K, d, 0.0)
+    means = means * 10.0
+    pc = strategy.precisions_cholesky(strategy.covariances_from_precisions_cholesky(pc)
+                                      * spread**2)
+    X = means[rng.integers(K, size=n)] + spread * rng.normal(size=(n, d))
+    w = rng.uniform(0, 3, size=n) if weighted else None
+    real = kernel_mod.EXPANSION_MAX_DISTANCE
+    kernel_mod.EXPANSION_MAX_DISTANCE = 0.0
+    try:
+        kern = GaussianKernel(strategy, means, pc, weights=weights)
+    finally:
+        kernel_mod.EXPANSION_MAX_DISTANCE = real
+    kern.block = 256
+    ref, ll_ref = kern.mixture_e_step(X, w, backend="numpy")
+    got, ll = kern.mixture_e_step(X, w, backend="numba")
+    assert ll == pytest.approx(ll_ref, rel=1e-12, abs=1e-9)
+    assert_moments_close(got, ref, 1e-12)
+
+
+def test_far_component_row_bound_keeps_every_row_that_matters():
+    from emframe.inference.gaussian._numba import _EXP_FLUSH, _rows_that_matter
+
+    rng = np.random.default_rng(5)
+    d, B = 3, 400
+    A = rng.normal(size=(d, d))
+    prec = A @ A.T * 50 + np.eye(d)
+    mean = rng.normal(size=d)
+    xc = rng.normal(size=(d, B)) * 3  # about the centre 0
+    u, sv, _ = np.linalg.svd(np.linalg.cholesky(prec))
+    dirs = (u[:, :2] * (sv[:2] * (1 - 1e-6))).T
+    maha = np.einsum("ib,ij,jb->b", xc - mean[:, None], prec, xc - mean[:, None])
+    const, mx = 2.0, np.full(B, 2.0 - 300.0)
+    idx = np.empty(B, np.int64)
+    m = _rows_that_matter(dirs @ xc, dirs @ mean, B, const, mx, idx, np.empty(B))
+    kept = np.zeros(B, bool)
+    kept[idx[:m]] = True
+    assert 0 < m < B
+    # every row left out is beyond the flush threshold
+    assert np.all(const - 0.5 * maha[~kept] < mx[~kept] + _EXP_FLUSH)
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_auto_backend_runs_the_compiled_kernel_when_numba_is_installed(
     covariance_type, monkeypatch

@@ -8,6 +8,13 @@ features ``[quadratic terms of x - c, x - c, 1]`` (samples along the contiguous 
 forms all log-densities with one BLAS product, normalises them in place and adds the
 block's moments with a second product. Only the totals leave the kernel.
 
+Components too far from the centring point for the expansion are scored about their
+own means (through a dense factor of their precision), and only on the rows where they
+can matter: a lower bound of the distance along their principal directions (one small
+product for all of them) tells which rows would give them a posterior below the flush
+threshold, exactly zero either way; their moments are added from the rows where their
+posteriors are not zero. A tight component (most of them) is then nearly free.
+
 With float32 data the features and both products are float32; each block's
 log-densities are normalised in float64 and its moments added to float64 totals.
 Compiled code is cached on disk (``cache=True``).
@@ -189,22 +196,155 @@ def _direct_moments(Fd, r, rb, Gd, j):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, pair_a, pair_b,
-                pair_out, summed, nq, sample_weight, has_weight, xt, xc, y, F, Fd, lp, lpd,
-                resp, resp_t, rb, mx, tot, bits, Gb, G, Gd):
+def _rows_that_matter(Y, off, B, const, mx, idx, lb):
+    """Rows of the block whose log-density under a far component can be within
+    ``-_EXP_FLUSH + 1`` nats of ``mx`` (the largest log-density found so far), into
+    ``idx``; returns their number.
+
+    The squared Mahalanobis distance is a sum of squares along any orthogonal basis;
+    the few terms along the precision's principal directions bound it from below:
+    ``Y[t] - off[t]`` is ``(x - mean) . dir_t`` (each direction scaled by the square
+    root of its eigenvalue). So ``const - sum_t (Y[t] - off[t])^2 / 2`` bounds the
+    log-density from above; rows below the flush threshold by more than one nat more
+    (for rounding) would get a posterior of exactly zero, and their log-densities need
+    not be computed. A tight component is far from most rows along its tight
+    directions: this saves its d x d product on them.
+    """
+    for i in range(B):
+        lb[i] = 0.0
+    for t in range(off.shape[0]):
+        o = off[t]
+        src = Y[t]
+        for i in range(B):
+            v = np.float64(src[i]) - o
+            lb[i] += v * v
+    m = 0
+    for i in range(B):
+        if const - 0.5 * lb[i] >= mx[i] + (_EXP_FLUSH - 1.0):
+            idx[m] = i
+            m += 1
+    return m
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gather_columns(xt, idx, m, flat):
+    """The columns ``idx[:m]`` of ``xt`` (d, B) as a contiguous (d, m) view of ``flat``."""
+    d = xt.shape[0]
+    xg = flat[: d * m].reshape(d, m)
+    for a in range(d):
+        src = xt[a]
+        dst = xg[a]
+        for p in range(m):
+            dst[p] = src[idx[p]]
+    return xg
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _direct_log_prob_rows(xt, idx, m, centre, factor_t, shift, const, flat, y, acc, lp_row):
+    """:func:`_direct_log_prob` on the rows ``idx[:m]`` only (the others are left alone).
+
+    The rows are gathered, then every loop runs along them (vectorised); ``flat`` is
+    scratch of at least d * m entries in the arithmetic's dtype, ``y`` and ``acc``
+    float64 scratch of at least m.
+    """
+    d = xt.shape[0]
+    xg = _gather_columns(xt, idx, m, flat)
+    for a in range(d):
+        c = centre[a]
+        row = xg[a]
+        for p in range(m):
+            row[p] = row[p] - c
+    for p in range(m):
+        acc[p] = 0.0
+    for b in range(d):
+        for p in range(m):
+            y[p] = 0.0
+        for a in range(d):
+            w = factor_t[b, a]
+            row = xg[a]
+            for p in range(m):
+                y[p] += np.float64(row[p] * w)
+        sh = shift[b]
+        for p in range(m):
+            v = y[p] - sh
+            acc[p] += v * v
+    for p in range(m):
+        lp_row[idx[p]] = const - 0.5 * acc[p]
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _weighted_row_sums(F, w, m, out, j):
+    """``out[q, j] += sum_p F[q, p] w[p]`` for p < m (sums in any order: vectorised)."""
+    for q in range(F.shape[0]):
+        row = F[q]
+        acc = 0.0
+        for p in range(m):
+            acc += np.float64(row[p]) * np.float64(w[p])
+        out[q, j] += acc
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _direct_moments_rows(xt, idx, m, centre, r, pair_a, pair_b, pair_out, summed, nq, flat,
+                         flat_f, rb, Gd, j):
+    """``Gd[:, j] +=`` the features about ``centre`` of the rows ``idx[:m]``, weighted by
+    their posteriors ``r`` (rows with a zero posterior add nothing)."""
+    d = xt.shape[0]
+    nf = nq + d + 1
+    xg = _gather_columns(xt, idx, m, flat)
+    Fc = flat_f[: nf * m].reshape(nf, m)
+    for p in range(m):
+        Fc[nf - 1, p] = 1.0
+        rb[p] = r[idx[p]]
+    _fill_features(xg, m, centre, pair_a, pair_b, pair_out, summed, nq, Fc)
+    _weighted_row_sums(Fc, rb, m, Gd, j)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, off_d,
+                pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt, xc, y, F,
+                Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits, Gb, G, Gd, idx, xcm, ym, Fr,
+                y64):
     Kf = W.shape[0]
     Kd = means_d.shape[0]
     _transpose_block(X, s, B, xt)
+    for i in range(B):
+        mx[i] = -np.inf
     if Kf:
         _fill_features(xt, B, centre, pair_a, pair_b, pair_out, summed, nq, F)
         np.dot(W, F, lp)
         for k in range(Kf):
             for i in range(B):
-                lpd[k, i] = lp[k, i]
+                v = lp[k, i]
+                lpd[k, i] = v
+                mx[i] = v if v > mx[i] else mx[i]
+    if Kd:
+        # lower bounds of the far components' distances: one product for all of them
+        nb = off_d.shape[1]
+        for a in range(xt.shape[0]):
+            c = centre[a]
+            src = xt[a]
+            dst = xc[a]
+            for i in range(B):
+                dst[i] = src[i] - c
+        Y = y64[: Kd * nb * B].reshape(Kd * nb, B)
+        np.dot(dirs, xc, Y)
     for j in range(Kd):
-        # Far components: x - mean_j from the data, so nothing cancels.
-        _direct_log_prob(xt, B, means_d[j], factors_t[j], shift_d[j], const_d[j], xc, y,
-                         lpd[Kf + j])
+        # Far components: x - mean_j from the data, so nothing cancels; only on the rows
+        # where the component can have a posterior above the flush threshold.
+        row = lpd[Kf + j]
+        m = _rows_that_matter(Y[j * nb : (j + 1) * nb], off_d[j], B, const_d[j], mx, idx, tot)
+        if m == B:
+            _direct_log_prob(xt, B, means_d[j], factors_t[j], shift_d[j], const_d[j], xc, y,
+                             row)
+        else:
+            for i in range(B):
+                row[i] = -np.inf
+            if m:
+                _direct_log_prob_rows(xt, idx, m, means_d[j], factors_t[j], shift_d[j],
+                                      const_d[j], xcm, ym, tot, row)
+        for i in range(B):
+            v = row[i]
+            mx[i] = v if v > mx[i] else mx[i]
     ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, bits)
     if Kf:
         for k in range(Kf):
@@ -216,19 +356,26 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, pair_a
             for k in range(Kf):
                 G[a, k] += Gb[a, k]
     for j in range(Kd):
-        nonzero = False
+        # A tight far component has posteriors of exactly zero on most rows: only the
+        # others add to its moments.
         r = resp[Kf + j]
+        m = 0
         for i in range(B):
-            nonzero |= r[i] != 0.0
-        if nonzero:  # a tight far component has no posterior mass on most blocks
+            if r[i] != 0.0:
+                idx[m] = i
+                m += 1
+        if 2 * m >= B:
             _fill_features(xt, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
             _direct_moments(Fd, r, rb, Gd, j)
+        elif m:
+            _direct_moments_rows(xt, idx, m, means_d[j], r, pair_a, pair_b, pair_out, summed,
+                                 nq, xcm, Fr, rb, Gd, j)
     return ll
 
 
 @numba.njit(cache=True, error_model="numpy")
-def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, pair_a, pair_b,
-                   pair_out, summed, nq, sample_weight, has_weight, block):
+def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off_d, pair_a,
+                   pair_b, pair_out, summed, nq, sample_weight, has_weight, block):
     """Fused E-step over all rows of ``X``.
 
     Parameters
@@ -244,10 +391,14 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, pair_a, p
     factors_t : ndarray of shape (Kd, d, d), dtype of the arithmetic
         Transposed factors ``M'``: the squared Mahalanobis distance is
         ``|(x - mean) M|^2 = |(x - means_d) M - shift_d|^2``.
-    shift_d : ndarray of shape (Kd, d), float64
-        ``(mean - means_d) M``: zero unless the reference points were rounded.
-    const_d : ndarray of shape (Kd,), float64
-        Their log-normalising constants plus log-weights.
+    dirs : ndarray of shape (Kd * nb, d), dtype of the arithmetic
+        The nb leading principal directions of each of their precisions, scaled by the
+        square roots of the eigenvalues (shrunk by a margin for rounding).
+    off_d : ndarray of shape (Kd, nb), float64
+        ``(mean - centre) . dir`` of each: ``(x - centre) . dir - off`` is
+        ``(x - mean) . dir``, and their squares add up to a lower bound of the squared
+        Mahalanobis distance (a log-density is not computed where this bound puts it
+        below the flush threshold).
     pair_a, pair_b, pair_out : ndarray of int64, shape (n_pairs,)
         Quadratic feature ``pair_out[p]`` is ``xc[pair_a[p]] * xc[pair_b[p]]``
         (summed over ``p`` when ``summed``).
@@ -294,11 +445,17 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, pair_a, p
     tot = np.empty(size)
     bits = np.empty(size, np.int64)
     Gb = np.empty((nf, Kf), dt)
+    idx = np.empty(size, np.int64)
+    xcm = np.empty(size * d, dt)  # flat scratch for gathered rows
+    ym = np.empty(size)
+    Fr = np.empty(size * nf, dt)
+    y64 = np.empty(dirs.shape[0] * size, dt)
     full = n - n % size
     for s in range(0, full, size):
-        ll += _block_pass(X, s, size, centre, W, means_d, factors_t, shift_d, const_d,
-                          pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt,
-                          xc, y, F, Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits, Gb, G, Gd)
+        ll += _block_pass(X, s, size, centre, W, means_d, factors_t, shift_d, const_d, dirs,
+                          off_d, pair_a, pair_b, pair_out, summed, nq,
+                          sample_weight, has_weight, xt, xc, y, F, Fd, lp, lpd, resp, resp_t,
+                          rb, mx, tot, bits, Gb, G, Gd, idx, xcm, ym, Fr, y64)
     rest = n - full
     if rest > 0:
         # np.dot needs whole contiguous arrays: buffers of the last block's size
@@ -312,7 +469,7 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, pair_a, p
         resp_t2 = np.empty((rest, Kf), dt)
         rb2 = np.empty(rest, dt)
         ll += _block_pass(X, full, rest, centre, W, means_d, factors_t, shift_d, const_d,
-                          pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt,
-                          xc2, y2, F2, Fd2, lp2, lpd, resp, resp_t2, rb2, mx, tot, bits, Gb, G,
-                          Gd)
+                          dirs, off_d, pair_a, pair_b, pair_out, summed, nq,
+                          sample_weight, has_weight, xt, xc2, y2, F2, Fd2, lp2, lpd, resp,
+                          resp_t2, rb2, mx, tot, bits, Gb, G, Gd, idx, xcm, ym, Fr, y64)
     return G, Gd, ll

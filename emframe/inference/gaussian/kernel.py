@@ -515,11 +515,22 @@ class GaussianKernel:
         w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
         factors = self._direct_factors()
         shift = np.einsum("kd,kde->ke", self.means[self.direct] - self.direct_centres, factors)
+        # leading principal directions of each precision M M' (the columns of U S, with
+        # M = U S V'), shrunk by a margin for rounding: the kernel's lower bounds
+        nb = min(3, self.n_features)
+        dirs = np.empty((self.direct.size, nb, self.n_features))
+        for i, f in enumerate(factors):
+            u, sv, _ = np.linalg.svd(f)
+            dirs[i] = (u[:, :nb] * (sv[:nb] * (1.0 - 1e-6))).T
+        dirs = dirs.astype(dt).astype(np.float64)  # the kernel's, rounded to its dtype
+        off = np.einsum("ktd,kd->kt", dirs, self.means[self.direct] - self.centre.astype(dt))
         G, Gd, loglik = call_interruptible(
             _numba_kernels().mixture_e_step,
             X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
             np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),
             np.ascontiguousarray(shift), np.ascontiguousarray(self.const[self.direct]),
+            np.ascontiguousarray(dirs.reshape(-1, self.n_features), dtype=dt),
+            np.ascontiguousarray(off.reshape(self.direct.size, nb)),
             a, b, out, summed, self.nq, w, has_w, self.block,
         )
         if np.isnan(loglik):

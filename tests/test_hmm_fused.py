@@ -203,6 +203,34 @@ def test_reference_path_with_labels_or_missing_entries(monkeypatch):
     assert_close(model.m_step(s1).emission.covars, ref_model.m_step(s2).emission.covars)
 
 
+def test_scratch_is_kept_per_thread_and_bounded(monkeypatch):
+    import threading
+
+    from emframe.inference.hmm import fused
+
+    a = fused._scratch(1000, 4)
+    assert fused._scratch(800, 4) is a  # reused (the kernel reads only what it writes)
+    other = []
+    t = threading.Thread(target=lambda: other.append(fused._scratch(1000, 4)))
+    t.start()
+    t.join()
+    assert other[0] is not a  # another thread's own
+    # results do not depend on the scratch's history
+    rng = np.random.default_rng(2)
+    startprob, transmat, means, pc = random_hmm(rng, 3, 2, 3.0, 0.5)
+    X = sample(rng, means, pc, [300])
+    r1 = diag_gaussian_e_step(startprob, transmat, means, pc, X, np.array([300]))
+    for buf in fused._scratch(5000, 3):
+        buf[:] = np.nan
+    r2 = diag_gaussian_e_step(startprob, transmat, means, pc, X, np.array([300]))
+    assert fused._scratch(300, 3)[0].shape[0] == 5000  # that poisoned scratch was used
+    np.testing.assert_array_equal(r1.sum_xx, r2.sum_xx)
+    assert r1.seq_log_likelihood[0] == r2.seq_log_likelihood[0]
+    monkeypatch.setattr(fused, "_KEEP_SCRATCH", 100)
+    big = fused._scratch(20000, 4)
+    assert fused._scratch(20000, 4) is not big  # too large to keep
+
+
 def test_ctrl_c_inside_the_fused_hmm_kernel_is_keyboard_interrupt():
     rng = np.random.default_rng(0)
     startprob, transmat, means, pc = random_hmm(rng, 8, 4, 3.0, 0.9)

@@ -1,10 +1,11 @@
 """Benchmark: diagonal GaussianHMM, K=8 states, d=4 features, 10 EM iterations, tol=0.
 
 Two shapes of data: (a) 100 sequences x 1,000 steps, (b) 1 sequence x 100,000 steps.
-Prints the median seconds per iteration (stamped after every M-step; and the whole fit
-divided by the iterations, initialisation and final pass included) of emframe (numba
-and numpy backends) and of hmmlearn (if installed), on the same data and from the same
-initial parameters, their ratio and the load average.
+Prints the median and minimum seconds per iteration, wall clock and process CPU time
+(stamped after every M-step; and the whole fit divided by the iterations,
+initialisation and final pass included) of emframe (numba and numpy backends) and of
+hmmlearn (if installed), on the same data and from the same initial parameters, their
+ratios, the load average and the BLAS thread setting.
 Run: ``python bench/bench_hmm.py [--repeats N]``.
 """
 
@@ -52,18 +53,34 @@ def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
-def time_emframe(X, lengths, p, backend: str) -> tuple[float, float, float]:
-    """(median seconds per iteration from per-iteration stamps, whole fit / N_ITER, loglik)."""
+def blas_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                         if i.get("user_api") == "blas") or "unknown"
+    except ImportError:
+        return os.environ.get("OPENBLAS_NUM_THREADS", "default")
+
+
+def time_emframe(X, lengths, p, backend: str) -> tuple[float, float, float, float]:
+    """(median seconds per iteration from per-iteration stamps, its CPU time, whole fit /
+    N_ITER, loglik)."""
     model = GaussianHMM(K, "diag", init_params="", tol=0.0, max_iter=N_ITER, reg_covar=0.0,
                         backend=backend)
     model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
     model.means_, model.covars_ = p["means"], p["covars"]
-    stamps = []
+    stamps, cpu = [], []
+
+    def stamp(info):
+        stamps.append(time.perf_counter())
+        cpu.append(time.process_time())
+
     t0 = time.perf_counter()
-    model.fit(X, lengths, callbacks=[lambda info: stamps.append(time.perf_counter())])
+    model.fit(X, lengths, callbacks=[stamp])
     total = time.perf_counter() - t0
-    per_iter = float(np.median(np.diff(stamps)))
-    return per_iter, total / N_ITER, float(model.loglik_history_[-1])
+    return (float(np.median(np.diff(stamps))), float(np.median(np.diff(cpu))), total / N_ITER,
+            float(model.loglik_history_[-1]))
 
 
 def time_hmmlearn(X, lengths, p) -> tuple[float, float, float]:
@@ -73,18 +90,20 @@ def time_hmmlearn(X, lengths, p) -> tuple[float, float, float]:
                covars_weight=1.0, means_weight=0.0)
     model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
     model.means_, model.covars_ = p["means"], p["covars"]
-    stamps = []
+    stamps, cpu = [], []
     m_step = model._do_mstep
 
     def stamped(*a, **kw):
         m_step(*a, **kw)
         stamps.append(time.perf_counter())
+        cpu.append(time.process_time())
 
     model._do_mstep = stamped
     t0 = time.perf_counter()
     model.fit(X, lengths)
     total = time.perf_counter() - t0
-    return float(np.median(np.diff(stamps))), total / N_ITER, float(model.score(X, lengths))
+    return (float(np.median(np.diff(stamps))), float(np.median(np.diff(cpu))), total / N_ITER,
+            float(model.score(X, lengths)))
 
 
 def main() -> None:
@@ -101,7 +120,7 @@ def main() -> None:
     shapes = {"(a) 100 x 1,000": (100, 1000), "(b) 1 x 100,000": (1, 100_000)}
     print(f"diag GaussianHMM K={K} d={D}, {N_ITER} iterations, tol=0; "
           f"median of {args.repeats} runs; per iteration = median of the per-iteration "
-          f"stamps; BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
+          f"stamps (wall clock and CPU); BLAS threads: {blas_threads()}")
     for name, (n_seq, length) in shapes.items():
         X, lengths = make_data(n_seq, length)
         p = initial_params(X)
@@ -114,22 +133,25 @@ def main() -> None:
                 fn()
         results = {}
         for label, fn in cases.items():
-            iters, fits, ll = [], [], None
+            iters, cpus, fits, ll = [], [], [], None
             for _ in range(args.repeats):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    t_iter, t_fit, ll = fn()
+                    t_iter, c_iter, t_fit, ll = fn()
                 iters.append(t_iter)
+                cpus.append(c_iter)
                 fits.append(t_fit)
             results[label] = (float(np.median(iters)), float(np.min(iters)),
-                              float(np.median(fits)), ll)
+                              float(np.median(cpus)), float(np.median(fits)), ll)
         print(f"\n{name}   (load average {'{:.2f} {:.2f} {:.2f}'.format(*os.getloadavg())})")
         ref = results.get("hmmlearn")
-        for label, (t, tmin, tfit, ll) in results.items():
-            ratio = (f"  ratio to hmmlearn: per iteration {t / ref[0]:.3f} (minima "
-                     f"{tmin / ref[1]:.3f}), whole fit {tfit / ref[2]:.3f}") if ref else ""
-            print(f"  {label:16s} {t * 1e3:8.2f} ms/iter (min {tmin * 1e3:.2f}; whole fit / "
-                  f"{N_ITER}: {tfit * 1e3:.2f})  final loglik {ll:.6f}{ratio}")
+        for label, (t, tmin, tcpu, tfit, ll) in results.items():
+            ratio = (f"\n{'':18s} ratio to hmmlearn: per iteration {t / ref[0]:.3f} (minima "
+                     f"{tmin / ref[1]:.3f}, CPU {tcpu / ref[2]:.3f}), whole fit "
+                     f"{tfit / ref[3]:.3f}") if ref else ""
+            print(f"  {label:16s} {t * 1e3:8.2f} ms/iter (min {tmin * 1e3:.2f}, CPU "
+                  f"{tcpu * 1e3:.2f}; whole fit / {N_ITER}: {tfit * 1e3:.2f})  final loglik "
+                  f"{ll:.6f}{ratio}")
 
 
 if __name__ == "__main__":

@@ -330,6 +330,7 @@ class EMEstimator:
             strict=self.strict,
             verbose=self.verbose,
             callbacks=callbacks,
+            name=type(self).__name__,
             **engine_options,
         )
         self._model = model

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from emframe.models.hmm.model import (
 from emframe.core.data import DataSource
 from emframe.core.engine import IterationInfo
 from emframe.core.estimator import EMEstimator
-from emframe.core.exceptions import NotFittedError
+from emframe.core.exceptions import NotFittedError, warn
 from emframe.core.executors import External, as_external, bind, refuse_external
 from emframe.core.params import Params
 from emframe.core.validation import check_random_state, check_scalar
@@ -283,11 +282,11 @@ class HMM(MissingValuesMixin, EMEstimator):
                     if letter in init_letters:
                         all_given = False
                         if field in user_set:
-                            warnings.warn(
+                            warn(
                                 f"{name} was set, but init_params={self.init_params!r} contains "
                                 f"{letter!r}, so fit initialises it afresh; leave {letter!r} out "
                                 "of init_params to start from the value you set",
-                                UserWarning, stacklevel=4,
+                                UserWarning,
                             )
                         continue
                     try:
@@ -409,11 +408,11 @@ class HMM(MissingValuesMixin, EMEstimator):
         n_free = self.n_parameters()
         n_values = source.map_reduce(count_values)
         if n_free > n_values:
-            warnings.warn(
+            warn(
                 f"{type(self).__name__} has {n_free} free parameters but the data hold only "
                 f"{n_values} values, so the fit is degenerate (it can match the data exactly); "
                 "use fewer states or more data, or hold parameters fixed (params)",
-                UserWarning, stacklevel=4,
+                UserWarning,
             )
 
     def partial_fit(

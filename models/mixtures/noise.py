@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import numbers
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from emframe.core.data import DataSource
+from emframe.core.exceptions import warn
 from emframe.core.executors import as_external
 from emframe.core.mixture import MixtureModel
 from emframe.core.numerics import log_normalize, safe_log
@@ -352,11 +352,11 @@ class NoiseOption:
         result = super()._run(model, source, callbacks, **options)  # type: ignore[misc]
         _, pi0 = model.split(result.params)
         if (1.0 - pi0) * result.n_samples < 1.0:  # less than one row left to the components
-            warnings.warn(
+            warn(
                 f"{type(self).__name__}: the noise component holds practically every point "
                 f"(noise_weight_ = {pi0!r}, less than one row left to the components), so "
                 f"the fit is degenerate: {_ALL_NOISE_WHY}",
-                UserWarning, stacklevel=4,  # _run, fit, its transactional wrapper, the caller
+                UserWarning,
             )
         return result
 

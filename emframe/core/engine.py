@@ -312,6 +312,8 @@ def fit_em(
                 # one sample for every restart, drawn after the restart seeds
                 sample_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
                 init_data = data.init_sample(sample_rng, init_sample_size)
+                for w in model.data_warnings(init_data):
+                    warn(f"{display_name(model, name)}: {w}", type(w))
             params = model.initialize(init_data, np.random.default_rng(seeds[i]))
         names = check_freeze(freeze, params)
         if method == "online":

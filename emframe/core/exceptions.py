@@ -18,6 +18,15 @@ class MonotonicityWarning(UserWarning):
     """
 
 
+class DataScaleWarning(UserWarning):
+    """A regularisation constant in the data's units is not small next to the data.
+
+    Raised for ``reg_covar`` (about the variance the covariance prior adds) when it
+    is more than a hundredth of a feature's variance: the prior then shapes the fit
+    (components widen and can merge). Rescale the data or lower ``reg_covar``.
+    """
+
+
 class MonotonicityError(RuntimeError):
     """Raised instead of :class:`MonotonicityWarning` when fitting with ``strict=True``."""
 

@@ -263,6 +263,10 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         model.emission = self.emission.with_prior_size(prior_size)
         return model
 
+    def data_warnings(self, X: Sequences) -> list[Warning]:
+        """The emission's warnings about the observations (``EMModel.data_warnings``)."""
+        return self.emission.data_warnings(X.X)
+
     @property
     def engine_freeze(self) -> tuple[str, ...]:
         """Top-level parameter names to hand to the engine's ``freeze``."""

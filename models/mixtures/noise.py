@@ -161,6 +161,9 @@ class UniformNoiseModel(MixtureModel[Params, NoiseStats]):
     def scales_prior_with_data(self) -> bool:
         return self.base.scales_prior_with_data
 
+    def data_warnings(self, X: Any) -> list[Warning]:
+        return self.base.data_warnings(X)
+
     def with_prior_size(self, prior_size: float | None) -> UniformNoiseModel:
         """A copy whose base model has its prior attached to ``prior_size`` samples."""
         model = copy.copy(self)

@@ -135,6 +135,10 @@ class Emission(ABC):
         """The emission with its data-scaled prior attached to ``prior_size`` steps (a copy)."""
         return self
 
+    def data_warnings(self, X: np.ndarray) -> list[Warning]:
+        """Warnings about fitting to observations like ``X`` (see ``EMModel.data_warnings``)."""
+        return []
+
     def check_params(self, params: Params, n_components: int) -> None:
         """Raise ``ValueError`` unless ``params`` are valid for ``n_components`` states."""
         check_finite_params(params)

@@ -89,3 +89,32 @@ def test_warning_from_an_overridden_fit_points_at_the_caller():
 def test_user_stacklevel_counts_to_the_first_frame_outside_emframe():
     # called from here (outside emframe), level 1 is this very frame
     assert user_stacklevel() == 1
+
+
+# -- StudentTMixture: degrees of freedom at their lower bound -------------------------------
+
+
+def test_student_t_warns_when_dof_reach_the_floor_on_binary_data():
+    from emframe.datasets import load_digits_binary
+    from emframe.models import StudentTMixture
+
+    X, _ = load_digits_binary()
+    est = StudentTMixture(2, covariance_type="diag", max_iter=20, random_state=0)
+    rec = _record(lambda: est.fit(X[:300]))
+    assert np.all(est.dof_ == 0.01)
+    (w,) = [w for w in rec if "degrees of freedom" in str(w.message)]
+    msg = str(w.message)
+    assert msg.startswith("StudentTMixture: the degrees of freedom of components [0, 1] reached")
+    assert "DOF_MIN=0.01" in msg and "not continuous" in msg
+    assert w.filename == __file__
+
+
+def test_student_t_no_dof_warning_on_continuous_data_or_frozen_dof():
+    from emframe.datasets import load_old_faithful
+    from emframe.models import StudentTMixture
+
+    rec = _record(lambda: StudentTMixture(2, random_state=0).fit(load_old_faithful()))
+    assert not [w for w in rec if "degrees of freedom" in str(w.message)]
+    rec = _record(lambda: StudentTMixture(2, dof_init=0.01, freeze=("dof",), random_state=0,
+                                          max_iter=5).fit(_data()))
+    assert not [w for w in rec if "degrees of freedom" in str(w.message)]

@@ -95,8 +95,9 @@ def test_user_stacklevel_counts_to_the_first_frame_outside_emframe():
 
 
 def test_student_t_warns_when_dof_reach_the_floor_on_binary_data():
-    from emframe.datasets import load_digits_binary
     from emframe.models import StudentTMixture
+
+    from emframe.datasets import load_digits_binary
 
     X, _ = load_digits_binary()
     est = StudentTMixture(2, covariance_type="diag", max_iter=20, random_state=0)
@@ -110,8 +111,9 @@ def test_student_t_warns_when_dof_reach_the_floor_on_binary_data():
 
 
 def test_student_t_no_dof_warning_on_continuous_data_or_frozen_dof():
-    from emframe.datasets import load_old_faithful
     from emframe.models import StudentTMixture
+
+    from emframe.datasets import load_old_faithful
 
     rec = _record(lambda: StudentTMixture(2, random_state=0).fit(load_old_faithful()))
     assert not [w for w in rec if "degrees of freedom" in str(w.message)]

@@ -33,6 +33,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from emframe.core.data import DataSource
+from emframe.core.estimator import available_if
 from emframe.core.exceptions import warn
 from emframe.core.executors import as_external
 from emframe.core.mixture import MixtureModel
@@ -98,6 +99,11 @@ def bounding_box(source: DataSource) -> np.ndarray:
         raise ValueError("the data source is empty: it yielded no rows")
     lower, upper = box
     flat = np.flatnonzero(~(upper > lower))
+    if flat.size and source.count_rows() < 2:  # counted only on this error path
+        raise ValueError(
+            "noise=True needs at least 2 samples for a bounding box of positive volume, "
+            "got n_samples = 1"
+        )
     if flat.size:
         raise ValueError(
             f"noise=True needs data whose bounding box has positive volume, but feature "
@@ -292,6 +298,17 @@ def check_noise_init(noise_init: Any) -> float:
     return float(noise_init)
 
 
+def _partial_fit_unavailable(estimator: Any) -> str | None:
+    """Why ``partial_fit`` is unavailable (``noise=True``), or None."""
+    if isinstance(estimator.noise, (bool, np.bool_)) and estimator.noise:
+        return (
+            "partial_fit is not available with noise=True: the noise density needs the "
+            "bounding box of all the data; use fit (with chunk_size or method='online' "
+            "for large data), or noise=False"
+        )
+    return None
+
+
 class NoiseOption:
     """Mixin giving a mixture estimator the ``noise`` and ``noise_init`` options.
 
@@ -380,14 +397,15 @@ class NoiseOption:
         self.noise_volume_ = float(np.exp(model.log_volume))
         self.noise_bounds_ = bounds
 
+    @available_if(_partial_fit_unavailable)
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
                     kappa: float = 0.6) -> Any:
-        if self._noise_on():
-            raise ValueError(
-                "partial_fit does not support noise=True: the noise density needs the "
-                "bounding box of all the data; use fit (with chunk_size or "
-                "method='online' for large data)"
-            )
+        """Online EM on one batch (see ``EMEstimator.partial_fit``); not with ``noise=True``.
+
+        With ``noise=True`` the estimator has no ``partial_fit`` at all (``hasattr`` is
+        False), since the noise density needs the bounding box of all the data.
+        """
+        self._noise_on()  # validates noise (a non-boolean is a TypeError)
         return super().partial_fit(X, y, sample_weight, kappa=kappa)  # type: ignore[misc]
 
     def _n_posterior_columns(self) -> int:

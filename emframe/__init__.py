@@ -24,6 +24,7 @@ from emframe.core.engine import FitResult, IterationInfo, fit_em
 from emframe.core.estimator import EMEstimator
 from emframe.core.exceptions import (
     ConvergenceWarning,
+    DataScaleWarning,
     MonotonicityError,
     MonotonicityWarning,
     NotFittedError,
@@ -35,6 +36,7 @@ from emframe.interfaces.io import load
 
 __all__ = [
     "ConvergenceWarning",
+    "DataScaleWarning",
     "DataSource",
     "EMEstimator",
     "EMModel",

@@ -2,9 +2,16 @@
 
 from emframe.core.exceptions import (
     ConvergenceWarning,
+    DataScaleWarning,
     MonotonicityError,
     MonotonicityWarning,
     NotFittedError,
 )
 
-__all__ = ["ConvergenceWarning", "MonotonicityError", "MonotonicityWarning", "NotFittedError"]
+__all__ = [
+    "ConvergenceWarning",
+    "DataScaleWarning",
+    "MonotonicityError",
+    "MonotonicityWarning",
+    "NotFittedError",
+]

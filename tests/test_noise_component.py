@@ -201,8 +201,17 @@ def test_bad_noise_input():
         GaussianMixture(2, noise="yes").fit(X)
     with pytest.raises(ValueError, match="not supported by MissingDataGaussianMixture"):
         MissingDataGaussianMixture(2, noise=True).fit(X)
-    with pytest.raises(ValueError, match="partial_fit does not support noise"):
-        GaussianMixture(2, noise=True).partial_fit(X)
+    # with noise=True there is no partial_fit (hasattr is False, as scikit-learn asks)
+    for est in (GaussianMixture(2, noise=True), StudentTMixture(2, noise=True)):
+        assert not hasattr(est, "partial_fit")
+        with pytest.raises(AttributeError, match="partial_fit is not available with noise"):
+            est.partial_fit(X)
+        assert hasattr(est.set_params(noise=False), "partial_fit")
+    assert hasattr(GaussianMixture, "partial_fit")  # the class still documents it
+    with pytest.raises(TypeError, match="noise must be True or False"):
+        GaussianMixture(2, noise="yes").partial_fit(X)
+    with pytest.raises(ValueError, match="at least 2 samples .* got n_samples = 1"):
+        GaussianMixture(1, noise=True).fit(X[:1])
     g = GaussianMixture(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="warm_start cannot switch the noise option"):
         g.set_params(warm_start=True, noise=True).fit(X)

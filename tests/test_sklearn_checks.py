@@ -1,5 +1,8 @@
 """scikit-learn's common estimator checks on GaussianMixture and StudentTMixture.
 
+Both also with ``noise=True`` (a uniform background component), which has no
+``partial_fit`` (the noise density needs the bounding box of all the data).
+
 One check is expected to fail:
 
 - ``check_sample_weight_equivalence_on_dense_data`` fits with integer sample
@@ -28,7 +31,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base")
     _checks = parametrize_with_checks(
         [GaussianMixture(n_components=2, random_state=0),
-         StudentTMixture(n_components=2, random_state=0)],
+         StudentTMixture(n_components=2, random_state=0),
+         GaussianMixture(n_components=2, noise=True, random_state=0),
+         StudentTMixture(n_components=2, noise=True, random_state=0)],
         expected_failed_checks=lambda est: EXPECTED_FAILURES,
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -12,9 +11,15 @@ import numpy as np
 
 from emframe.core.acceleration import ACCELERATORS
 from emframe.core.data import INIT_SAMPLE_SIZE, DataSource
-from emframe.core.exceptions import convergence_warning
+from emframe.core.exceptions import convergence_warning, warn
 from emframe.core.executors import External, bind
-from emframe.core.loop import MONOTONE_RTOL, _check_finite, _Loop, total_log_likelihood
+from emframe.core.loop import (
+    MONOTONE_RTOL,
+    _check_finite,
+    _Loop,
+    display_name,
+    total_log_likelihood,
+)
 from emframe.core.model import EMModel
 from emframe.core.online import (
     check_batch_size,
@@ -60,6 +65,7 @@ def run_em(
     callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
     init: int = 0,
     accelerate: str | None = None,
+    name: str | None = None,
 ) -> FitResult:
     """Run EM from ``params`` until the tolerance or ``max_iter`` is reached.
 
@@ -67,13 +73,14 @@ def run_em(
     parameter sets, so ``tol`` means the same for any number of samples. A
     callback returning ``True`` stops the run. ``accelerate="squarem"`` takes
     SQUAREM steps instead of plain EM steps; the monotonicity guarantee holds
-    either way.
+    either way. ``name`` is how warnings and errors name the model (default: its
+    class name).
     """
     step = _check_accelerate(accelerate)
     fixed = {name: getattr(params, name) for name in freeze}
     loop = _Loop(
         model, source, tol=tol, max_iter=max_iter, strict=strict, verbose=verbose,
-        callbacks=callbacks, init=init,
+        callbacks=callbacks, init=init, name=name,
     )
     params = step(loop, params, fixed) if max_iter > 0 else params
     return loop.finish(params)
@@ -88,10 +95,11 @@ def _check_accelerate(accelerate: str | None) -> Callable[[_Loop, Params, dict[s
         ) from None
 
 
-def _fit_online(model: EMModel, source: DataSource, params: Params, **kw: Any) -> FitResult:
+def _fit_online(model: EMModel, source: DataSource, params: Params, name: str | None = None,
+                **kw: Any) -> FitResult:
     state, history, sizes, _ = run_online(model, source, params, **kw)
     final, n = total_log_likelihood(model, state.params, source)
-    _check_finite(final, "log-likelihood", len(history), model)
+    _check_finite(final, "log-likelihood", len(history), model, name)
     h, b = np.asarray(history, dtype=float), np.asarray(sizes, dtype=float)
     per_sample = np.divide(h, b, out=np.full(h.shape, np.nan), where=b > 0)
     return FitResult(
@@ -184,6 +192,7 @@ def fit_em(
     shuffle: bool = True,
     passes: int | None = None,
     init_sample_size: int | None = INIT_SAMPLE_SIZE,
+    name: str | None = None,
     **executor_options: Any,
 ) -> FitResult:
     """Fit ``model`` by EM and return the best of ``n_init`` restarts.
@@ -247,6 +256,9 @@ def fit_em(
         sample whether the data come whole, sliced, memory-mapped, in chunks or
         streamed (:meth:`DataSource.init_sample`); all the data when they are
         smaller, and always with ``None``.
+    name : str, optional
+        How warnings and errors name what is fitted; default the model's class name
+        (estimators pass their own, e.g. ``"GaussianHMM"``).
     **executor_options
         For a Dask array: ``scheduler``, ``split_every``, ``persist`` (see
         ``emframe.distributed.DaskSource``).
@@ -300,29 +312,30 @@ def fit_em(
                 # one sample for every restart, drawn after the restart seeds
                 sample_rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
                 init_data = data.init_sample(sample_rng, init_sample_size)
+                for w in model.data_warnings(init_data):
+                    warn(f"{display_name(model, name)}: {w}", type(w))
             params = model.initialize(init_data, np.random.default_rng(seeds[i]))
         names = check_freeze(freeze, params)
         if method == "online":
             result = _fit_online(
                 model, data, params, kappa=kappa, batch_size=batch_size, passes=passes,
                 freeze=names, shuffle=shuffle, rng=np.random.default_rng(seeds[i]),
-                verbose=verbose, callbacks=callbacks, init=i,
+                verbose=verbose, callbacks=callbacks, init=i, name=name,
             )
         else:
             result = run_em(
                 model, data, params, tol=tol, max_iter=int(max_iter), freeze=names,
                 strict=strict, verbose=verbose, callbacks=callbacks, init=i,
-                accelerate=accelerate,
+                accelerate=accelerate, name=name,
             )
         finals.append(result.log_likelihood)
         if best is None or result.log_likelihood > best.log_likelihood:
             best, best_index = result, i
     assert best is not None
     if warn_convergence and method == "batch" and not best.converged and max_iter > 0 and tol > 0:
-        warnings.warn(
-            f"{type(model).__name__}: EM did not converge in max_iter={max_iter} iterations "
-            f"(tol={tol}); increase max_iter or tol, or try other initialisations",
+        warn(
+            f"{display_name(model, name)}: EM did not converge in max_iter={max_iter} "
+            f"iterations (tol={tol}); increase max_iter or tol, or try other initialisations",
             convergence_warning(),
-            stacklevel=2,
         )
     return dataclasses.replace(best, best_init=best_index, init_log_likelihoods=tuple(finals))

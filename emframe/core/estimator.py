@@ -55,6 +55,36 @@ def _transactional(method: Callable[..., Any]) -> Callable[..., Any]:
 _TRANSACTIONAL = ("fit", "partial_fit")
 
 
+class available_if:
+    """Decorator: a method that exists only while ``check(estimator)`` returns None.
+
+    Like scikit-learn's ``available_if``: otherwise reading the attribute raises
+    ``AttributeError`` with the reason ``check`` returns, so ``hasattr(estimator,
+    "partial_fit")`` answers whether the estimator, as configured, supports it (which
+    is how scikit-learn and duck-typing callers ask). The method is made transactional
+    here (see :func:`_transactional`), since it bypasses ``__init_subclass__``.
+    """
+
+    def __init__(self, check: Callable[[Any], str | None]) -> None:
+        self.check = check
+
+    def __call__(self, method: Callable[..., Any]) -> available_if:
+        self.method = _transactional(method)
+        functools.update_wrapper(self, self.method)  # type: ignore[arg-type]
+        return self
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.method
+        why = self.check(obj)
+        if why is not None:
+            raise AttributeError(f"{type(obj).__name__} has no {self.name!r}: {why}")
+        return self.method.__get__(obj, owner)
+
+
 class EMEstimator:
     """Base class for estimators fitted by the EM engine.
 
@@ -330,6 +360,7 @@ class EMEstimator:
             strict=self.strict,
             verbose=self.verbose,
             callbacks=callbacks,
+            name=type(self).__name__,
             **engine_options,
         )
         self._model = model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 
 class ConvergenceWarning(UserWarning):
@@ -14,6 +15,15 @@ class MonotonicityWarning(UserWarning):
 
     Exact EM never decreases the likelihood, so a drop beyond floating-point
     noise points to a bug in the model's E-step, M-step or log-likelihood.
+    """
+
+
+class DataScaleWarning(UserWarning):
+    """A regularisation constant in the data's units is not small next to the data.
+
+    Raised for ``reg_covar`` (about the variance the covariance prior adds) when it
+    is more than a hundredth of a feature's variance: the prior then shapes the fit
+    (components widen and can merge). Rescale the data or lower ``reg_covar``.
     """
 
 
@@ -67,3 +77,32 @@ def not_fitted_error(message: str) -> NotFittedError:
     scikit-learn itself.
     """
     return _sklearn_twin(NotFittedError, "NotFittedError")(message)
+
+
+def _ours(frame: object) -> bool:
+    name = getattr(frame, "f_globals", {}).get("__name__", "")
+    return name == "emframe" or name.startswith("emframe.")
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller point at the user's code.
+
+    Counted from the function calling this one (level 1) up to the first frame outside
+    emframe (the models included, installed as ``emframe.models``), so the warning's
+    file and line are those of the user's call, however deep inside emframe it arose.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and _ours(frame):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` pointing at the first frame outside emframe (see :func:`user_stacklevel`).
+
+    Every warning of emframe's about a user's call goes through this, so it names the
+    user's line rather than an internal frame (a fit loop, a wrapper, an override).
+    """
+    warnings.warn(message, category, stacklevel=user_stacklevel())

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from emframe.core.data import DataSource
-from emframe.core.exceptions import MonotonicityError, MonotonicityWarning
+from emframe.core.exceptions import MonotonicityError, MonotonicityWarning, warn
 from emframe.core.model import EMModel
 from emframe.core.params import Params, Stats
 from emframe.core.results import FitResult, IterationInfo
@@ -87,9 +86,10 @@ def total_log_likelihood(model: EMModel, params: Params, source: DataSource) -> 
 class _Guard:
     """Watches the objective for drops that exact EM cannot produce."""
 
-    def __init__(self, model: EMModel, strict: bool) -> None:
+    def __init__(self, model: EMModel, strict: bool, name: str | None = None) -> None:
         self.model = model
         self.strict = strict
+        self.name = display_name(model, name)
 
     def __call__(self, prev: float, cur: float, iteration: int) -> None:
         drop = prev - cur
@@ -97,17 +97,23 @@ class _Guard:
             msg = (
                 f"log-likelihood decreased by {drop:.6g} at iteration {iteration} "
                 f"(from {prev:.10g} to {cur:.10g}); exact EM never decreases it, so "
-                f"{type(self.model).__name__}'s E-step, M-step or log-likelihood is inconsistent"
+                f"{self.name}'s E-step, M-step or log-likelihood is inconsistent"
             )
             if self.strict:
                 raise MonotonicityError(msg)
-            warnings.warn(msg, MonotonicityWarning, stacklevel=4)
+            warn(msg, MonotonicityWarning)
 
 
-def _check_finite(value: float, what: str, iteration: int, model: EMModel) -> None:
+def display_name(model: EMModel, name: str | None = None) -> str:
+    """How messages name the model: ``name`` (an estimator's class name) or its class name."""
+    return type(model).__name__ if name is None else str(name)
+
+
+def _check_finite(value: float, what: str, iteration: int, model: EMModel,
+                  name: str | None = None) -> None:
     if not math.isfinite(value):
         raise ValueError(
-            f"the {what} is {value} at iteration {iteration} of {type(model).__name__}; "
+            f"the {what} is {value} at iteration {iteration} of {display_name(model, name)}; "
             "the data or the initial parameters give zero probability to some sample"
         )
 
@@ -133,12 +139,13 @@ def run_callbacks(callbacks: Sequence[Callable[[IterationInfo], Any]], info: Ite
     return stop
 
 
-def _check_new_params(model: EMModel, params: Params, iteration: int) -> None:
+def _check_new_params(model: EMModel, params: Params, iteration: int,
+                      name: str | None = None) -> None:
     try:
         model.check_params(params)
     except ValueError as exc:
         raise ValueError(
-            f"the M-step of {type(model).__name__} at iteration {iteration} produced "
+            f"the M-step of {display_name(model, name)} at iteration {iteration} produced "
             f"invalid parameters: {exc}"
         ) from None
 
@@ -161,12 +168,14 @@ class _Loop:
         verbose: int,
         callbacks: Sequence[Callable[[IterationInfo], Any]],
         init: int,
+        name: str | None = None,
     ) -> None:
         self.model = model
+        self.name = name
         self.source = source
         self.tol = tol
         self.max_iter = max_iter
-        self.guard = _Guard(model, strict)
+        self.guard = _Guard(model, strict, name)
         self.verbose = verbose
         self.callbacks = callbacks
         self.init = init
@@ -182,12 +191,12 @@ class _Loop:
         stats, loglik, self.n = e_step_all(self.model, params, self.source)
         self.n_e_steps += 1
         obj = loglik + float(self.model.log_prior(params))
-        _check_finite(obj, "log-likelihood", self.n_iter, self.model)
+        _check_finite(obj, "log-likelihood", self.n_iter, self.model, self.name)
         return stats, obj
 
     def m_step(self, stats: Stats, fixed: dict[str, Any]) -> Params:
         params = self.model.constrained_m_step(stats, fixed)
-        _check_new_params(self.model, params, self.n_iter + 1)
+        _check_new_params(self.model, params, self.n_iter + 1, self.name)
         return params
 
     def record(self, obj: float, new_params: Params) -> bool:
@@ -214,7 +223,7 @@ class _Loop:
 
     def finish(self, params: Params) -> FitResult:
         final, n_final = total_log_likelihood(self.model, params, self.source)
-        _check_finite(final, "log-likelihood", self.n_iter, self.model)
+        _check_finite(final, "log-likelihood", self.n_iter, self.model, self.name)
         if self.history:
             self.guard(self.history[-1], final, self.n_iter)
             # the last M-step's own change: a run cut short by max_iter (for example

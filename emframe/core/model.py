@@ -63,6 +63,18 @@ class EMModel(ABC, Generic[P, S]):
         """
         return 0.0
 
+    def data_warnings(self, X: Any) -> list[Warning]:
+        """Warnings about fitting this model to data like ``X`` (none by default).
+
+        The engine asks once per fit, with the initialisation sample (a seeded random
+        sample of the training data, see :meth:`DataSource.init_sample`; not asked when
+        the fit starts from given parameters), and issues every warning returned,
+        prefixed with the name of what is fitted and pointing at the user's call.
+        Models with the covariance prior ``reg_covar`` warn when it is not small
+        compared with the data's variances (a :class:`DataScaleWarning`).
+        """
+        return []
+
     # Priors whose strength grows with the data (the covariance prior ``reg_covar``).
 
     #: Size of the training data (rows, or HMM time steps) the model's data-scaled prior

@@ -18,13 +18,13 @@ import math
 import os
 import re
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from emframe.core.exceptions import warn
 from emframe.core.params import Params
 
 FORMAT_NAME = "emframe-model"
@@ -177,11 +177,10 @@ def _constructor_params(estimator: Any) -> dict[str, Any]:
     rs = params.get("random_state")
     if isinstance(rs, (np.random.Generator, np.random.RandomState, np.random.SeedSequence)):
         # A generator's state is not data we store; it does not affect predictions.
-        warnings.warn(
+        warn(
             f"random_state={type(rs).__name__}(...) cannot be saved without pickle and is saved "
             "as None; use an int seed to keep it",
             UserWarning,
-            stacklevel=4,
         )
         params["random_state"] = None
     return params

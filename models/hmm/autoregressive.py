@@ -13,7 +13,6 @@ from emframe.models.hmm.estimators import _COMMON_DOC
 from emframe.models.hmm.labels import check_states
 from emframe.models.hmm.model import Sequences
 
-from emframe.core.exceptions import NotFittedError
 from emframe.core.validation import check_array, check_random_state, check_scalar
 from emframe.inference.hmm import validate_lengths
 
@@ -79,6 +78,7 @@ class AutoRegressiveHMM(HMM):
         "coefs", "Lag coefficients, shape (n_components, order, n_features, n_features)."
     )
     intercepts_ = _ParamAttribute("intercepts", "Intercepts, shape (n_components, n_features).")
+    _width_field = "intercepts"
     covars_ = _ParamAttribute("covars", "Noise covariances in the covariance_type's shape.")
 
     def __init__(
@@ -149,9 +149,10 @@ class AutoRegressiveHMM(HMM):
         return int(seqs.X.shape[1]) // (emission.order + 1)  # type: ignore[attr-defined]
 
     def sample(
-        self, n_samples: int = 1, random_state: Any = None, *, initial: Any = None
+        self, n_samples: int = 1, random_state: Any = None, currstate: int | None = None, *,
+        initial: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw one sequence from the fitted model.
+        """Draw one sequence from the fitted model, or from parameters set by hand.
 
         Parameters
         ----------
@@ -159,6 +160,8 @@ class AutoRegressiveHMM(HMM):
             Number of rows of X, including the ``order`` initial rows (> order).
         random_state : None, int or Generator, optional
             Defaults to the estimator's ``random_state``.
+        currstate : int, optional
+            The state of the first modelled step; default drawn from ``startprob_``.
         initial : array-like of shape (order, n_features), optional
             The first ``order`` rows (the lags of the first modelled step), oldest
             first. Default: zeros.
@@ -169,14 +172,12 @@ class AutoRegressiveHMM(HMM):
         states : ndarray of int, shape (n_samples - order,)
             The state of every modelled step.
         """
-        if "params_" not in self.__dict__:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet. To sample from parameters you "
-                "chose, set them as attributes and fit with init_params='' and max_iter=0."
-            )
-        emission = self._model.emission
-        p, d = emission.order, self.n_features_in_
+        model, params = self._fitted_or_given()
+        emission = model.emission
+        p = emission.order
+        d = emission.n_features_of(params.emission)
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=p + 1)
+        currstate = self._check_currstate(currstate)
         if initial is None:
             initial = np.zeros((p, d))
         initial = check_array(initial, "initial")
@@ -185,6 +186,6 @@ class AutoRegressiveHMM(HMM):
                 f"initial must have shape (order, n_features) = ({p}, {d}), got {initial.shape}"
             )
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        states = self._model.chain(self.params_, int(n_samples) - p, rng)
-        X = emission.sample_sequence(self.params_.emission, states, initial, rng)
+        states = model.chain(params, int(n_samples) - p, rng, currstate)
+        X = emission.sample_sequence(params.emission, states, initial, rng)
         return X, states

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 from emframe.models.hmm._attributes import _ParamAttribute, _store_args
 from emframe.models.hmm.emissions import Emission
 from emframe.models.hmm.external import count_values, hmm_source, lazy, sequence_total
+from emframe.models.hmm.handset import HandSetParameters
 from emframe.models.hmm.imputation import MissingValuesMixin
 from emframe.models.hmm.model import (
     _BACKENDS,
@@ -22,16 +22,16 @@ from emframe.models.hmm.model import (
 from emframe.core.data import DataSource
 from emframe.core.engine import IterationInfo
 from emframe.core.estimator import EMEstimator
-from emframe.core.exceptions import NotFittedError
+from emframe.core.exceptions import warn
 from emframe.core.executors import External, as_external, bind, refuse_external
 from emframe.core.params import Params
-from emframe.core.validation import check_random_state, check_scalar
+from emframe.core.validation import check_scalar
 from emframe.inference.hmm import validate_lengths
 
 __all__ = ["HMM"]
 
 
-class HMM(MissingValuesMixin, EMEstimator):
+class HMM(MissingValuesMixin, HandSetParameters, EMEstimator):
     """Hidden Markov model over a pluggable emission component, fitted by Baum-Welch.
 
     Follows hmmlearn's conventions: ``X`` is the concatenation of all sequences and
@@ -283,11 +283,11 @@ class HMM(MissingValuesMixin, EMEstimator):
                     if letter in init_letters:
                         all_given = False
                         if field in user_set:
-                            warnings.warn(
+                            warn(
                                 f"{name} was set, but init_params={self.init_params!r} contains "
                                 f"{letter!r}, so fit initialises it afresh; leave {letter!r} out "
                                 "of init_params to start from the value you set",
-                                UserWarning, stacklevel=4,
+                                UserWarning,
                             )
                         continue
                     try:
@@ -409,11 +409,11 @@ class HMM(MissingValuesMixin, EMEstimator):
         n_free = self.n_parameters()
         n_values = source.map_reduce(count_values)
         if n_free > n_values:
-            warnings.warn(
+            warn(
                 f"{type(self).__name__} has {n_free} free parameters but the data hold only "
                 f"{n_values} values, so the fit is degenerate (it can match the data exactly); "
                 "use fewer states or more data, or hold parameters fixed (params)",
-                UserWarning, stacklevel=4,
+                UserWarning,
             )
 
     def partial_fit(
@@ -559,30 +559,4 @@ class HMM(MissingValuesMixin, EMEstimator):
         """Akaike information criterion (lower is better)."""
         return -2.0 * self._total(X, lengths)[0] + 2.0 * self.n_parameters()
 
-    def sample(
-        self, n_samples: int = 1, random_state: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw one sequence from the fitted model.
-
-        Parameters
-        ----------
-        n_samples : int
-            Number of steps.
-        random_state : None, int or Generator, optional
-            Defaults to the estimator's ``random_state``.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        states : ndarray of int, shape (n_samples,)
-        """
-        if "params_" not in self.__dict__:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet. To sample from parameters you "
-                "chose, set them as attributes and fit with init_params='' and max_iter=0 "
-                "(zero iterations keep them as they are)."
-            )
-        check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
-        rng = check_random_state(self.random_state if random_state is None else random_state)
-        return self._model.sample(self.params_, int(n_samples), rng)
 

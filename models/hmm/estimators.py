@@ -54,6 +54,54 @@ _COMMON_DOC = """
         Forward-backward backend; "auto" uses numba when it is installed."""
 
 
+class _FeatureCount:
+    """hmmlearn's ``n_features`` attribute: the number of features (columns of X).
+
+    After ``fit`` it is ``n_features_in_``; before, the value you set or, failing that,
+    the width of the emission attribute you set (``means_``, ``lambdas_``). Setting it
+    before ``fit`` makes ``fit`` check the data's width against it.
+    """
+
+    _width_field: str | None
+
+    @property
+    def n_features(self) -> int:
+        if "params_" in self.__dict__:
+            return int(self.n_features_in_)  # type: ignore[attr-defined]
+        if "_n_features" in self.__dict__:
+            return int(self.__dict__["_n_features"])
+        given = self.__dict__.get("_given", {})
+        if self._width_field in given:
+            return int(np.shape(given[self._width_field])[-1])
+        raise AttributeError(
+            f"{type(self).__name__} has no n_features yet: fit it, or set "
+            f"{self._width_field}_ (or n_features) first"
+        )
+
+    @n_features.setter
+    def n_features(self, value: int) -> None:
+        check_scalar(value, "n_features", (int, np.integer), min_value=1)
+        if "params_" in self.__dict__ and int(value) != self.n_features_in_:  # type: ignore[attr-defined]
+            raise ValueError(
+                f"n_features = {value}, but the fitted parameters are for "
+                f"{self.n_features_in_} features"  # type: ignore[attr-defined]
+            )
+        self.__dict__["_n_features"] = int(value)
+
+    def _given_width(self, values: Any) -> int:
+        return int(self.n_features)
+
+    def _check_width(self, seqs: Any, emission: Any, *, reset: bool) -> None:
+        wanted = self.__dict__.get("_n_features")
+        width = int(seqs.X.shape[1])
+        if reset and wanted is not None and "params_" not in self.__dict__ and width != wanted:
+            raise ValueError(
+                f"X has {width} features, but n_features was set to {wanted}; drop the "
+                "n_features you set or pass data of that width"
+            )
+        super()._check_width(seqs, emission, reset=reset)  # type: ignore[misc]
+
+
 class CategoricalHMM(HMM):
     __doc__ = f"""HMM with categorical emissions: one column of integer symbols 0 .. n_features-1.
 
@@ -150,6 +198,9 @@ class CategoricalHMM(HMM):
             ) from None
         return CategoricalEmission(n_symbols, prior)
 
+    def _given_width(self, values: Any) -> int:
+        return 1  # one column of symbols
+
     def fit(self, X: Any, lengths: Any = None, **kwargs: Any) -> CategoricalHMM:
         super().fit(X, lengths, **kwargs)
         self.n_features = self._model.emission.n_symbols  # hmmlearn's convention
@@ -161,7 +212,7 @@ class CategoricalHMM(HMM):
         return self
 
 
-class PoissonHMM(HMM):
+class PoissonHMM(_FeatureCount, HMM):
     __doc__ = f"""HMM with Poisson emissions: non-negative integer counts, one or more features.
 
     Features are independent given the state, each with its own rate. NaN marks a
@@ -181,10 +232,14 @@ class PoissonHMM(HMM):
     transmat_ : ndarray of shape (n_components, n_components)
     lambdas_ : ndarray of shape (n_components, n_features)
         Poisson rate of every feature in every state.
+    n_features : int
+        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
+        it, the value set or the width of the emission attribute set.
     converged_, n_iter_, loglik_history_, params_
     """
 
     lambdas_ = _ParamAttribute("lambdas", "Rates, shape (n_components, n_features).")
+    _width_field = "lambdas"
 
     def __init__(
         self,
@@ -210,7 +265,7 @@ class PoissonHMM(HMM):
         return PoissonEmission()
 
 
-class GaussianHMM(HMM):
+class GaussianHMM(_FeatureCount, HMM):
     __doc__ = f"""HMM with multivariate Gaussian emissions.
 
     NaN marks a missing entry: each step's likelihood is that of its observed entries,
@@ -249,10 +304,14 @@ class GaussianHMM(HMM):
         (hmmlearn returns full matrices when read but expects this shape when set.)
     prior_size_ : int
         Time steps the ``reg_covar`` prior is attached to (see ``reg_covar``).
+    n_features : int
+        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
+        it, the value set or the width of the emission attribute set.
     converged_, n_iter_, loglik_history_, params_
     """
 
     means_ = _ParamAttribute("means", "State means, shape (n_components, n_features).")
+    _width_field = "means"
     covars_ = _ParamAttribute("covars", "State covariances in the covariance_type's shape.")
 
     def __init__(
@@ -281,7 +340,7 @@ class GaussianHMM(HMM):
         return GaussianEmission(self.covariance_type, self.reg_covar)
 
 
-class GMMHMM(HMM):
+class GMMHMM(_FeatureCount, HMM):
     __doc__ = f"""HMM whose states emit a mixture of ``n_mix`` Gaussians.
 
     NaN marks a missing entry, handled exactly as in :class:`GaussianHMM`.
@@ -314,6 +373,9 @@ class GMMHMM(HMM):
         (n_components, n_mix) spherical, (n_components, n_mix, n_features) diag,
         (n_components, n_mix, n_features, n_features) full,
         (n_components, n_features, n_features) tied.
+    n_features : int
+        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
+        it, the value set or the width of the emission attribute set.
     converged_, n_iter_, loglik_history_, params_, prior_size_
 
     Notes
@@ -325,6 +387,7 @@ class GMMHMM(HMM):
 
     weights_ = _ParamAttribute("weights", "Mixture weights, shape (n_components, n_mix).")
     means_ = _ParamAttribute("means", "Means, shape (n_components, n_mix, n_features).")
+    _width_field = "means"
     covars_ = _ParamAttribute("covars", "Covariances in the covariance_type's shape.")
 
     def __init__(

@@ -32,7 +32,7 @@ def impute(
     Returns
     -------
     imputed : ndarray of shape (n_samples, n_features)
-        Observed entries copied unchanged.
+        Observed entries copied unchanged; of the emission's ``impute_dtype``.
     variance : ndarray of shape (n_samples, n_features) or None
         Only with ``return_var``: 0 where observed.
 
@@ -55,7 +55,7 @@ def impute(
             )
         if v is not None:
             var[rows] = v
-    return imputed, var if return_var else None
+    return imputed.astype(emission.impute_dtype, copy=False), var if return_var else None
 
 
 def sample_imputations(
@@ -82,7 +82,7 @@ def sample_imputations(
             model._log_emission(params, seqs), seqs.lengths, n_draws=n_draws, rng=rng,
         )
         out[:, rows] = emission.sample_missing(params.emission, X[rows], paths[:, rows], rng)
-    return out
+    return out.astype(emission.impute_dtype, copy=False)
 
 
 class MissingValuesMixin:
@@ -113,15 +113,18 @@ class MissingValuesMixin:
         Returns
         -------
         X_imputed : ndarray of shape (n_samples, n_features)
-            Observed entries are copied unchanged.
+            Observed entries are copied unchanged. Integers (int64) for a
+            :class:`CategoricalHMM`, whatever the input's dtype; floats otherwise.
         std : ndarray of shape (n_samples, n_features)
             Only with ``return_std``.
 
         On a Dask array the results are lazy Dask arrays.
         """
         d = (getattr(self, "n_features_in_", 0),)
+        model = self.__dict__.get("_model")
+        dtype = model.emission.impute_dtype if model is not None else np.float64
         out = lazy(self, self.impute, X, lengths, states,
-                   *[(d, np.float64)] * (1 + bool(return_std)), return_std=return_std)
+                   (d, dtype), *[(d, np.float64)] * bool(return_std), return_std=return_std)
         if out is not None:
             return out
         seqs = self._check_data(X, lengths, states)
@@ -156,7 +159,7 @@ class MissingValuesMixin:
         Returns
         -------
         ndarray of shape (n_imputations, n_samples, n_features)
-            Observed entries equal ``X`` in every draw.
+            Observed entries equal ``X`` in every draw; integers for a CategoricalHMM.
         """
         check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
         rng = check_random_state(self.random_state if random_state is None else random_state)

@@ -264,6 +264,10 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         model.emission = self.emission.with_prior_size(prior_size)
         return model
 
+    def data_warnings(self, X: Sequences) -> list[Warning]:
+        """The emission's warnings about the observations (``EMModel.data_warnings``)."""
+        return self.emission.data_warnings(X.X)
+
     @property
     def engine_freeze(self) -> tuple[str, ...]:
         """Top-level parameter names to hand to the engine's ``freeze``."""
@@ -527,20 +531,30 @@ class HMMModel(EMModel[HMMParams, HMMStats]):
         return logprob, states
 
     def sample(
-        self, params: HMMParams, n_samples: int, rng: np.random.Generator
+        self, params: HMMParams, n_samples: int, rng: np.random.Generator,
+        currstate: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One sequence of ``n_samples`` steps: observations and states."""
-        states = self.chain(params, n_samples, rng)
+        """One sequence of ``n_samples`` steps: observations and states (see :meth:`chain`)."""
+        states = self.chain(params, n_samples, rng, currstate)
         return self.emission.sample(params.emission, states, rng), states
 
-    def chain(self, params: HMMParams, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-        """One path of the hidden chain, ``n_samples`` steps, shape (n_samples,)."""
+    def chain(self, params: HMMParams, n_samples: int, rng: np.random.Generator,
+              currstate: int | None = None) -> np.ndarray:
+        """One path of the hidden chain, ``n_samples`` steps, shape (n_samples,).
+
+        It starts in ``currstate`` when given (hmmlearn's convention: continuing a path
+        that ended in that state), else in a state drawn from ``startprob``.
+        """
         k = self.n_components
         start_cdf = np.cumsum(params.startprob)
         trans_cdf = np.cumsum(params.transmat, axis=1)
         u = rng.random(n_samples)
         states = np.empty(n_samples, dtype=np.int64)
-        states[0] = min(int(np.searchsorted(start_cdf, u[0] * start_cdf[-1], side="right")), k - 1)
+        if currstate is None:
+            first = int(np.searchsorted(start_cdf, u[0] * start_cdf[-1], side="right"))
+        else:
+            first = int(currstate)
+        states[0] = min(first, k - 1)
         for t in range(1, n_samples):
             row = trans_cdf[states[t - 1]]
             states[t] = min(int(np.searchsorted(row, u[t] * row[-1], side="right")), k - 1)

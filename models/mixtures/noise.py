@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import numbers
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +33,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from emframe.core.data import DataSource
+from emframe.core.estimator import available_if
+from emframe.core.exceptions import warn
 from emframe.core.executors import as_external
 from emframe.core.mixture import MixtureModel
 from emframe.core.numerics import log_normalize, safe_log
@@ -98,6 +99,11 @@ def bounding_box(source: DataSource) -> np.ndarray:
         raise ValueError("the data source is empty: it yielded no rows")
     lower, upper = box
     flat = np.flatnonzero(~(upper > lower))
+    if flat.size and source.count_rows() < 2:  # counted only on this error path
+        raise ValueError(
+            "noise=True needs at least 2 samples for a bounding box of positive volume, "
+            "got n_samples = 1"
+        )
     if flat.size:
         raise ValueError(
             f"noise=True needs data whose bounding box has positive volume, but feature "
@@ -160,6 +166,9 @@ class UniformNoiseModel(MixtureModel[Params, NoiseStats]):
     @property
     def scales_prior_with_data(self) -> bool:
         return self.base.scales_prior_with_data
+
+    def data_warnings(self, X: Any) -> list[Warning]:
+        return self.base.data_warnings(X)
 
     def with_prior_size(self, prior_size: float | None) -> UniformNoiseModel:
         """A copy whose base model has its prior attached to ``prior_size`` samples."""
@@ -289,6 +298,17 @@ def check_noise_init(noise_init: Any) -> float:
     return float(noise_init)
 
 
+def _partial_fit_unavailable(estimator: Any) -> str | None:
+    """Why ``partial_fit`` is unavailable (``noise=True``), or None."""
+    if isinstance(estimator.noise, (bool, np.bool_)) and estimator.noise:
+        return (
+            "partial_fit is not available with noise=True: the noise density needs the "
+            "bounding box of all the data; use fit (with chunk_size or method='online' "
+            "for large data), or noise=False"
+        )
+    return None
+
+
 class NoiseOption:
     """Mixin giving a mixture estimator the ``noise`` and ``noise_init`` options.
 
@@ -352,11 +372,11 @@ class NoiseOption:
         result = super()._run(model, source, callbacks, **options)  # type: ignore[misc]
         _, pi0 = model.split(result.params)
         if (1.0 - pi0) * result.n_samples < 1.0:  # less than one row left to the components
-            warnings.warn(
+            warn(
                 f"{type(self).__name__}: the noise component holds practically every point "
                 f"(noise_weight_ = {pi0!r}, less than one row left to the components), so "
                 f"the fit is degenerate: {_ALL_NOISE_WHY}",
-                UserWarning, stacklevel=4,  # _run, fit, its transactional wrapper, the caller
+                UserWarning,
             )
         return result
 
@@ -377,14 +397,15 @@ class NoiseOption:
         self.noise_volume_ = float(np.exp(model.log_volume))
         self.noise_bounds_ = bounds
 
+    @available_if(_partial_fit_unavailable)
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
                     kappa: float = 0.6) -> Any:
-        if self._noise_on():
-            raise ValueError(
-                "partial_fit does not support noise=True: the noise density needs the "
-                "bounding box of all the data; use fit (with chunk_size or "
-                "method='online' for large data)"
-            )
+        """Online EM on one batch (see ``EMEstimator.partial_fit``); not with ``noise=True``.
+
+        With ``noise=True`` the estimator has no ``partial_fit`` at all (``hasattr`` is
+        False), since the noise density needs the bounding box of all the data.
+        """
+        self._noise_on()  # validates noise (a non-boolean is a TypeError)
         return super().partial_fit(X, y, sample_weight, kappa=kappa)  # type: ignore[misc]
 
     def _n_posterior_columns(self) -> int:

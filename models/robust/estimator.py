@@ -13,7 +13,9 @@ from emframe.models.robust.student_t import (
     _check_n_samples,
 )
 
+from emframe.core.exceptions import warn
 from emframe.core.mixture import MixtureEstimator
+from emframe.inference.student_t import DOF_MIN
 
 __all__ = ["StudentTMixture"]
 
@@ -179,6 +181,37 @@ class StudentTMixture(NoiseOption, MixtureEstimator):
                 f"{exc}. {type(self).__name__} does not take missing values; "
                 "MissingDataGaussianMixture fits a mixture to data with NaN entries"
             ) from None
+
+    def _run(self, model: Any, source: Any, callbacks: Any = None, **options: Any) -> Any:
+        result = super()._run(model, source, callbacks, **options)
+        self._warn_if_dof_at_floor()
+        return result
+
+    def _warn_if_dof_at_floor(self) -> None:
+        """Warn when estimated degrees of freedom ended at ``DOF_MIN`` (a degenerate t fit).
+
+        At the upper bound ``DOF_MAX`` a component is Gaussian, a sound answer that needs
+        no warning.
+        """
+        frozen = (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze or ())
+        if "dof" in frozen:
+            return
+        dof = np.asarray(self._t_params().dof)
+        at_floor = np.flatnonzero(dof <= DOF_MIN * (1.0 + 1e-6))
+        if not at_floor.size:
+            return
+        which = ("component " + str(int(at_floor[0])) if at_floor.size == 1
+                 else f"components {at_floor.tolist()}")
+        warn(
+            f"{type(self).__name__}: the degrees of freedom of {which} reached their lower "
+            f"bound DOF_MIN={DOF_MIN:g}, so the t fit is degenerate: a t component with dof "
+            "near 0 is a spike at its location with extremely heavy tails, which the "
+            "likelihood favours when many rows coincide, as when the data are not continuous "
+            "(binary or integer values, repeated rows). Model such data otherwise (for "
+            "example BernoulliMixture for binary data), or hold the degrees of freedom "
+            "fixed (dof_init=..., freeze=('dof',))",
+            UserWarning,
+        )
 
     def _t_model(self) -> StudentTMixtureModel:
         model = self._model_for_scoring()

@@ -230,6 +230,10 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         model.gaussian = self.gaussian.with_prior_size(prior_size)
         return model
 
+    def data_warnings(self, X: Any) -> list[Warning]:
+        """The scale prior's warnings, as the Gaussian mixture's (``EMModel.data_warnings``)."""
+        return self.gaussian.data_warnings(X)
+
     def check_init(self, n_features: int) -> dict[str, np.ndarray]:
         """Validate the given initial arrays against ``n_features`` (see the Gaussian model)."""
         return self.gaussian.check_init(n_features)

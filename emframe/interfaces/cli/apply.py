@@ -16,7 +16,7 @@ from emframe.interfaces.cli.running import (
     fit_estimator,
     state_rows,
 )
-from emframe.interfaces.cli.specs import MODELS, InputError, _spec_of
+from emframe.interfaces.cli.specs import MODELS, InputError, _spec_of, plural
 from emframe.interfaces.cli.tables import (
     Data,
     _fmt,
@@ -51,8 +51,8 @@ def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) ->
     d = getattr(est, "n_features_in_", data.X.shape[1])
     if data.X.shape[1] != d:
         raise InputError(
-            f"{args.data}: {data.X.shape[1]} columns chosen ({data.names}), but the model was "
-            f"fitted on {d} ({meta.get('columns', '?')}); choose them with --columns"
+            f"{args.data}: {plural(data.X.shape[1], 'column')} chosen ({data.names}), but the "
+            f"model was fitted on {d} ({meta.get('columns', '?')}); choose them with --columns"
         )
     if spec is not None:
         check_values(data, spec)

@@ -19,7 +19,7 @@ from emframe.interfaces.cli.running import (
     plot_fit,
     summary,
 )
-from emframe.interfaces.cli.specs import MODELS, InputError
+from emframe.interfaces.cli.specs import MODELS, InputError, plural
 from emframe.interfaces.cli.tables import (
     Data,
     check_output,
@@ -84,8 +84,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _check_components(k: int | None, data: Data) -> None:
     if k is not None and k > data.X.shape[0]:
-        raise InputError(f"--components {k} is more than the {data.X.shape[0]} rows of "
-                         f"{data.table.path}")
+        raise InputError(f"--components {k} is more than the "
+                         f"{plural(data.X.shape[0], 'row')} of {data.table.path}")
 
 
 # -- predict / decode --------------------------------------------------------------------------
@@ -112,10 +112,18 @@ def parse_range(text: str) -> list[int]:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """``emframe select``: fit each number of components, keep the best by BIC/AIC."""
-    args.data = resolve_input(args.data)
     spec = MODELS[args.model]
     if spec.kind == "gaussian":
         raise InputError(f"{spec.name} has no components to select")
+    if spec.kind == "ssm":
+        raise InputError(
+            "select chooses the number of components of a mixture or an HMM; ssm has a state "
+            "dimension instead, and the BIC of 'fit ssm' is no guide to it: its parameter "
+            "count includes the m*m directions in which a change of state coordinates leaves "
+            "the likelihood unchanged, so it would favour small state dimensions. Fit each "
+            "dimension ('emframe fit ssm DATA --state-dim M') and compare their "
+            "log-likelihoods and forecasts")
+    args.data = resolve_input(args.data)
     if args.lengths is not None and spec.kind != "hmm":
         raise InputError(f"--lengths applies to HMMs, not to {spec.name}")
     check_output(args.out, [args.data, args.lengths])
@@ -150,7 +158,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         mark = "  *" if r == best else ""
         print(f"{k:>10}" + (f"  {cov:>10}" if cov_col else "")
               + f"  {ll:>15.4f}  {npar:>10}  {bic:>12.4f}  {aic:>12.4f}  {str(conv):>9}{mark}")
-    print(f"best by {args.criterion.upper()}: {best_k} components"
+    print(f"best by {args.criterion.upper()}: {plural(best_k, 'component')}"
           + ("" if best_cov is None else f", covariance_type {best_cov}"))
     print()
     print(summary(best_est, spec, data))

@@ -222,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("select", help="choose the number of components by BIC/AIC",
                        description="Fit the model for each number of components and print "
                        "a table of log-likelihood, BIC and AIC; the best is marked with *.")
-    p.add_argument("model", choices=[m for m, s in MODELS.items()
-                                     if s.kind not in ("gaussian", "ssm")],
-                   metavar="MODEL")
+    p.add_argument("model", choices=list(MODELS), metavar="MODEL",
+                   help=", ".join(m for m, s in MODELS.items()
+                                  if s.kind not in ("gaussian", "ssm")))
     p.add_argument("data", metavar="DATA")
     p.add_argument("--components", "-k", type=parse_range, default=parse_range("1-6"),
                    metavar="RANGE", help="component counts to try, like 1-8 or 2,3,5 "

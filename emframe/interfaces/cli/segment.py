@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from emframe.interfaces.cli.running import Progress, fit_estimator, make_estimator
-from emframe.interfaces.cli.specs import MODELS, InputError
+from emframe.interfaces.cli.specs import MODELS, InputError, plural
 from emframe.interfaces.cli.tables import _pyplot, check_output, resolve_input
 from emframe.interfaces.io import atomic_write
 
@@ -43,7 +43,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         train = colour[rng.choice(h * w, args.max_pixels, replace=False)]
     k = args.components or 2
     if k > train.shape[0]:
-        raise InputError(f"--components {k} is more than the {train.shape[0]} pixels "
+        raise InputError(f"--components {k} is more than the {plural(train.shape[0], 'pixel')} "
                          f"{'sampled (--max-pixels)' if train is not colour else 'of the image'}")
     spec = MODELS["gmm"]
     est = make_estimator(spec, args)

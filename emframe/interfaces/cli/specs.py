@@ -22,6 +22,11 @@ class InputError(Exception):
     """Bad command-line usage or bad input data: exit status 2."""
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and ``word`` in the number ``n`` asks for: "1 column", "2 columns"."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 # -- models ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelSpec:

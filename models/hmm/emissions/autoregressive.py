@@ -194,6 +194,10 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
         flat = np.concatenate(list(params.coefs[k]), axis=1)  # (d, p d)
         return Y[:, d:] @ flat.T + params.intercepts[k]
 
+    def _scale_columns(self, Y: np.ndarray) -> np.ndarray:
+        """The observations ``x_t`` of the lagged rows (for ``data_warnings``)."""
+        return Y[:, : self.n_features(Y)]
+
     # -- the EM contract ---------------------------------------------------------------
     def initialize(
         self, Y: np.ndarray, n_components: int, rng: np.random.Generator

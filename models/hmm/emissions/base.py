@@ -12,6 +12,8 @@ Any subclass of :class:`Emission` can be plugged into :class:`~emframe.models.hm
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
@@ -161,6 +163,10 @@ class Emission(ABC):
         """
         return None
 
+    def data_warnings(self, X: np.ndarray) -> list[Warning]:
+        """Warnings about fitting to observations like ``X`` (see ``EMModel.data_warnings``)."""
+        return []
+
     def check_params(self, params: Params, n_components: int) -> None:
         """Raise ``ValueError`` unless ``params`` are valid for ``n_components`` states."""
         check_finite_params(params)
@@ -193,6 +199,27 @@ class Emission(ABC):
         """Public form of a parameter field (the identity unless overridden)."""
         return value
 
+    def params_from_fields(self, values: Mapping[str, Any]) -> Params:
+        """The emission parameters from a value of every field a letter stands for.
+
+        For parameters set by hand, without data (``sample`` before any ``fit``, as in
+        hmmlearn). The parameter class is read from :meth:`m_step`'s return annotation;
+        fields no letter names (derived ones, such as a precision factor) start empty and
+        :meth:`complete_params` computes them from ``values``. Emissions whose
+        parameters cannot be made this way override it.
+        """
+        try:
+            cls = typing.get_type_hints(type(self).m_step).get("return")
+        except Exception:  # an annotation that does not resolve
+            cls = None
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls is not Params):
+            raise NotImplementedError(
+                f"{type(self).__name__}.m_step has no Params return annotation, so its "
+                "parameters cannot be made from attributes; set emission_params_ instead"
+            )
+        empty = {f.name: np.zeros(0) for f in dataclasses.fields(cls) if f.name not in values}
+        return self.complete_params(cls(**empty, **values), values)
+
     def from_attribute(self, field: str, value: Any, n_components: int, n_features: int) -> Any:
         """Validate and convert a user-supplied attribute into the parameter field."""
         arr = np.array(value, dtype=float)
@@ -205,6 +232,9 @@ class Emission(ABC):
     #: Poisson and categorical emissions do; their log-likelihoods marginalise the
     #: missing entries and their statistics hold their conditional expectations.
     supports_missing: ClassVar[bool] = False
+    #: dtype of imputed data and of completions (integers for symbols), whatever the
+    #: dtype of the input: fixed, so that lazy (Dask) results can declare it up front.
+    impute_dtype: ClassVar[type] = np.float64
 
     def missing_mask(self, X: np.ndarray) -> np.ndarray:
         """Where ``X`` (validated by :meth:`check_X`) is missing, bool (n_samples, n_features)."""

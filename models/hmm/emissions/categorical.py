@@ -126,6 +126,8 @@ class CategoricalEmission(Emission):
     def _predictive(self, params: CategoricalParams, posteriors: np.ndarray) -> np.ndarray:
         return posteriors @ params.emissionprob
 
+    impute_dtype = np.int64  # symbols, also when NaN marked the missing ones
+
     def impute(
         self, params: CategoricalParams, X: np.ndarray, posteriors: np.ndarray
     ) -> tuple[np.ndarray, None]:

@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from emframe.models import LinearGaussianSSM
 
 from emframe.datasets import load_nile
-from emframe.models import LinearGaussianSSM
 
 LOCAL_LEVEL = dict(
     transition_matrix_init=[[1.0]], observation_matrix_init=[[1.0]],

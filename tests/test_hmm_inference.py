@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
+from emframe.inference import compiled
 from emframe.inference.hmm import (
     Posterior,
     backward,
@@ -254,7 +255,7 @@ def test_forward_and_backward_without_numba(monkeypatch):
     expected_la, expected_ll = forward(lpi, lA, le, lengths)
     expected_lb = backward(lpi, lA, le, lengths)
     la_true, lb_true = brute_alpha_beta(lpi, lA, le, lengths)
-    monkeypatch.setattr(hmm_common, "has_numba", lambda: False)
+    monkeypatch.setattr(compiled, "has_numba", lambda: False)
     monkeypatch.setattr(fb_mod, "has_numba", lambda: False)
     la, ll = forward(lpi, lA, le, lengths)
     lb = backward(lpi, lA, le, lengths)
@@ -527,7 +528,7 @@ def test_bad_inputs_raise():
 
 
 def test_numba_backend_without_numba(monkeypatch):
-    monkeypatch.setattr(hmm_common, "has_numba", lambda: False)
+    monkeypatch.setattr(compiled, "has_numba", lambda: False)
     monkeypatch.setattr(fb_mod, "has_numba", lambda: False)
     lpi, lA, le, _ = random_problem(np.random.default_rng(0), 2, [5])
     with pytest.raises(ValueError, match=r'pip install "emframe\[fast\]"'):

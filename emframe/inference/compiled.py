@@ -6,14 +6,64 @@ a chain of them) caused by the KeyboardInterrupt. Every compiled kernel of the i
 layer (HMM recursions, Kalman filter and smoother) is called through
 :func:`call_interruptible`, which raises the KeyboardInterrupt it is; the command line
 uses :func:`caused_by_interrupt` to report such an error as an interruption.
+
+:func:`has_numba` and :func:`use_numba` decide whether the compiled kernels run at all
+(numba is an optional dependency).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["call_interruptible", "caused_by_interrupt"]
+__all__ = ["call_interruptible", "caused_by_interrupt", "has_numba", "use_numba"]
+
+#: The values of every ``backend`` argument.
+BACKENDS = ("auto", "numpy", "numba")
+
+
+@functools.cache
+def has_numba() -> bool:
+    """Whether the optional numba kernels can be used (numba importable).
+
+    Returns
+    -------
+    bool
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def use_numba(backend: str) -> bool:
+    """Resolve ``backend`` to "use the numba kernels": "numba", or "auto" with numba installed.
+
+    Parameters
+    ----------
+    backend : {"auto", "numpy", "numba"}
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValueError
+        On an unknown backend, or ``"numba"`` without numba.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "numba":
+        if not has_numba():
+            raise ValueError(
+                'backend="numba" needs numba, which is not installed; install it with '
+                'pip install "emframe[fast]" or use backend="numpy"'
+            )
+        return True
+    return backend == "auto" and has_numba()
 
 
 def call_interruptible(fn: Callable[..., Any], *args: Any) -> Any:

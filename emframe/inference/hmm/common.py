@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -10,9 +9,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 # re-exported for code written against this module (they used to live here)
-from emframe.inference.compiled import call_interruptible, caused_by_interrupt  # noqa: F401
-
-_BACKENDS = ("auto", "numpy", "numba")
+from emframe.inference.compiled import (  # noqa: F401
+    call_interruptible,
+    caused_by_interrupt,
+    has_numba,
+)
+from emframe.inference.compiled import use_numba as _use_numba
 
 # Largest accepted |sum_k alpha_hat * beta_hat - 1| (and posterior mass of flushed cells)
 # before a sequence is recomputed in log space. Such a deviation is the relative
@@ -146,21 +148,6 @@ def check_kernel_bounds(starts: np.ndarray, lengths: np.ndarray, n_rows: int) ->
         )
 
 
-@functools.cache
-def has_numba() -> bool:
-    """Whether the optional numba kernels can be used (numba importable).
-
-    Returns
-    -------
-    bool
-    """
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def uses_numba(backend: str) -> bool:
     """Whether ``backend`` runs the numba kernels: "numba", or "auto" with numba installed.
 
@@ -178,20 +165,6 @@ def uses_numba(backend: str) -> bool:
         On an unknown backend, or ``"numba"`` without numba.
     """
     return _use_numba(backend)
-
-
-def _use_numba(backend: str) -> bool:
-    """Resolve a backend name to "use the numba kernels or not"."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {_BACKENDS}")
-    if backend == "numba":
-        if not has_numba():
-            raise ValueError(
-                'backend="numba" needs numba, which is not installed; install it with '
-                'pip install "emframe[fast]" or use backend="numpy"'
-            )
-        return True
-    return backend == "auto" and has_numba()
 
 
 def _numba_kernels() -> Any:

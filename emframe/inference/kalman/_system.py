@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-_BACKENDS = ("auto", "numpy", "numba")
+# re-exported: the Kalman routines and their callers import them from here
+from emframe.inference.compiled import has_numba, use_numba  # noqa: F401
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -198,31 +198,3 @@ def check_lengths(lengths: ArrayLike | None, n_rows: int) -> np.ndarray:
         )
     return out
 
-
-@functools.cache
-def has_numba() -> bool:
-    """Whether the optional numba kernels can be used (numba importable).
-
-    Returns
-    -------
-    bool
-    """
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def use_numba(backend: str) -> bool:
-    """Resolve ``backend`` in {"auto", "numpy", "numba"} to "use the numba kernels"."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {_BACKENDS}")
-    if backend == "numba":
-        if not has_numba():
-            raise ValueError(
-                'backend="numba" needs numba, which is not installed; install it with '
-                'pip install "emframe[fast]" or use backend="numpy"'
-            )
-        return True
-    return backend == "auto" and has_numba()

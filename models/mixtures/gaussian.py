@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from emframe.models.mixtures._gaussian_estimator import GaussianFamilyEstimator
 from emframe.models.mixtures.noise import NoiseOption
 
 from emframe.core.mixture import MixtureEstimator, MixtureModel
@@ -331,16 +332,38 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         weights = fixed["weights"] if "weights" in fixed else nk / nk.sum()
         frozen_means = fixed.get("means")
         means = stats.means() if frozen_means is None else frozen_means
+        cov, pc = self.covariances_and_factors(fixed, lambda: self.strategy.covariances(
+            stats, self.prior_strength(self.n_components), about=frozen_means))
+        return GaussianMixtureParams(weights, means, cov, pc)
+
+    def covariances_and_factors(
+        self, fixed: Mapping[str, Any], estimate: Callable[[], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The covariances and their precision factors in an M-step holding ``fixed``.
+
+        Either held one gives the other; with neither held the covariances are
+        ``estimate()``.
+
+        Parameters
+        ----------
+        fixed : mapping
+            The held parameters; only ``covariances`` and ``precisions_cholesky`` are read.
+        estimate : callable
+            Returns the M-step's covariances, in the covariance type's shape.
+
+        Returns
+        -------
+        covariances, precisions_cholesky : ndarray
+        """
         cov, pc = fixed.get("covariances"), fixed.get("precisions_cholesky")
         if cov is None and pc is None:
-            lam = self.prior_strength(self.n_components)
-            cov = self.strategy.covariances(stats, lam, about=frozen_means)
+            cov = estimate()
             pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
         elif pc is None:
             pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
         elif cov is None:
             cov = self.strategy.covariances_from_precisions_cholesky(pc)
-        return GaussianMixtureParams(weights, means, cov, pc)
+        return cov, pc
 
     def log_prior(self, params: GaussianMixtureParams) -> float:
         """``-lambda / 2 * sum_j trace(inv(Sigma_j))``, the penalty the M-step maximises with."""
@@ -410,7 +433,7 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         return int(self.strategy.n_parameters(K, d) + K * d + K - 1)
 
 
-class GaussianMixture(NoiseOption, MixtureEstimator):
+class GaussianMixture(NoiseOption, GaussianFamilyEstimator, MixtureEstimator):
     """Gaussian mixture model estimated by EM, with scikit-learn's interface.
 
     Parameters
@@ -545,20 +568,6 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
     #: The model class built from the hyperparameters (subclasses swap it).
     _model_class: type[GaussianMixtureModel] = GaussianMixtureModel
 
-    def _make_model(self, n_features: int) -> GaussianMixtureModel:
-        """The model for the current hyperparameters, with init arrays checked."""
-        model = self._model_class(
-            self.n_components,
-            covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar,
-            init_params=self.init_params,
-            weights_init=self.weights_init,
-            means_init=self.means_init,
-            precisions_init=self.precisions_init,
-        )
-        model.check_init(n_features)
-        return model
-
     def _build_model(self, X: Any) -> GaussianMixtureModel:
         n, d = np.shape(X)
         model = self._make_model(d)
@@ -569,9 +578,6 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
                 f"n_components = {self.n_components}"
             )
         return model
-
-    def _rebuild_model(self) -> GaussianMixtureModel:
-        return self._with_noise(self._make_model(self.n_features_in_))
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         """Float32 input stays float32, as in scikit-learn (not with missing entries)."""
@@ -587,14 +593,3 @@ class GaussianMixture(NoiseOption, MixtureEstimator):
             params = params.replace(**{k: np.asarray(v, dtype=np.float32)
                                        for k, v in params.as_dict().items()})
         super()._set_params(params)
-
-    def _fitted_attributes(self, params: GaussianMixtureParams) -> dict[str, Any]:
-        precisions = self._model.strategy.precisions(params.precisions_cholesky)
-        precisions.flags.writeable = False
-        return {
-            "weights_": params.weights,
-            "means_": params.means,
-            "covariances_": params.covariances,
-            "precisions_cholesky_": params.precisions_cholesky,
-            "precisions_": precisions,
-        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from emframe.models.mixtures._gaussian_estimator import GaussianFamilyEstimator
 from emframe.models.mixtures.noise import NoiseOption
 from emframe.models.robust.student_t import (
     NoisyStudentTMixtureParams,
@@ -20,7 +21,7 @@ from emframe.inference.student_t import DOF_MIN
 __all__ = ["StudentTMixture"]
 
 
-class StudentTMixture(NoiseOption, MixtureEstimator):
+class StudentTMixture(NoiseOption, GaussianFamilyEstimator, MixtureEstimator):
     """Mixture of multivariate Student-t distributions, robust to outliers, fitted by EM.
 
     The interface is :class:`~emframe.models.GaussianMixture`'s, plus the degrees
@@ -148,28 +149,14 @@ class StudentTMixture(NoiseOption, MixtureEstimator):
 
     _noisy_params_class = NoisyStudentTMixtureParams
 
-    def _make_model(self, n_features: int) -> StudentTMixtureModel:
-        model = StudentTMixtureModel(
-            self.n_components,
-            covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar,
-            init_params=self.init_params,
-            weights_init=self.weights_init,
-            means_init=self.means_init,
-            precisions_init=self.precisions_init,
-            dof_init=self.dof_init,
-        )
-        model.check_init(n_features)
-        return model
+    _model_class = StudentTMixtureModel
+    _extra_model_args = ("dof_init",)
 
     def _build_model(self, X: Any) -> StudentTMixtureModel:
         n, d = np.shape(X)
         model = self._make_model(d)
         _check_n_samples(n, self.n_components)
         return model
-
-    def _rebuild_model(self) -> Any:
-        return self._with_noise(self._make_model(self.n_features_in_))
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         try:
@@ -221,16 +208,7 @@ class StudentTMixture(NoiseOption, MixtureEstimator):
         return self._model.split(self.params_)[0] if self._noisy() else self.params_
 
     def _fitted_attributes(self, params: StudentTMixtureParams) -> dict[str, Any]:
-        precisions = self._model.strategy.precisions(params.precisions_cholesky)
-        precisions.flags.writeable = False
-        return {
-            "weights_": params.weights,
-            "means_": params.means,
-            "covariances_": params.covariances,
-            "precisions_cholesky_": params.precisions_cholesky,
-            "precisions_": precisions,
-            "dof_": params.dof,
-        }
+        return {**super()._fitted_attributes(params), "dof_": params.dof}
 
     def outlier_scores(self, X: Any) -> np.ndarray:
         """Outlyingness of each sample: larger means more outlying.

@@ -372,14 +372,9 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
             nk = self._counted(stats.moments, stats.nk).nk_eff  # floored as in the Gaussian
             weights = nk / nk.sum()
         means = fixed["means"] if "means" in fixed else stats.moments.means()
-        cov, pc = fixed.get("covariances"), fixed.get("precisions_cholesky")
-        if cov is None and pc is None:
-            cov = self.scale_matrices(stats, np.asarray(means))
-            pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
-        elif pc is None:
-            pc = self.strategy.precisions_cholesky(cov, self.reg_covar)
-        elif cov is None:
-            cov = self.strategy.covariances_from_precisions_cholesky(pc)
+        cov, pc = self.gaussian.covariances_and_factors(
+            fixed, lambda: self.scale_matrices(stats, np.asarray(means))
+        )
         dof = fixed["dof"] if "dof" in fixed else update_dof(stats.gap, stats.nk)
         return StudentTMixtureParams(weights, means, cov, pc, dof)
 
@@ -391,11 +386,7 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         self, like: StudentTMixtureParams, values: Mapping[str, Any]
     ) -> StudentTMixtureParams:
         """``like`` with extrapolated ``values``; the precision factors follow the scales."""
-        params = like.replace(**values)
-        if "covariances" in values:
-            pc = self.strategy.precisions_cholesky(params.covariances, self.reg_covar)
-            params = params.replace(precisions_cholesky=pc)
-        return params
+        return self.gaussian.complete_params(like, values)  # type: ignore[return-value]
 
     # -- sampling and checks ---------------------------------------------------------
     def sample_components(

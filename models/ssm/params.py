@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from emframe.core.params import Params, Stats
-from emframe.inference.kalman import LinearGaussianSystem
+from emframe.inference.kalman import KalmanStats, LinearGaussianSystem
 
 __all__ = ["COVARIANCES", "FIELDS", "SSMParams", "SSMStats", "check_covariance", "shapes"]
 
@@ -62,29 +62,12 @@ COVARIANCES = ("transition_covariance", "observation_covariance", "initial_state
 
 
 @dataclasses.dataclass(frozen=True)
-class SSMStats(Stats):
+class SSMStats(Stats, KalmanStats):
     """The fields of :class:`emframe.inference.kalman.KalmanStats`, as engine statistics.
 
-    See there for the meaning of each sum; all are additive over sequences.
+    See there for the meaning of each sum; all are additive over sequences. The
+    arithmetic is the engine's (:class:`~emframe.core.params.Stats` comes first).
     """
-
-    n_sequences: float
-    n_steps: float
-    n_transitions: float
-    n_observed: np.ndarray
-    log_likelihood: float
-    x_first: np.ndarray
-    xx_first: np.ndarray
-    x_sum: np.ndarray
-    xx_sum: np.ndarray
-    x_prev: np.ndarray
-    xx_prev: np.ndarray
-    x_next: np.ndarray
-    xx_next: np.ndarray
-    x_next_x_prev: np.ndarray
-    y_sum: np.ndarray
-    yy_sum: np.ndarray
-    yx_sum: np.ndarray
 
 
 def shapes(m: int, p: int) -> dict[str, tuple[int, ...]]:

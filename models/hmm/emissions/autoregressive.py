@@ -52,16 +52,15 @@ from emframe.models.hmm.emissions._ar_moments import (
 )
 from emframe.models.hmm.emissions.base import (
     Emission,
-    _check_precisions,
     _check_shape,
     _take_states,
     kmeanspp_centres,
 )
+from emframe.models.hmm.emissions.gaussian import StateCovariances
 
 from emframe.core.params import Params
 from emframe.core.validation import check_prior_size, check_scalar
 from emframe.inference.gaussian import (
-    CovariancePrior,
     FullCovariance,
     GaussianMoments,
     effective_counts,
@@ -142,7 +141,7 @@ class AutoRegressiveParams(Params):
     precisions_cholesky: np.ndarray
 
 
-class AutoRegressiveEmission(CovariancePrior, Emission):
+class AutoRegressiveEmission(StateCovariances, Emission):
     """Gaussian vector autoregression of order ``order`` in every state.
 
     Its data are the rows built by :func:`lagged_rows`, not the raw observations.
@@ -166,6 +165,7 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
     attributes: ClassVar[Mapping[str, str]] = {
         "coefs": "coefs_", "intercepts": "intercepts_", "covars": "covars_"
     }
+    _width_field = "intercepts"
 
     def __init__(
         self, order: int, covariance_type: str = "full", reg_covar: float = 1e-6,
@@ -178,10 +178,6 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
         self.param_constraints = {
             "coefs": "real", "intercepts": "real", "covars": self.strategy.constraint
         }
-
-    @property
-    def covariance_type(self) -> str:
-        return self.strategy.name
 
     # -- the rows ----------------------------------------------------------------------
     def n_features(self, Y: np.ndarray) -> int:
@@ -364,20 +360,6 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
                     "to states of balanced weights, or use fewer states or a smaller order"
                 )
 
-    def complete_params(
-        self, params: AutoRegressiveParams, values: Mapping[str, Any]
-    ) -> AutoRegressiveParams:
-        out = params.replace(**values)
-        if "covars" in values and "precisions_cholesky" not in values:
-            out = out.replace(
-                precisions_cholesky=self.strategy.precisions_cholesky(out.covars, self.reg_covar)
-            )
-        return out
-
-    def log_prior(self, params: AutoRegressiveParams) -> float:
-        k, d = np.shape(params.intercepts)
-        return self.strategy.log_prior(params.precisions_cholesky, self.prior_strength(k), d)
-
     def check_params(self, params: AutoRegressiveParams, n_components: int) -> None:
         b = np.asarray(params.intercepts)
         if b.ndim != 2 or b.shape[0] != n_components:
@@ -390,12 +372,7 @@ class AutoRegressiveEmission(CovariancePrior, Emission):
         for name in ("coefs", "intercepts"):
             if not np.all(np.isfinite(getattr(params, name))):
                 raise ValueError(f"{name}_ has non-finite values")
-        self.strategy.check_covariances(params.covars, n_components, d, name="covars_")
-        _check_shape(
-            np.asarray(params.precisions_cholesky), self.strategy.shape(n_components, d),
-            "precisions_cholesky",
-        )
-        _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+        self._check_covars(params, n_components, d)
 
     def permute_states(
         self, params: AutoRegressiveParams, order: np.ndarray

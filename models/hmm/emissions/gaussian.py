@@ -37,7 +37,7 @@ from emframe.inference.gaussian import (
 from emframe.inference.gaussian.conditional import GaussianConditionals
 from emframe.inference.hmm import diag_gaussian_e_step
 
-__all__ = ["GaussianEmission", "GaussianParams"]
+__all__ = ["GaussianEmission", "GaussianParams", "StateCovariances"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -76,7 +76,55 @@ def _data_covariance(
     return one.copy() if one.shape == target else np.repeat(one, n, axis=0)
 
 
-class GaussianEmission(CovariancePrior, Emission):
+class StateCovariances(CovariancePrior):
+    """The covariances of an emission with one Gaussian noise per state (Gaussian, autoregressive).
+
+    The subclass sets ``strategy``, ``reg_covar`` and ``prior_size``; its parameters
+    have the fields ``covars`` and ``precisions_cholesky`` in the strategy's shape and
+    the (n_components, n_features) field named by ``_width_field``.
+    """
+
+    _width_field: ClassVar[str]
+
+    @property
+    def covariance_type(self) -> str:
+        return self.strategy.name
+
+    def complete_params(self, params: Any, values: Mapping[str, Any]) -> Any:
+        out = params.replace(**values)
+        if "covars" in values and "precisions_cholesky" not in values:
+            out = out.replace(
+                precisions_cholesky=self.strategy.precisions_cholesky(out.covars, self.reg_covar)
+            )
+        return out
+
+    def log_prior(self, params: Any) -> float:
+        k, d = np.shape(getattr(params, self._width_field))
+        return self.strategy.log_prior(params.precisions_cholesky, self.prior_strength(k), d)
+
+    def _check_covars(self, params: Any, n_components: int, d: int) -> None:
+        """Check ``covars`` and their precision factors for ``n_components`` states in ``d``-D.
+
+        Parameters
+        ----------
+        params : Params
+        n_components : int
+        d : int
+
+        Raises
+        ------
+        ValueError
+            On a wrong shape, an invalid covariance or a numerically singular one.
+        """
+        self.strategy.check_covariances(params.covars, n_components, d, name="covars_")
+        _check_shape(
+            np.asarray(params.precisions_cholesky), self.strategy.shape(n_components, d),
+            "precisions_cholesky",
+        )
+        _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+
+
+class GaussianEmission(StateCovariances, Emission):
     """Multivariate Gaussian emissions with a covariance structure per state.
 
     The covariance type is a strategy object from :mod:`emframe.inference.gaussian`, which
@@ -109,6 +157,7 @@ class GaussianEmission(CovariancePrior, Emission):
     letters: ClassVar[Mapping[str, str]] = {"m": "means", "c": "covars"}
     attributes: ClassVar[Mapping[str, str]] = {"means": "means_", "covars": "covars_"}
     supports_missing: ClassVar[bool] = True
+    _width_field = "means"
 
     def __init__(
         self, covariance_type: str = "diag", reg_covar: float = 1e-6,
@@ -120,10 +169,6 @@ class GaussianEmission(CovariancePrior, Emission):
         self.param_constraints = {"means": "real", "covars": self.strategy.constraint}
         self._cache: tuple[Params, GaussianKernel] | None = None
         self._cond_cache: tuple[Params, np.ndarray, list[GaussianConditionals]] | None = None
-
-    @property
-    def covariance_type(self) -> str:
-        return self.strategy.name
 
     def _kernel(self, params: GaussianParams) -> GaussianKernel:
         # The E-step scores and then accumulates with the same parameters: build once.
@@ -260,18 +305,6 @@ class GaussianEmission(CovariancePrior, Emission):
             pc = self.strategy.precisions_cholesky(covars, self.reg_covar)
         return GaussianParams(means, covars, pc)
 
-    def complete_params(self, params: GaussianParams, values: Mapping[str, Any]) -> GaussianParams:
-        out = params.replace(**values)
-        if "covars" in values and "precisions_cholesky" not in values:
-            out = out.replace(
-                precisions_cholesky=self.strategy.precisions_cholesky(out.covars, self.reg_covar)
-            )
-        return out
-
-    def log_prior(self, params: GaussianParams) -> float:
-        k, d = np.shape(params.means)
-        return self.strategy.log_prior(params.precisions_cholesky, self.prior_strength(k), d)
-
     def check_params(self, params: GaussianParams, n_components: int) -> None:
         means = np.asarray(params.means)
         if means.ndim != 2 or means.shape[0] != n_components:
@@ -281,13 +314,7 @@ class GaussianEmission(CovariancePrior, Emission):
             )
         if not np.all(np.isfinite(means)):
             raise ValueError("means_ has non-finite values")
-        d = means.shape[1]
-        self.strategy.check_covariances(params.covars, n_components, d, name="covars_")
-        _check_shape(
-            np.asarray(params.precisions_cholesky), self.strategy.shape(n_components, d),
-            "precisions_cholesky",
-        )
-        _check_precisions(self.strategy, params.precisions_cholesky, "a covariance in covars_")
+        self._check_covars(params, n_components, means.shape[1])
 
     def permute_states(self, params: GaussianParams, order: np.ndarray) -> GaussianParams:
         shared = self.strategy.name == "tied"  # one covariance for all states

@@ -268,6 +268,65 @@ class MissingDataEstimator:
         out = ((self.n_features_in_,), np.float64)  # type: ignore[attr-defined]
         return lazy_rows(method, X, *[out] * (1 + bool(return_std)), estimator=self)
 
+    def impute(self, X: Any, return_std: bool = False) -> Any:
+        """Replace missing entries by their conditional means given the observed ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with NaN for missing entries; not modified.
+        return_std : bool, default False
+            Also return the conditional standard deviation of every entry (under a
+            mixture it includes the uncertainty about the component).
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A new array; observed entries are copied unchanged. A row with every
+            entry missing gets the fitted mean.
+        std : ndarray of shape (n_samples, n_features)
+            Only with ``return_std``: 0 for observed entries.
+        """
+        lazy = self._lazy_impute(X, return_std)
+        if lazy is not None:
+            return lazy
+        imputed, var = self._imputed(X, return_std)
+        return (imputed, np.sqrt(var)) if return_std else imputed
+
+    def sample_imputations(
+        self, X: Any, n_imputations: int = 5, random_state: Any = None
+    ) -> np.ndarray:
+        """Draw completed data sets for multiple imputation.
+
+        Each draw replaces the missing entries of every row by a sample from
+        their conditional distribution given the row's observed entries, under
+        the fitted parameters (which are not redrawn: this is not a full Bayesian
+        posterior draw).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with NaN for missing entries; not modified.
+        n_imputations : int, default 5
+        random_state : None, int or numpy Generator, optional
+
+        Returns
+        -------
+        ndarray of shape (n_imputations, n_samples, n_features)
+            Observed entries equal ``X`` in every draw.
+        """
+        check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
+        rng = check_random_state(random_state)
+        return self._draw_imputations(X, int(n_imputations), rng)
+
+    def _imputed(self, X: Any, return_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The conditional means of ``X`` and, with ``return_std``, the variances."""
+        raise NotImplementedError
+
+    def _draw_imputations(self, X: Any, n_imputations: int, rng: np.random.Generator) -> np.ndarray:
+        """``n_imputations`` completed copies of ``X``, shape (n_imputations, n, d)."""
+        raise NotImplementedError
+
     def transform(self, X: Any) -> np.ndarray:
         """Same as ``impute(X)``: missing entries replaced by their conditional means."""
         return self.impute(X)  # type: ignore[attr-defined]
@@ -392,56 +451,10 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
             return lazy
         return self._conditionals(X)[1].log_pdf
 
-    def impute(self, X: Any, return_std: bool = False) -> Any:
-        """Replace missing entries by their conditional means given the observed ones.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data with NaN for missing entries; not modified.
-        return_std : bool, default False
-            Also return the conditional standard deviation of every entry.
-
-        Returns
-        -------
-        X_imputed : ndarray of shape (n_samples, n_features)
-            A new array; observed entries are copied unchanged. A row with every
-            entry missing gets the fitted mean.
-        std : ndarray of shape (n_samples, n_features)
-            Only with ``return_std``: 0 for observed entries.
-        """
-        lazy = self._lazy_impute(X, return_std)
-        if lazy is not None:
-            return lazy
+    def _imputed(self, X: Any, return_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
         X, cond = self._conditionals(X)
-        imputed = cond.imputed(X)
-        if return_std:
-            return imputed, np.sqrt(cond.conditional_variance())
-        return imputed
+        return cond.imputed(X), cond.conditional_variance() if return_std else None
 
-    def sample_imputations(
-        self, X: Any, n_imputations: int = 5, random_state: Any = None
-    ) -> np.ndarray:
-        """Draw completed data sets for multiple imputation.
-
-        Each draw replaces the missing entries of every row by a sample from
-        their conditional distribution given the row's observed entries, under
-        the fitted parameters (which are not redrawn: this is not a full Bayesian
-        posterior draw).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data with NaN for missing entries; not modified.
-        n_imputations : int, default 5
-        random_state : None, int or numpy Generator, optional
-
-        Returns
-        -------
-        ndarray of shape (n_imputations, n_samples, n_features)
-            Observed entries equal ``X`` in every draw.
-        """
-        check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
-        rng = check_random_state(random_state)
+    def _draw_imputations(self, X: Any, n_imputations: int, rng: np.random.Generator) -> np.ndarray:
         X, cond = self._conditionals(X)
-        return cond.sample(X, int(n_imputations), rng)
+        return cond.sample(X, n_imputations, rng)

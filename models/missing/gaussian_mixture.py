@@ -28,7 +28,6 @@ from emframe.models.mixtures.gaussian import (
 )
 
 from emframe.core.numerics import log_normalize, safe_log
-from emframe.core.validation import check_random_state, check_scalar
 from emframe.inference.gaussian import GaussianMoments
 from emframe.inference.gaussian.conditional import (
     GaussianConditionals,
@@ -270,47 +269,10 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
         model = self._model_for_scoring()
         return model, self._validate_X(X, reset=False)
 
-    def impute(self, X: Any, return_std: bool = False) -> Any:
-        """Replace missing entries by their conditional means under the fitted mixture.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data with NaN for missing entries; not modified.
-        return_std : bool, default False
-            Also return the conditional standard deviation of every entry (0 where
-            observed); it includes the uncertainty about the component.
-
-        Returns
-        -------
-        X_imputed : ndarray of shape (n_samples, n_features)
-        std : ndarray of shape (n_samples, n_features)
-            Only with ``return_std``.
-        """
-        lazy = self._lazy_impute(X, return_std)
-        if lazy is not None:
-            return lazy
+    def _imputed(self, X: Any, return_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
         model, X = self._checked(X)
-        imputed, var = model.impute(self.params_, X)
-        return (imputed, np.sqrt(var)) if return_std else imputed
+        return model.impute(self.params_, X)
 
-    def sample_imputations(
-        self, X: Any, n_imputations: int = 5, random_state: Any = None
-    ) -> np.ndarray:
-        """Completed data sets drawn from the conditional distribution, for multiple imputation.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        n_imputations : int, default 5
-        random_state : None, int or numpy Generator, optional
-
-        Returns
-        -------
-        ndarray of shape (n_imputations, n_samples, n_features)
-            Observed entries equal ``X`` in every draw.
-        """
-        check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
-        rng = check_random_state(random_state)
+    def _draw_imputations(self, X: Any, n_imputations: int, rng: np.random.Generator) -> np.ndarray:
         model, X = self._checked(X)
-        return model.sample_imputations(self.params_, X, int(n_imputations), rng)
+        return model.sample_imputations(self.params_, X, n_imputations, rng)

@@ -60,6 +60,45 @@ def _data_for_model(args: argparse.Namespace, est: Any, meta: dict[str, Any]) ->
     return data
 
 
+def _model_and_data(args: argparse.Namespace, method: str, refusal: str) -> tuple[Any, Data]:
+    """The saved model of ``args.model_file`` and the data of ``args.data`` to apply it to.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's arguments (``data``, ``out``, ``model_file``, ``lengths``, ``columns``).
+    method : str
+        The estimator method the command needs.
+    refusal : str
+        Completes "a <class> ..." in the error for a model without ``method``.
+
+    Returns
+    -------
+    estimator, Data
+
+    Raises
+    ------
+    InputError
+        For a bad file, a model without ``method`` or data that do not fit it.
+    """
+    args.data = resolve_input(args.data)
+    check_output(args.out, [args.model_file, args.data, args.lengths])
+    est, meta = _load_model(args.model_file)
+    if not hasattr(est, method):
+        raise InputError(f"{args.model_file}: a {type(est).__name__} {refusal}")
+    return est, _data_for_model(args, est, meta)
+
+
+def _write_steps(path: str, header: list[str], rows: Any, lengths: np.ndarray | None) -> None:
+    """Write one CSV line per step, led by a ``sequence`` column when there are several."""
+    if lengths is not None and len(lengths) > 1:
+        seq = np.repeat(np.arange(len(lengths)), lengths)
+        write_csv(path, ["sequence", *header],
+                  ([int(q), *row] for q, row in zip(seq, rows, strict=True)))
+    else:
+        write_csv(path, header, rows)
+
+
 def _aligned(values: np.ndarray, rows: np.ndarray | None) -> list[Any]:
     """One entry per input row: ``values`` at the rows with a state, None at the lags."""
     if rows is None:
@@ -72,13 +111,8 @@ def _aligned(values: np.ndarray, rows: np.ndarray | None) -> list[Any]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``emframe predict``: labels and probabilities under a saved model."""
-    args.data = resolve_input(args.data)
-    check_output(args.out, [args.model_file, args.data, args.lengths])
-    est, meta = _load_model(args.model_file)
-    if not hasattr(est, "predict_proba"):
-        raise InputError(f"{args.model_file}: a {type(est).__name__} has no labels to predict; "
-                         "use 'emframe impute' for missing data")
-    data = _data_for_model(args, est, meta)
+    est, data = _model_and_data(args, "predict_proba", "has no labels to predict; use "
+                                "'emframe impute' for missing data")
     spec = _spec_of(est)
     labels = np.asarray(_with_lengths(est.predict, spec, data))
     proba = np.asarray(_with_lengths(est.predict_proba, spec, data))
@@ -96,23 +130,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """``emframe decode``: the most likely hidden states under a saved HMM."""
-    args.data = resolve_input(args.data)
-    check_output(args.out, [args.model_file, args.data, args.lengths])
-    est, meta = _load_model(args.model_file)
-    if not hasattr(est, "decode"):
-        raise InputError(f"{args.model_file}: a {type(est).__name__} is not an HMM; decode "
-                         "needs a model saved by 'emframe fit gaussian-hmm|categorical-hmm|"
-                         "poisson-hmm|ar-hmm'")
-    data = _data_for_model(args, est, meta)
+    est, data = _model_and_data(args, "decode", "is not an HMM; decode needs a model saved "
+                                "by 'emframe fit gaussian-hmm|categorical-hmm|poisson-hmm|ar-hmm'")
     logprob, states = est.decode(data.X, data.lengths, algorithm=args.algorithm)
     # one line per input row; the lags of an autoregressive HMM have no state: empty cells
     cells = ["" if z is None else int(z) for z in _aligned(states, state_rows(est, data))]
-    if data.lengths is not None and len(data.lengths) > 1:
-        seq = np.repeat(np.arange(len(data.lengths)), data.lengths)
-        write_csv(args.out, ["sequence", "state"],
-                  ([int(s), z] for s, z in zip(seq, cells, strict=True)))
-    else:
-        write_csv(args.out, ["state"], ([z] for z in cells))
+    _write_steps(args.out, ["state"], ([z] for z in cells), data.lengths)
     if not args.quiet:
         print(f"{args.algorithm} path: log-probability {float(logprob):.6f}", file=sys.stderr)
     return 0
@@ -178,25 +201,14 @@ def cmd_impute(args: argparse.Namespace) -> int:
 # -- smooth ------------------------------------------------------------------------------------
 def cmd_smooth(args: argparse.Namespace) -> int:
     """``emframe smooth``: smoothed or filtered states under a saved state-space model."""
-    args.data = resolve_input(args.data)
-    check_output(args.out, [args.model_file, args.data, args.lengths])
-    est, meta = _load_model(args.model_file)
-    if not hasattr(est, "smooth"):
-        raise InputError(f"{args.model_file}: a {type(est).__name__} has no hidden states to "
-                         "smooth; smooth needs a model saved by 'emframe fit ssm'")
-    data = _data_for_model(args, est, meta)
+    est, data = _model_and_data(args, "smooth", "has no hidden states to smooth; smooth "
+                                "needs a model saved by 'emframe fit ssm'")
     method = est.filter if args.filter else est.smooth
     means, covs = method(data.X, data.lengths)
     sd = np.sqrt(np.maximum(np.diagonal(covs, axis1=1, axis2=2), 0.0))
     header = [h for i in range(means.shape[1]) for h in (f"state{i}", f"state{i}_sd")]
     values = np.stack([means, sd], axis=2).reshape(means.shape[0], -1)
-    if data.lengths is not None and len(data.lengths) > 1:
-        seq = np.repeat(np.arange(len(data.lengths)), data.lengths)
-        write_csv(args.out, ["sequence", *header],
-                  ([int(q)] + [_fmt(v) for v in row] for q, row in zip(seq, values,
-                                                                      strict=True)))
-    else:
-        write_csv(args.out, header, ([_fmt(v) for v in row] for row in values))
+    _write_steps(args.out, header, ([_fmt(v) for v in row] for row in values), data.lengths)
     return 0
 
 

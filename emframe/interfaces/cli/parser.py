@@ -36,44 +36,45 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
-    return v
+def _checked(convert: Any, what: str, ok: Any, must: str) -> Any:
+    """An argparse ``type``: ``convert(text)``, refused unless ``ok(value)``.
+
+    Parameters
+    ----------
+    convert : callable
+        ``int`` or ``float``.
+    what : str
+        What the text should be, for the error when it does not convert ("an integer").
+    ok : callable
+        The condition on the value.
+    must : str
+        The error when it fails, formatted with ``v`` (the value) and ``text``.
+
+    Returns
+    -------
+    callable
+        ``str -> value``, raising ``argparse.ArgumentTypeError``.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(must.format(v=v, text=text))
+        return v
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {v}")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite non-negative number, got {text}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be >= 0, got {v}")
-    return v
+_positive_int = _checked(int, "an integer", lambda v: v >= 1,
+                         "must be a positive integer, got {v}")
+_non_negative_int = _checked(int, "an integer", lambda v: v >= 0,
+                             "must be a non-negative integer, got {v}")
+_non_negative_float = _checked(float, "a number", lambda v: math.isfinite(v) and v >= 0,
+                               "must be a finite non-negative number, got {text}")
+_seed = _checked(int, "an integer seed", lambda v: v >= 0, "the seed must be >= 0, got {v}")
 
 
 def _add_common_fit_options(p: argparse.ArgumentParser, *, components: bool = True) -> None:

@@ -46,6 +46,29 @@ def effective_counts(nk: np.ndarray) -> np.ndarray:
     return np.maximum(nk, NK_EPS * total if total > NK_MIN_TOTAL else NK_EPS)
 
 
+def pooled_reference(
+    nk_a: np.ndarray, ref_a: np.ndarray, nk_b: np.ndarray, ref_b: np.ndarray
+) -> np.ndarray:
+    """The count-weighted mean of two reference points per component, for adding statistics.
+
+    Parameters
+    ----------
+    nk_a, nk_b : ndarray of shape (K,)
+        The weights of the two statistics.
+    ref_a, ref_b : ndarray of shape (K, ...)
+        Their reference points (means, or regressions).
+
+    Returns
+    -------
+    ndarray of shape (K, ...)
+        ``(nk_a ref_a + nk_b ref_b) / (nk_a + nk_b)``; the midpoint where both weights are 0.
+    """
+    total = nk_a + nk_b
+    wa = np.divide(nk_a, total, out=np.full_like(total, 0.5), where=total > 0)
+    wa = wa.reshape(wa.shape + (1,) * (np.ndim(ref_a) - 1))
+    return wa * ref_a + (1.0 - wa) * ref_b
+
+
 # ---------------------------------------------------------------------------
 # Sufficient statistics
 # ---------------------------------------------------------------------------
@@ -159,9 +182,7 @@ class GaussianMoments(Stats):
             )
         a, b = self, other
         if not np.array_equal(a.ref, b.ref):
-            total = a.nk + b.nk
-            wa = np.divide(a.nk, total, out=np.full_like(total, 0.5), where=total > 0)
-            ref = wa[:, None] * a.ref + (1.0 - wa)[:, None] * b.ref
+            ref = pooled_reference(a.nk, a.ref, b.nk, b.ref)
             a, b = a.shifted(ref), b.shifted(ref)
         return type(self)(a.nk + b.nk, a.ref, a.sum_x + b.sum_x, a.sum_xx + b.sum_xx)
 

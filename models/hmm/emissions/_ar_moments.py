@@ -17,6 +17,7 @@ import numpy as np
 
 from emframe.core.params import Stats
 from emframe.inference.gaussian import FullMoments
+from emframe.inference.gaussian.moments import pooled_reference
 from emframe.inference.gaussian.strategies import SINGULAR_FRACTION
 
 __all__ = [
@@ -76,9 +77,7 @@ class AutoRegressiveMoments(Stats):
             )
         a, b = self, other
         if not np.array_equal(a.coefs_ref, b.coefs_ref):
-            total = a.moments.nk + b.moments.nk
-            wa = np.divide(a.moments.nk, total, out=np.full_like(total, 0.5), where=total > 0)
-            common = wa[:, None, None] * a.coefs_ref + (1.0 - wa)[:, None, None] * b.coefs_ref
+            common = pooled_reference(a.moments.nk, a.coefs_ref, b.moments.nk, b.coefs_ref)
             a, b = a.about(common), b.about(common)
         return AutoRegressiveMoments(a.coefs_ref, a.moments + b.moments)
 

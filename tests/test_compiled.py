@@ -5,11 +5,10 @@ A KeyboardInterrupt raised while a numba kernel runs comes out of numba's dispat
 through :func:`call_interruptible`, which turns it back into the KeyboardInterrupt.
 """
 
-import signal
-import time
 
 import numpy as np
 import pytest
+from interrupts import interrupted_while_running
 
 from emframe.inference import compiled
 from emframe.inference.hmm import common
@@ -17,23 +16,6 @@ from emframe.inference.kalman import LinearGaussianSystem, has_numba
 from emframe.inference.kalman import _filter as kalman_filter_module
 
 needs_numba = pytest.mark.skipif(not has_numba(), reason="numba is not installed")
-
-
-def _interrupted_while_running(run):
-    """Deliver a Ctrl-C (SIGALRM with the SIGINT handler) while ``run()`` is in a kernel."""
-    run()  # compiled (or loaded from numba's cache) before the timed call
-    start = time.perf_counter()
-    run()
-    duration = time.perf_counter() - start
-    old = signal.signal(signal.SIGALRM, signal.default_int_handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, min(0.02, duration / 4))
-        with pytest.raises(KeyboardInterrupt):
-            run()
-            time.sleep(1.0)  # pragma: no cover - only if the kernel finished first
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _long_series(T=100_000):
@@ -51,7 +33,7 @@ def _long_series(T=100_000):
 @needs_numba
 def test_ctrl_c_inside_the_kalman_filter_kernel_is_keyboard_interrupt():
     system, Y, lens, starts = _long_series()
-    _interrupted_while_running(
+    interrupted_while_running(
         lambda: kalman_filter_module._filter_arrays(Y, system, lens, starts, "numba"))
 
 
@@ -59,7 +41,7 @@ def test_ctrl_c_inside_the_kalman_filter_kernel_is_keyboard_interrupt():
 def test_ctrl_c_inside_the_rts_smoother_kernel_is_keyboard_interrupt():
     system, Y, lens, starts = _long_series()
     filt, _, _ = kalman_filter_module._filter_arrays(Y, system, lens, starts, "numba")
-    _interrupted_while_running(
+    interrupted_while_running(
         lambda: kalman_filter_module._smooth_arrays(system, filt, lens, starts, "numba"))
 
 

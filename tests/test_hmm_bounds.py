@@ -5,8 +5,6 @@ check their arguments again at entry, a Ctrl-C inside a kernel is a KeyboardInte
 and a categorical alphabet is refused before it would allocate past a stated budget.
 """
 
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from emframe.models import CategoricalHMM, GaussianHMM
 from emframe.models.hmm.emissions.categorical import MAX_TABLE_SIZE
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interrupts import interrupted_while_running
 
 from emframe.inference.hmm import common, has_numba, validate_lengths
 
@@ -123,40 +122,7 @@ def test_ctrl_c_inside_a_kernel_is_keyboard_interrupt():
     args = (np.full(k, 1 / k), np.full((k, k), 1 / k), le, np.array([0]), np.array([t]),
             1e-9, 1e-290, -708.0)
     kernel = common._numba_kernels().scaled_forward_backward
-    kernel(*args)  # compiled (or loaded from the cache) before the timed call
-    start = time.perf_counter()
-    kernel(*args)
-    duration = time.perf_counter() - start
-    # SIGALRM with the SIGINT handler: a Ctrl-C delivered while the kernel runs
-    old = signal.signal(signal.SIGALRM, signal.default_int_handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, min(0.02, duration / 4))
-        with pytest.raises(KeyboardInterrupt):
-            kernel(*args)
-            time.sleep(1.0)  # pragma: no cover - only if the kernel finished first
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def test_interrupt_is_found_in_a_chain_of_system_errors():
-    def kernel():
-        try:
-            try:
-                raise KeyboardInterrupt
-            except KeyboardInterrupt as exc:
-                raise SystemError("inner returned a result with an exception set") from exc
-        except SystemError as exc:
-            raise SystemError("outer returned a result with an exception set") from exc
-
-    with pytest.raises(KeyboardInterrupt):
-        common.call_interruptible(kernel)
-
-    def other():
-        raise SystemError("unrelated")
-
-    with pytest.raises(SystemError, match="unrelated"):
-        common.call_interruptible(other)
+    interrupted_while_running(lambda: kernel(*args))
 
 
 # -- categorical alphabets ---------------------------------------------------------------

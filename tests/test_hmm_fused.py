@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from emframe.models.hmm.emissions import GaussianEmission
 from emframe.models.hmm.model import HMMModel, HMMParams, Sequences
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from interrupts import interrupted_while_running
 
 from emframe.inference.hmm import diag_gaussian_e_step, forward_backward
 
@@ -240,16 +239,4 @@ def test_ctrl_c_inside_the_fused_hmm_kernel_is_keyboard_interrupt():
     def run():
         diag_gaussian_e_step(startprob, transmat, means, pc, X, lengths)
 
-    run()
-    start = time.perf_counter()
-    run()
-    duration = time.perf_counter() - start
-    old = signal.signal(signal.SIGALRM, signal.default_int_handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, min(0.02, duration / 4))
-        with pytest.raises(KeyboardInterrupt):
-            run()
-            time.sleep(1.0)  # pragma: no cover - only if the kernel finished first
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    interrupted_while_running(run)

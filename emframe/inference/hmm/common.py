@@ -16,6 +16,9 @@ from emframe.inference.compiled import (  # noqa: F401
 )
 from emframe.inference.compiled import use_numba as _use_numba
 
+#: Whether a ``backend`` runs the numba kernels (the HMM layer's name for ``use_numba``).
+uses_numba = _use_numba
+
 # Largest accepted |sum_k alpha_hat * beta_hat - 1| (and posterior mass of flushed cells)
 # before a sequence is recomputed in log space. Such a deviation is the relative
 # likelihood mass lost to underflow, so it bounds the log-likelihood error. Rounding alone
@@ -146,25 +149,6 @@ def check_kernel_bounds(starts: np.ndarray, lengths: np.ndarray, n_rows: int) ->
             f"internal error: sequence bounds do not tile the {n_rows} rows "
             "(refusing to run a compiled kernel out of bounds)"
         )
-
-
-def uses_numba(backend: str) -> bool:
-    """Whether ``backend`` runs the numba kernels: "numba", or "auto" with numba installed.
-
-    Parameters
-    ----------
-    backend : {"auto", "numpy", "numba"}
-
-    Returns
-    -------
-    bool
-
-    Raises
-    ------
-    ValueError
-        On an unknown backend, or ``"numba"`` without numba.
-    """
-    return _use_numba(backend)
 
 
 def _numba_kernels() -> Any:

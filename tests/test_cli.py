@@ -6,7 +6,6 @@ command also runs at least once as ``python -m emframe`` on the shipped data, an
 the installed ``emframe`` entry point.
 """
 
-import csv
 import io
 import os
 import re
@@ -18,11 +17,11 @@ from pathlib import Path
 import emframe.models
 import numpy as np
 import pytest
+from cli_helpers import call, read_csv
 
 import emframe
 from emframe.datasets import path as data_path
 from emframe.interfaces.cli import fit as cli_fit
-from emframe.interfaces.cli import parser as cli_main
 from emframe.interfaces.cli import tables
 from emframe.interfaces.cli.specs import InputError
 
@@ -37,18 +36,6 @@ def run(*args, cwd=None):
     """The real command, in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "emframe", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def call(capsys, *args):
-    """The command line in-process: (exit status, stdout, stderr)."""
-    code = cli_main.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def read_csv(text):
-    rows = list(csv.reader(io.StringIO(text)))
-    return rows[0], rows[1:]
 
 
 def write(path, text):

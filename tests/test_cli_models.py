@@ -2,13 +2,12 @@
 and for state-space models built from the shell (--local-level, --freeze, --init,
 --no-offsets)."""
 
-import csv
-import io
 import warnings
 
 import matplotlib
 import numpy as np
 import pytest
+from cli_helpers import call, read_csv
 from emframe.models import AutoRegressiveHMM, LinearGaussianSSM
 from emframe.models.ssm.params import FIELDS
 
@@ -31,17 +30,6 @@ LAGS = [0, 1, 40, 41]  # the lag rows of two sequences (40 + 113 rows) at order 
 def _close():
     yield
     plt.close("all")
-
-
-def call(capsys, *args):
-    code = cli_main.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def read_csv(text):
-    rows = list(csv.reader(io.StringIO(text)))
-    return rows[0], rows[1:]
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+from cli_helpers import call
+
 from emframe.datasets import path as data_path
-from emframe.interfaces.cli import parser as cli_main
 from emframe.interfaces.cli.specs import plural
 
 FAITHFUL = str(data_path("old_faithful.csv"))
 AIR = str(data_path("airquality.csv"))
-
-
-def call(capsys, *args):
-    code = cli_main.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_plural():

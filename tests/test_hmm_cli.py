@@ -4,20 +4,14 @@ import csv
 import io
 
 import numpy as np
+from cli_helpers import call
 from emframe.models import AutoRegressiveHMM, GaussianHMM
 
 import emframe
 from emframe.datasets import path as data_path
-from emframe.interfaces.cli import parser as cli_main
 
 AIR = str(data_path("airquality.csv"))
 COLUMNS = "Ozone,Solar.R,Wind,Temp"
-
-
-def call(capsys, *args):
-    code = cli_main.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_gaussian_hmm_fits_data_with_gaps(capsys, tmp_path):

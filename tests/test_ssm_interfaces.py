@@ -4,7 +4,6 @@ command line (fit ssm, smooth, impute --model)."""
 from __future__ import annotations
 
 import csv
-import io
 import subprocess
 import sys
 import warnings
@@ -12,13 +11,13 @@ import warnings
 import matplotlib
 import numpy as np
 import pytest
+from cli_helpers import call, read_csv
 from emframe.models import LinearGaussianSSM
 
 import emframe
 from emframe.core.exceptions import ConvergenceWarning
 from emframe.datasets import load_nile
 from emframe.datasets import path as data_path
-from emframe.interfaces.cli import parser as cli_main
 from emframe.plotting import plot_smoothed_states
 
 matplotlib.use("Agg")
@@ -89,17 +88,6 @@ def test_plot_smoothed_states_components_lengths_and_errors():
 
 
 # -- command line -------------------------------------------------------------------------------
-def call(capsys, *args):
-    code = cli_main.main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def read_csv(text):
-    rows = list(csv.reader(io.StringIO(text)))
-    return rows[0], rows[1:]
-
-
 def test_cli_fit_ssm_smooth_and_impute(tmp_path, capsys):
     model, plot = tmp_path / "nile.npz", tmp_path / "nile.png"
     r = subprocess.run([sys.executable, "-m", "emframe", "fit", "ssm", "example:nile",

@@ -3,12 +3,7 @@
 import numpy as np
 import pytest
 from emframe.models.hmm import HMMModel, Sequences
-from emframe.models.hmm.emissions import (
-    CategoricalEmission,
-    GaussianEmission,
-    GMMEmission,
-    PoissonEmission,
-)
+from hmm_kinds import COVARIANCE_TYPES, emission
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,17 +30,6 @@ def _data(kind, rng, lengths):
     return _gaussian_data(rng, n)
 
 
-def _emission(kind):
-    if kind == "categorical":
-        return CategoricalEmission(4)
-    if kind == "poisson":
-        return PoissonEmission()
-    if kind.startswith("gmm-"):
-        return GMMEmission(2, kind[4:], reg_covar=1e-6)
-    return GaussianEmission(kind, reg_covar=1e-6)
-
-
-COVARIANCE_TYPES = ["full", "diag", "spherical", "tied"]
 KINDS = ["categorical", "poisson", *COVARIANCE_TYPES, *(f"gmm-{c}" for c in COVARIANCE_TYPES)]
 
 
@@ -55,7 +39,7 @@ def test_check_model(kind):
     lengths = [40, 25, 35, 20]
     seqs = Sequences(_data(kind, rng, lengths), lengths)
     chunks = [Sequences(seqs.X[:65], [40, 25]), Sequences(seqs.X[65:], [35, 20])]
-    check_model(lambda: HMMModel(_emission(kind), 3), seqs, chunks=chunks, n_iter=15)
+    check_model(lambda: HMMModel(emission(kind), 3), seqs, chunks=chunks, n_iter=15)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -64,7 +48,7 @@ def test_map_priors_monotone_and_additive(kind):
     rng = np.random.default_rng(1)
     lengths = [30, 50, 20]
     seqs = Sequences(_data(kind, rng, lengths), lengths)
-    model = HMMModel(_emission(kind), 3, startprob_prior=2.0, transmat_prior=3.0)
+    model = HMMModel(emission(kind), 3, startprob_prior=2.0, transmat_prior=3.0)
     params = model.initialize(seqs, np.random.default_rng(0))
     h = check_monotone(model, seqs, params, n_iter=15)
     assert h[-1] > h[0]
@@ -85,7 +69,7 @@ def test_monotone_additive_valid_hypothesis(kind, lengths, k, seed, prior):
     if kind not in ("categorical", "poisson") and X.shape[0] < 6:
         X = X + rng.normal(size=X.shape)  # no exact duplicates in tiny samples
     seqs = Sequences(X, lengths)
-    model = HMMModel(_emission(kind), k, transmat_prior=prior)
+    model = HMMModel(emission(kind), k, transmat_prior=prior)
     params = model.initialize(seqs, np.random.default_rng(seed))
     check_monotone(model, seqs, params, n_iter=8)
     check_valid_params(model, params, seqs)

@@ -8,12 +8,10 @@ import pytest
 from emframe.models import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emframe.models.hmm import HMMModel, Sequences
 from emframe.models.hmm.emissions import (
-    CategoricalEmission,
     GaussianEmission,
-    GMMEmission,
-    PoissonEmission,
 )
 from hmm_bruteforce import brute_force, path_log_probs
+from hmm_kinds import COVARIANCE_TYPES, emission
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
@@ -29,7 +27,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent
-COVARIANCE_TYPES = ["full", "diag", "spherical", "tied"]
 START = np.array([0.6, 0.4])
 TRANS = np.array([[0.8, 0.2], [0.3, 0.7]])
 LENGTHS = [5, 4]
@@ -287,16 +284,6 @@ def test_categorical_oracle_with_missing(sentinel):
 KINDS = ["categorical", "poisson", *COVARIANCE_TYPES, "gmm-diag", "gmm-full"]
 
 
-def _emission(kind):
-    if kind == "categorical":
-        return CategoricalEmission(4)
-    if kind == "poisson":
-        return PoissonEmission()
-    if kind.startswith("gmm-"):
-        return GMMEmission(2, kind[4:])
-    return GaussianEmission(kind)
-
-
 def _incomplete(kind, rng, n, p_missing):
     if kind == "categorical":
         X = rng.integers(0, 4, size=(n, 1)).astype(float)
@@ -320,7 +307,7 @@ def test_conformance_with_missing_values(kind):
     lengths = [40, 25, 35, 20]
     seqs = Sequences(_incomplete(kind, rng, sum(lengths), 0.25), lengths)
     chunks = [Sequences(seqs.X[:65], [40, 25]), Sequences(seqs.X[65:], [35, 20])]
-    check_model(lambda: HMMModel(_emission(kind), 3), seqs, chunks=chunks, n_iter=15)
+    check_model(lambda: HMMModel(emission(kind), 3), seqs, chunks=chunks, n_iter=15)
 
 
 @settings(max_examples=25, deadline=None)
@@ -336,7 +323,7 @@ def test_conformance_with_missing_values(kind):
 def test_monotone_and_additive_with_random_masks(kind, lengths, p_missing, seed, split):
     rng = np.random.default_rng(seed)
     seqs = Sequences(_incomplete(kind, rng, sum(lengths), p_missing), lengths)
-    model = HMMModel(_emission(kind), 2)
+    model = HMMModel(emission(kind), 2)
     params = model.initialize(seqs, np.random.default_rng(seed))
     check_monotone(model, seqs, params, n_iter=8)
     check_additive(model, params, seqs, seqs.split(split))

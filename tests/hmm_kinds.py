@@ -1,0 +1,22 @@
+"""Test helper: HMM emissions named by kind, for tests parametrised over every emission."""
+
+from emframe.models.hmm.emissions import (
+    CategoricalEmission,
+    GaussianEmission,
+    GMMEmission,
+    PoissonEmission,
+)
+
+COVARIANCE_TYPES = ["full", "diag", "spherical", "tied"]
+
+
+def emission(kind):
+    """The emission of ``kind``: "categorical" (4 symbols), "poisson", a covariance type
+    (Gaussian) or "gmm-" and a covariance type (2 components per state)."""
+    if kind == "categorical":
+        return CategoricalEmission(4)
+    if kind == "poisson":
+        return PoissonEmission()
+    if kind.startswith("gmm-"):
+        return GMMEmission(2, kind[4:])
+    return GaussianEmission(kind)

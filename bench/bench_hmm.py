@@ -18,6 +18,7 @@ import warnings
 from functools import partial
 
 import numpy as np
+from bench_gmm import blas_threads
 from emframe.models import GaussianHMM
 
 from emframe.inference.hmm import has_numba
@@ -51,16 +52,6 @@ def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
         "means": X[rng.choice(X.shape[0], K, replace=False)],
         "covars": np.tile(X.var(axis=0), (K, 1)),
     }
-
-
-def blas_threads() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-
-        return ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
-                         if i.get("user_api") == "blas") or "unknown"
-    except ImportError:
-        return os.environ.get("OPENBLAS_NUM_THREADS", "default")
 
 
 def time_emframe(X, lengths, p, backend: str) -> tuple[float, float, float, float]:

@@ -12,6 +12,7 @@ from emframe.models.hmm.emissions import (
     PoissonEmission,
 )
 from hmm_bruteforce import brute_force
+from hmm_kinds import emission
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
@@ -174,13 +175,6 @@ def test_permute_states_renumbers_the_log_likelihood(emission, fields):
 KINDS = ["full", "diag", "poisson", "categorical"]
 
 
-def _emission(kind):
-    return {"poisson": PoissonEmission, "categorical": lambda: CategoricalEmission(4)}.get(
-        kind, lambda: GaussianEmission(kind)
-    )()
-
-
-
 def _labelled(kind, rng, n, p_label, p_missing):
     z = rng.integers(0, 3, n)
     if kind == "categorical":
@@ -202,7 +196,7 @@ def test_conformance_with_labels(kind):
     X, labels = _labelled(kind, np.random.default_rng(0), sum(lengths), 0.3, 0.1)
     seqs = Sequences(X, lengths, labels)
     chunks = [Sequences(X[:65], [40, 25], labels[:65]), Sequences(X[65:], [35, 20], labels[65:])]
-    check_model(lambda: HMMModel(_emission(kind), 3), seqs, chunks=chunks, n_iter=15)
+    check_model(lambda: HMMModel(emission(kind), 3), seqs, chunks=chunks, n_iter=15)
 
 
 @settings(max_examples=25, deadline=None)
@@ -220,7 +214,7 @@ def test_monotone_and_additive_with_random_labels(kind, lengths, p_label, p_miss
     rng = np.random.default_rng(seed)
     X, labels = _labelled(kind, rng, sum(lengths), p_label, p_missing)
     seqs = Sequences(X, lengths, labels)
-    model = HMMModel(_emission(kind), 3)
+    model = HMMModel(emission(kind), 3)
     params = model.initialize(seqs, np.random.default_rng(seed))
     check_monotone(model, seqs, params, n_iter=8)
     parts = seqs.split(split)

@@ -1,5 +1,6 @@
 """HMM estimators: the hmmlearn-style API, initial parameters, freezing, priors, topologies."""
 
+import inspect
 import math
 import warnings
 
@@ -377,3 +378,19 @@ def test_online_method_over_sequence_batches():
     assert online.score(X, lengths) > batch.score(X, lengths) - 0.02 * abs(batch.score(X, lengths))
     with pytest.raises(TypeError, match="unexpected keyword"):
         GaussianHMM(3).fit(X, lengths, acelerate="squarem")
+
+
+def test_constructor_signatures_are_explicit():
+    # hmm_init writes the common arguments once; get_params, clone and help() read them
+    sig = inspect.signature(GMMHMM)
+    assert list(sig.parameters)[:3] == ["n_components", "n_mix", "covariance_type"]
+    assert sig.parameters["init_params"].default == "stmcw"
+    assert sig.parameters["tol"].default == 1e-4
+    assert sig.parameters["tol"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert inspect.signature(HMM).parameters["params"].default is None
+    est = GMMHMM(3, 2, "full", tol=0.5)
+    assert (est.n_components, est.n_mix, est.covariance_type, est.tol) == (3, 2, "full", 0.5)
+    assert est.backend == "auto" and est.params == "stmcw"
+    with pytest.raises(TypeError, match=r"GMMHMM.__init__\(\) got an unexpected keyword "
+                                        r"argument 'n_iter'"):
+        GMMHMM(n_iter=5)

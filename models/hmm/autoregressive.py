@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from emframe.models.hmm._attributes import _ParamAttribute, hmm_init
+from emframe.models.hmm._attributes import _ParamAttribute, _store_args
 from emframe.models.hmm.emissions import Emission
 from emframe.models.hmm.emissions.autoregressive import AutoRegressiveEmission, lagged_rows
 from emframe.models.hmm.estimator import HMM
@@ -81,11 +81,28 @@ class AutoRegressiveHMM(HMM):
     _width_field = "intercepts"
     covars_ = _ParamAttribute("covars", "Noise covariances in the covariance_type's shape.")
 
-    __init__ = hmm_init(
-        [("n_components", 1, "int"), ("order", 1, "int"), ("covariance_type", "full", "str")],
-        [("reg_covar", 1e-6, "float")],
-        letters="stabc",
-    )
+    def __init__(
+        self,
+        n_components: int = 1,
+        order: int = 1,
+        covariance_type: str = "full",
+        *,
+        reg_covar: float = 1e-6,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stabc",
+        params: str = "stabc",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
 
     def _make_emission(self, X: Any) -> AutoRegressiveEmission:
         return AutoRegressiveEmission(self.order, self.covariance_type, self.reg_covar)

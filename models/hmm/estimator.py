@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from emframe.models.hmm._attributes import _ParamAttribute, hmm_init
+from emframe.models.hmm._attributes import _ParamAttribute, _store_args
 from emframe.models.hmm.emissions import Emission
 from emframe.models.hmm.external import count_values, hmm_source, lazy, sequence_total
 from emframe.models.hmm.handset import HandSetParameters
@@ -93,9 +93,26 @@ class HMM(MissingValuesMixin, HandSetParameters, EMEstimator):
     )
     emission_params_ = _ParamAttribute("*", "Emission parameters (a Params instance).")
 
-    __init__ = hmm_init(
-        [("emission", None, "Emission | None"), ("n_components", 1, "int")], letters=None
-    )
+    def __init__(
+        self,
+        emission: Emission | None = None,
+        n_components: int = 1,
+        *,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str | None = None,
+        params: str | None = None,
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
 
     # -- hooks for the named subclasses -------------------------------------------------
     def _make_emission(self, X: Any) -> Emission:

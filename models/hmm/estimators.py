@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from emframe.models.hmm._attributes import hmm_init
 from emframe.models.hmm.emissions import (
     CategoricalEmission,
     GaussianEmission,
@@ -20,7 +19,7 @@ from emframe.models.hmm.emissions import (
     check_symbols,
 )
 from emframe.models.hmm.emissions.categorical import check_table_size
-from emframe.models.hmm.estimator import HMM, _ParamAttribute
+from emframe.models.hmm.estimator import HMM, _ParamAttribute, _store_args
 
 from emframe.core.validation import check_scalar
 
@@ -53,10 +52,6 @@ _COMMON_DOC = """
         Raise instead of warning if the log-likelihood ever decreases.
     backend : {"auto", "numpy", "numba"}, default "auto"
         Forward-backward backend; "auto" uses numba when it is installed."""
-
-_N_FEATURES_DOC = """n_features : int
-        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
-        it, the value set or the width of the emission attribute set."""
 
 
 class _FeatureCount:
@@ -143,11 +138,27 @@ class CategoricalHMM(HMM):
         "emissionprob", "Emission probabilities, shape (n_components, n_features)."
     )
 
-    __init__ = hmm_init(
-        [("n_components", 1, "int")],
-        [("n_features", None, "int | None"), ("emissionprob_prior", 1.0, "Any")],
-        letters="ste",
-    )
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        n_features: int | None = None,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        emissionprob_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "ste",
+        params: str = "ste",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
 
     def _make_emission(self, X: Any) -> CategoricalEmission:
         if self.n_features is not None:
@@ -221,14 +232,34 @@ class PoissonHMM(_FeatureCount, HMM):
     transmat_ : ndarray of shape (n_components, n_components)
     lambdas_ : ndarray of shape (n_components, n_features)
         Poisson rate of every feature in every state.
-    {_N_FEATURES_DOC}
+    n_features : int
+        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
+        it, the value set or the width of the emission attribute set.
     converged_, n_iter_, loglik_history_, params_
     """
 
     lambdas_ = _ParamAttribute("lambdas", "Rates, shape (n_components, n_features).")
     _width_field = "lambdas"
 
-    __init__ = hmm_init([("n_components", 1, "int")], letters="stl")
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stl",
+        params: str = "stl",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
 
     def _make_emission(self, X: Any) -> PoissonEmission:
         return PoissonEmission()
@@ -273,7 +304,9 @@ class GaussianHMM(_FeatureCount, HMM):
         (hmmlearn returns full matrices when read but expects this shape when set.)
     prior_size_ : int
         Time steps the ``reg_covar`` prior is attached to (see ``reg_covar``).
-    {_N_FEATURES_DOC}
+    n_features : int
+        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
+        it, the value set or the width of the emission attribute set.
     converged_, n_iter_, loglik_history_, params_
     """
 
@@ -281,11 +314,27 @@ class GaussianHMM(_FeatureCount, HMM):
     _width_field = "means"
     covars_ = _ParamAttribute("covars", "State covariances in the covariance_type's shape.")
 
-    __init__ = hmm_init(
-        [("n_components", 1, "int"), ("covariance_type", "diag", "str")],
-        [("reg_covar", 1e-6, "float")],
-        letters="stmc",
-    )
+    def __init__(
+        self,
+        n_components: int = 1,
+        covariance_type: str = "diag",
+        *,
+        reg_covar: float = 1e-6,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stmc",
+        params: str = "stmc",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
 
     def _make_emission(self, X: Any) -> GaussianEmission:
         return GaussianEmission(self.covariance_type, self.reg_covar)
@@ -324,7 +373,9 @@ class GMMHMM(_FeatureCount, HMM):
         (n_components, n_mix) spherical, (n_components, n_mix, n_features) diag,
         (n_components, n_mix, n_features, n_features) full,
         (n_components, n_features, n_features) tied.
-    {_N_FEATURES_DOC}
+    n_features : int
+        Number of features, as in hmmlearn: ``n_features_in_`` after ``fit``; before
+        it, the value set or the width of the emission attribute set.
     converged_, n_iter_, loglik_history_, params_, prior_size_
 
     Notes
@@ -339,11 +390,28 @@ class GMMHMM(_FeatureCount, HMM):
     _width_field = "means"
     covars_ = _ParamAttribute("covars", "Covariances in the covariance_type's shape.")
 
-    __init__ = hmm_init(
-        [("n_components", 1, "int"), ("n_mix", 1, "int"), ("covariance_type", "diag", "str")],
-        [("reg_covar", 1e-6, "float")],
-        letters="stmcw",
-    )
+    def __init__(
+        self,
+        n_components: int = 1,
+        n_mix: int = 1,
+        covariance_type: str = "diag",
+        *,
+        reg_covar: float = 1e-6,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "stmcw",
+        params: str = "stmcw",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
 
     def _make_emission(self, X: Any) -> GMMEmission:
         return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar)

@@ -381,7 +381,7 @@ def test_online_method_over_sequence_batches():
 
 
 def test_constructor_signatures_are_explicit():
-    # hmm_init writes the common arguments once; get_params, clone and help() read them
+    # written out in full (scikit-learn style), as get_params, clone, help() and IDEs read them
     sig = inspect.signature(GMMHMM)
     assert list(sig.parameters)[:3] == ["n_components", "n_mix", "covariance_type"]
     assert sig.parameters["init_params"].default == "stmcw"

@@ -33,7 +33,12 @@ from numba.core import types
 from numba.extending import overload
 
 from emframe.inference._fastexp import exp_normal, exp_normal32
-from emframe.inference.gaussian._numba_far import _direct_best_first, _gather_columns
+from emframe.inference.gaussian._numba_far import (
+    _direct_best_first,
+    _gather_columns,
+    _slot_moments,
+    _zero,
+)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -91,17 +96,6 @@ def _flushed_exp_impl(v, flush, like):
         return exp_normal(x) if v >= flush else 0.0
 
     return exp64
-
-
-def _zero(like):
-    """Zero in the dtype of the array ``like``."""
-
-
-@overload(_zero, inline="always")
-def _zero_impl(like):
-    if like.dtype == types.float32:
-        return lambda like: np.float32(0.0)
-    return lambda like: 0.0
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -300,7 +294,7 @@ def _direct_moments_rows(xt, idx, m, centre, r, pair_a, pair_b, pair_out, summed
 def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, off_d,
                 pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt, xc, y, F,
                 Fd, lp, lpd, resp, resp_t, rb, mx, tot, Gb, G, Gd, idx, xcm, ym, Fr,
-                y64, flush, best_first, ub, best, ys):
+                y64, flush, best_first, ub, best, ys, slots, rows, seg, S):
     Kf = W.shape[0]
     Kd = means_d.shape[0]
     _transpose_block(X, s, B, xt)
@@ -327,7 +321,7 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, 
         np.dot(dirs, xc, Y)
     if Kd and best_first:
         _direct_best_first(xt, B, Y, off_d, const_d, means_d, factors_t, shift_d, lpd, Kf, mx,
-                           idx, ub, best, flush, xcm, ys, tot)
+                           idx, ub, best, flush, xcm, ys, tot, slots, rows, seg)
     for j in range(0 if best_first else Kd):
         # Far components: x - mean_j from the data, so nothing cancels; only on the rows
         # where the component can have a posterior above the flush threshold.
@@ -356,7 +350,10 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, 
         for a in range(nf):
             for k in range(Kf):
                 G[a, k] += Gb[a, k]
-    for j in range(Kd):
+    if Kd and best_first:
+        _slot_moments(slots, rows, seg, resp, Kf, pair_a, pair_b, pair_out, summed, nq, rb, xcm,
+                      S, Gd)
+    for j in range(0 if best_first else Kd):
         # A tight far component has posteriors of exactly zero on most rows: only the
         # others add to its moments.
         r = resp[Kf + j]
@@ -452,6 +449,11 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off
     y64 = np.empty(dirs.shape[0] * size, dt)
     ub = np.empty((Kd if best_first else 0, size))
     best = np.empty(2 * size + Kd + 1 if best_first else 0, np.int64)
+    nbf = Kd if best_first else 0
+    slots = np.empty((nbf, d * size), dt)  # the rows each far component was scored on
+    rows = np.empty((nbf, size + 1), np.int64)  # + 1: branch-free selection writes one past
+    seg = np.empty((nbf, 2), np.int64)
+    S = np.empty((d, d), dt)
     if best_first:
         idx = np.empty(3 * size, np.int64)
         xcm = np.empty(2 * size * d, dt)
@@ -462,7 +464,7 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off
                           off_d, pair_a, pair_b, pair_out, summed, nq,
                           sample_weight, has_weight, xt, xc, y, F, Fd, lp, lpd, resp, resp_t,
                           rb, mx, tot, Gb, G, Gd, idx, xcm, ym, Fr, y64, flush, best_first, ub,
-                          best, ys)
+                          best, ys, slots, rows, seg, S)
     rest = n - full
     if rest > 0:
         # np.dot needs whole contiguous arrays: buffers of the last block's size
@@ -479,5 +481,5 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off
                           dirs, off_d, pair_a, pair_b, pair_out, summed, nq,
                           sample_weight, has_weight, xt, xc2, y2, F2, Fd2, lp2, lpd, resp,
                           resp_t2, rb2, mx, tot, Gb, G, Gd, idx, xcm, ym, Fr, y64, flush,
-                          best_first, ub, best, ys)
+                          best_first, ub, best, ys, slots, rows, seg, S)
     return G, Gd, ll

@@ -127,8 +127,9 @@ def test_far_components_skip_rows_where_their_posterior_is_zero(covariance_type,
     assert_moments_close(got, ref, 1e-12)
 
 
-def test_far_component_row_bound_keeps_every_row_that_matters():
-    from emframe.inference.gaussian._numba import _EXP_FLUSH, _rows_that_matter
+@pytest.mark.parametrize("flush", [kernel_mod.EXP_FLUSH, kernel_mod.EXP_FLUSH_32])
+def test_far_component_row_bound_keeps_every_row_that_matters(flush):
+    from emframe.inference.gaussian._numba import _rows_that_matter
 
     rng = np.random.default_rng(5)
     d, B = 3, 400
@@ -139,14 +140,14 @@ def test_far_component_row_bound_keeps_every_row_that_matters():
     u, sv, _ = np.linalg.svd(np.linalg.cholesky(prec))
     dirs = (u[:, :2] * (sv[:2] * (1 - 1e-6))).T
     maha = np.einsum("ib,ij,jb->b", xc - mean[:, None], prec, xc - mean[:, None])
-    const, mx = 2.0, np.full(B, 2.0 - 300.0)
+    const, mx = 2.0, np.full(B, 2.0 + 0.6 * flush)
     idx = np.empty(B, np.int64)
-    m = _rows_that_matter(dirs @ xc, dirs @ mean, B, const, mx, idx, np.empty(B))
+    m = _rows_that_matter(dirs @ xc, dirs @ mean, B, const, mx, idx, np.empty(B), flush)
     kept = np.zeros(B, bool)
     kept[idx[:m]] = True
     assert 0 < m < B
     # every row left out is beyond the flush threshold
-    assert np.all(const - 0.5 * maha[~kept] < mx[~kept] + _EXP_FLUSH)
+    assert np.all(const - 0.5 * maha[~kept] < mx[~kept] + flush)
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)

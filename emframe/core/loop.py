@@ -83,6 +83,13 @@ def total_log_likelihood(model: EMModel, params: Params, source: DataSource) -> 
     return float(loglik) + float(model.log_prior(params)), float(n)
 
 
+def monotone_rtol(model: EMModel) -> float:
+    """The guard's relative tolerance for ``model``: the engine's, or the model's
+    declared evaluation precision (:meth:`EMModel.evaluation_rtol`) if coarser."""
+    declared = getattr(model, "evaluation_rtol", None)
+    return max(MONOTONE_RTOL, float(declared()) if callable(declared) else 0.0)
+
+
 class _Guard:
     """Watches the objective for drops that exact EM cannot produce."""
 
@@ -90,10 +97,11 @@ class _Guard:
         self.model = model
         self.strict = strict
         self.name = display_name(model, name)
+        self.rtol = monotone_rtol(model)
 
     def __call__(self, prev: float, cur: float, iteration: int) -> None:
         drop = prev - cur
-        if drop > MONOTONE_RTOL * max(1.0, abs(prev)):
+        if drop > self.rtol * max(1.0, abs(prev)):
             msg = (
                 f"log-likelihood decreased by {drop:.6g} at iteration {iteration} "
                 f"(from {prev:.10g} to {cur:.10g}); exact EM never decreases it, so "

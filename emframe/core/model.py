@@ -63,6 +63,17 @@ class EMModel(ABC, Generic[P, S]):
         """
         return 0.0
 
+    def evaluation_rtol(self) -> float:
+        """Relative rounding error of this model's evaluated log-likelihood (0 by default).
+
+        EM never decreases the log-likelihood in exact arithmetic; the engine's
+        monotonicity guard forgives drops up to ``max(MONOTONE_RTOL, evaluation_rtol())``
+        times its magnitude, as rounding. A model that computes in a coarser precision
+        than float64 (float32 arithmetic, for example) declares that precision here,
+        so that its rounding is not reported as a bug while real inconsistencies still are.
+        """
+        return 0.0
+
     def data_warnings(self, X: Any) -> list[Warning]:
         """Warnings about fitting this model to data like ``X`` (none by default).
 

@@ -11,8 +11,11 @@ unrolled and vectorised.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -53,3 +56,45 @@ def exp_normal(x):
     p = p * r + 1.0
     p = p * r + 1.0
     return p * _as_float((numba.int64(n) + 1023) << 52)
+
+
+# float32: ln 2 split so that n * _LN2_HI_32 is exact for |n| < 2**15 (9 bits in the high part).
+_LOG2E_32 = np.float32(1.4426950408889634)
+_LN2_HI_32 = np.float32(0.693359375)
+_LN2_LO_32 = np.float32(-2.12194440e-4)
+_HALF_32 = np.float32(0.5)
+# Taylor coefficients 1/k! in float32, k = 7 .. 0: degree 7 truncates below 6e-9 relative
+# for |r| <= ln 2 / 2, under half a float32 unit.
+_C32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
+
+
+@intrinsic
+def _as_float32(typingctx, bits):
+    """The low 32 bits of the int64 ``bits`` reinterpreted as a float32."""
+    sig = types.float32(types.int64)
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32))
+        return builder.bitcast(low, context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def exp_normal32(x):
+    """exp(x) in float32 for float32 ``-87 <= x <= 88`` (the caller clamps, and handles NaN).
+
+    The float32 twin of :func:`exp_normal` (degree-7 polynomial, about one float32 unit in
+    the last place): twice as many lanes per vector instruction.
+    """
+    n = np.floor(x * _LOG2E_32 + _HALF_32)
+    r = (x - n * _LN2_HI_32) - n * _LN2_LO_32
+    p = _C32[7]
+    p = p * r + _C32[6]
+    p = p * r + _C32[5]
+    p = p * r + _C32[4]
+    p = p * r + _C32[3]
+    p = p * r + _C32[2]
+    p = p * r + _C32[1]
+    p = p * r + _C32[0]
+    return p * _as_float32((numba.int64(n) + 127) << 23)

@@ -15,6 +15,12 @@ from typing import Any
 
 import numpy as np
 from emframe.models.mixtures._gaussian_estimator import GaussianFamilyEstimator
+from emframe.models.mixtures.gaussian_init import (
+    INIT_METHODS,
+    _check_init_params,
+    _check_means,
+    _check_weights,
+)
 from emframe.models.mixtures.noise import NoiseOption
 
 from emframe.core.mixture import MixtureEstimator, MixtureModel
@@ -27,7 +33,6 @@ from emframe.inference.gaussian import (
     gaussian_moments,
     get_covariance_strategy,
 )
-from emframe.inference.kmeans import kmeans_labels, kmeans_plusplus
 
 __all__ = [
     "GaussianMixture",
@@ -71,77 +76,6 @@ class NoisyGaussianMixtureParams(GaussianMixtureParams):
     noise_weight: float
 
 
-def _one_hot(n: int, n_components: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    resp = np.zeros((n, n_components))
-    resp[rows, cols] = 1.0
-    return resp
-
-
-def _resp_kmeans(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    # k-means on a seeded subsample of at most 10,000 rows, then every row labelled.
-    labels = kmeans_labels(X, n_components, rng)
-    return _one_hot(X.shape[0], n_components, np.arange(X.shape[0]), labels)
-
-
-def _resp_kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    idx = kmeans_plusplus(X, n_components, rng)
-    return _one_hot(X.shape[0], n_components, idx, np.arange(n_components))
-
-
-def _resp_random(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    resp = rng.uniform(size=(X.shape[0], n_components))
-    return resp / resp.sum(axis=1, keepdims=True)
-
-
-def _resp_random_from_data(X: np.ndarray, n_components: int, rng: np.random.Generator) -> Any:
-    idx = rng.choice(X.shape[0], size=n_components, replace=False)
-    return _one_hot(X.shape[0], n_components, idx, np.arange(n_components))
-
-
-#: Initial responsibilities for each ``init_params`` value.
-INIT_METHODS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
-    "kmeans": _resp_kmeans,
-    "k-means++": _resp_kmeans_plusplus,
-    "random": _resp_random,
-    "random_from_data": _resp_random_from_data,
-}
-
-
-def _check_init_params(init_params: Any) -> str:
-    if isinstance(init_params, str) and init_params in INIT_METHODS:
-        return init_params
-    valid = ", ".join(repr(k) for k in INIT_METHODS)
-    raise ValueError(f"init_params must be one of {valid}; got {init_params!r}")
-
-
-def _check_weights(weights: Any, n_components: int) -> np.ndarray:
-    given = np.asarray(weights)
-    # a sum is only as exact as the dtype it was normalised in (float32: 1.00000006)
-    eps = np.finfo(given.dtype).eps if given.dtype.kind == "f" else 0.0
-    w = check_array(weights, "weights_init", ensure_2d=False, copy=True)
-    if w.shape != (n_components,):
-        raise ValueError(
-            f"weights_init must have shape ({n_components},) (one weight per component), "
-            f"got {w.shape}"
-        )
-    if (w < 0).any() or (w > 1).any():
-        raise ValueError(
-            f"weights_init must lie in [0, 1]; got min {w.min():.6g}, max {w.max():.6g}"
-        )
-    if abs(w.sum() - 1.0) > max(1e-8, 4 * n_components * eps):
-        raise ValueError(f"weights_init must sum to 1; got sum {w.sum():.10g}")
-    # renormalised in float64 when given in a coarser dtype
-    return w if given.dtype == np.float64 else w / w.sum()
-
-
-def _check_means(means: Any, n_components: int, n_features: int) -> np.ndarray:
-    m = check_array(means, "means_init", ensure_2d=False, copy=True)
-    if m.shape != (n_components, n_features):
-        raise ValueError(f"means_init must have shape (n_components, n_features) = "
-                         f"({n_components}, {n_features}), got {m.shape}")
-    return m
-
-
 class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, GaussianMoments]):
     """Gaussian mixture as a pure EM model.
 
@@ -176,8 +110,10 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
 
     #: dtype of the fitted data (a float32 fit keeps float32 parameters, as scikit-learn).
     fit_dtype: np.dtype = np.dtype(np.float64)
-    #: float32 features and products for float32 data: faster E-steps, but rounding moves
-    #: the log-likelihood ~1e-8 relative, above the monotonicity guard's 1e-9 (so off).
+    #: float32 features and products for float32 data (log-densities and moments summed
+    #: in float64 per block). Off by default: on W1 it is only about as fast as float64
+    #: arithmetic (docs/benchmarks.md). With it on, :meth:`evaluation_rtol` declares
+    #: float32 precision to the monotonicity guard.
     float32_arithmetic: bool = False
 
     def __init__(
@@ -265,6 +201,15 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
             if name in given:
                 start[name] = given[name]
         return GaussianMixtureParams(**start)
+
+    def evaluation_rtol(self) -> float:
+        """``8 * eps(float32)`` (~1e-6) with :attr:`float32_arithmetic`, else 0.
+
+        float32 rounding moves the evaluated log-likelihood by ~1e-8 relative (measured
+        on W1; a row's error is at most a few float32 units of its log-density), above the
+        engine's float64 tolerance (1e-9) near convergence.
+        """
+        return 8.0 * float(np.finfo(np.float32).eps) if self.float32_arithmetic else 0.0
 
     # -- EM ----------------------------------------------------------------
     def _kernel(self, params: GaussianMixtureParams) -> GaussianKernel:

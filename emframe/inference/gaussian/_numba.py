@@ -15,8 +15,13 @@ product for all of them) tells which rows would give them a posterior below the 
 threshold, exactly zero either way; their moments are added from the rows where their
 posteriors are not zero. A tight component (most of them) is then nearly free.
 
-With float32 data the features and both products are float32; each block's
-log-densities are normalised in float64 and its moments added to float64 totals.
+With float32 arithmetic (``best_first``) the features, the products, the distances
+and the posteriors are float32 (a float32 exp, flushed below ``exp(-87)``, where float32
+posteriors become subnormal); each row's log-densities are kept and its log-likelihood
+summed in float64, and each block's moments are added to float64 totals. The far
+components are then scored by :func:`~emframe.inference.gaussian._numba_far._direct_best_first`
+(each row first under the component whose bound is largest). float64 arithmetic gives
+the same results as before these float32 paths, bit for bit.
 Compiled code is cached on disk (``cache=True``).
 """
 
@@ -24,12 +29,16 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
-#: Posteriors below exp(-500) ~ 7e-218 of the row's largest are flushed to exact zeros.
-#: They cannot change a sum of posteriors (>= 1), and a component whose whole weight is
-#: made of them is empty for the M-step too (its divisor is nk + NK_EPS ~ 2e-15); but
-#: computing them, and products of them with the features (subnormal numbers), is slow.
-_EXP_FLUSH = -500.0
+from emframe.inference._fastexp import exp_normal, exp_normal32
+from emframe.inference.gaussian._numba_far import (
+    _direct_best_first,
+    _gather_columns,
+    _slot_moments,
+    _zero,
+)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -68,24 +77,37 @@ def _fill_features(xt, B, centre, pair_a, pair_b, pair_out, summed, nq, F):
                 out[i] = xa[i] * xb[i]
 
 
-_LOG2E = 1.4426950408889634
-# ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (as in fdlibm).
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
+def _flushed_exp(v, flush, like):
+    """``exp(v)`` in the dtype of ``like``, 0 below ``flush`` (>= -87 for float32)."""
+
+
+@overload(_flushed_exp, inline="always")
+def _flushed_exp_impl(v, flush, like):
+    if like.dtype == types.float32:
+
+        def exp32(v, flush, like):
+            x = np.float32(v if v > flush else flush)
+            return exp_normal32(x) if v >= flush else np.float32(0.0)
+
+        return exp32
+
+    def exp64(v, flush, like):
+        x = v if v > flush else flush
+        return exp_normal(x) if v >= flush else 0.0
+
+    return exp64
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _exp_rows(lp, B, mx, resp, bits):
-    """``resp[k, i] = exp(lp[k, i] - mx[i])`` (0 below :data:`_EXP_FLUSH`); True if any NaN.
+def _exp_rows(lp, B, mx, resp, flush):
+    """``resp[k, i] = exp(lp[k, i] - mx[i])`` (0 below ``flush``) in ``resp``'s dtype;
+    True if any NaN.
 
-    A branch-free exp that the compiler vectorises: ``x = n ln 2 + r`` with
-    ``|r| <= ln 2 / 2``, ``exp(r)`` by its Taylor polynomial of degree 13 (truncation
-    below 5e-18 relative), and ``2**n`` built in the exponent bits (``bits`` is an
-    int64 buffer of length >= B). Accurate to about one unit in the last place, like
-    the C library's exp, and several times faster.
+    A branch-free exp that the compiler vectorises (:mod:`emframe.inference._fastexp`),
+    accurate to about one unit in the last place, like the C library's exp, and
+    several times faster; in float32 twice as many at once.
     """
     K = lp.shape[0]
-    scale = bits.view(np.float64)
     nan = False
     for k in range(K):
         row = lp[k]
@@ -93,30 +115,12 @@ def _exp_rows(lp, B, mx, resp, bits):
         for i in range(B):
             v = np.float64(row[i]) - mx[i]
             nan |= v != v
-            x = v if v > _EXP_FLUSH else _EXP_FLUSH
-            n = np.floor(x * _LOG2E + 0.5)
-            r = (x - n * _LN2_HI) - n * _LN2_LO
-            p = 1.0 / 6227020800.0
-            p = p * r + 1.0 / 479001600.0
-            p = p * r + 1.0 / 39916800.0
-            p = p * r + 1.0 / 3628800.0
-            p = p * r + 1.0 / 362880.0
-            p = p * r + 1.0 / 40320.0
-            p = p * r + 1.0 / 5040.0
-            p = p * r + 1.0 / 720.0
-            p = p * r + 1.0 / 120.0
-            p = p * r + 1.0 / 24.0
-            p = p * r + 1.0 / 6.0
-            p = p * r + 0.5
-            p = p * r + 1.0
-            p = p * r + 1.0
-            bits[i] = (np.int64(n) + 1023) << 52
-            out[i] = p * scale[i] if v >= _EXP_FLUSH else 0.0
+            out[i] = _flushed_exp(v, flush, out)
     return nan
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _normalise(lp, B, w, s, has_weight, mx, tot, resp, bits):
+def _normalise(lp, B, w, s, has_weight, mx, tot, resp, flush):
     """Posteriors (times sample weight) of a block into ``resp`` (K, B); returns its log-likelihood.
 
     ``lp`` (K, B) holds the log-densities plus log-weights; the arithmetic here is
@@ -130,7 +134,7 @@ def _normalise(lp, B, w, s, has_weight, mx, tot, resp, bits):
         for i in range(B):
             v = row[i]
             mx[i] = v if v > mx[i] else mx[i]
-    nan = _exp_rows(lp, B, mx, resp, bits)
+    nan = _exp_rows(lp, B, mx, resp, flush)
     for i in range(B):
         tot[i] = 0.0
     for k in range(K):
@@ -196,9 +200,9 @@ def _direct_moments(Fd, r, rb, Gd, j):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _rows_that_matter(Y, off, B, const, mx, idx, lb):
+def _rows_that_matter(Y, off, B, const, mx, idx, lb, flush):
     """Rows of the block whose log-density under a far component can be within
-    ``-_EXP_FLUSH + 1`` nats of ``mx`` (the largest log-density found so far), into
+    ``-flush + 1`` nats of ``mx`` (the largest log-density found so far), into
     ``idx``; returns their number.
 
     The squared Mahalanobis distance is a sum of squares along any orthogonal basis;
@@ -220,23 +224,9 @@ def _rows_that_matter(Y, off, B, const, mx, idx, lb):
             lb[i] += v * v
     m = 0
     for i in range(B):
-        if const - 0.5 * lb[i] >= mx[i] + (_EXP_FLUSH - 1.0):
-            idx[m] = i
-            m += 1
+        idx[m] = i  # branch-free: the test is unpredictable
+        m += const - 0.5 * lb[i] >= mx[i] + (flush - 1.0)
     return m
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _gather_columns(xt, idx, m, flat):
-    """The columns ``idx[:m]`` of ``xt`` (d, B) as a contiguous (d, m) view of ``flat``."""
-    d = xt.shape[0]
-    xg = flat[: d * m].reshape(d, m)
-    for a in range(d):
-        src = xt[a]
-        dst = xg[a]
-        for p in range(m):
-            dst[p] = src[idx[p]]
-    return xg
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -245,7 +235,7 @@ def _direct_log_prob_rows(xt, idx, m, centre, factor_t, shift, const, flat, y, a
 
     The rows are gathered, then every loop runs along them (vectorised); ``flat`` is
     scratch of at least d * m entries in the arithmetic's dtype, ``y`` and ``acc``
-    float64 scratch of at least m.
+    scratch of at least m (float64, or float32 to sum in float32: twice as fast).
     """
     d = xt.shape[0]
     xg = _gather_columns(xt, idx, m, flat)
@@ -263,7 +253,7 @@ def _direct_log_prob_rows(xt, idx, m, centre, factor_t, shift, const, flat, y, a
             w = factor_t[b, a]
             row = xg[a]
             for p in range(m):
-                y[p] += np.float64(row[p] * w)
+                y[p] += row[p] * w
         sh = shift[b]
         for p in range(m):
             v = y[p] - sh
@@ -274,12 +264,13 @@ def _direct_log_prob_rows(xt, idx, m, centre, factor_t, shift, const, flat, y, a
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _weighted_row_sums(F, w, m, out, j):
-    """``out[q, j] += sum_p F[q, p] w[p]`` for p < m (sums in any order: vectorised)."""
+    """``out[q, j] += sum_p F[q, p] w[p]`` for p < m (sums in any order: vectorised), in
+    the dtype of ``F`` and ``w`` (a block's float32 sums are added to float64 totals)."""
     for q in range(F.shape[0]):
         row = F[q]
-        acc = 0.0
+        acc = _zero(row)
         for p in range(m):
-            acc += np.float64(row[p]) * np.float64(w[p])
+            acc += row[p] * w[p]
         out[q, j] += acc
 
 
@@ -302,8 +293,8 @@ def _direct_moments_rows(xt, idx, m, centre, r, pair_a, pair_b, pair_out, summed
 @numba.njit(cache=True, error_model="numpy")
 def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, off_d,
                 pair_a, pair_b, pair_out, summed, nq, sample_weight, has_weight, xt, xc, y, F,
-                Fd, lp, lpd, resp, resp_t, rb, mx, tot, bits, Gb, G, Gd, idx, xcm, ym, Fr,
-                y64):
+                Fd, lp, lpd, resp, resp_t, rb, mx, tot, Gb, G, Gd, idx, xcm, ym, Fr,
+                y64, flush, best_first, ub, best, ys, slots, rows, seg, S):
     Kf = W.shape[0]
     Kd = means_d.shape[0]
     _transpose_block(X, s, B, xt)
@@ -328,11 +319,15 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, 
                 dst[i] = src[i] - c
         Y = y64[: Kd * nb * B].reshape(Kd * nb, B)
         np.dot(dirs, xc, Y)
-    for j in range(Kd):
+    if Kd and best_first:
+        _direct_best_first(xt, B, Y, off_d, const_d, means_d, factors_t, shift_d, lpd, Kf, mx,
+                           idx, ub, best, flush, xcm, ys, tot, slots, rows, seg)
+    for j in range(0 if best_first else Kd):
         # Far components: x - mean_j from the data, so nothing cancels; only on the rows
         # where the component can have a posterior above the flush threshold.
         row = lpd[Kf + j]
-        m = _rows_that_matter(Y[j * nb : (j + 1) * nb], off_d[j], B, const_d[j], mx, idx, tot)
+        m = _rows_that_matter(Y[j * nb : (j + 1) * nb], off_d[j], B, const_d[j], mx, idx, tot,
+                              flush)
         if m == B:
             _direct_log_prob(xt, B, means_d[j], factors_t[j], shift_d[j], const_d[j], xc, y,
                              row)
@@ -345,7 +340,7 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, 
         for i in range(B):
             v = row[i]
             mx[i] = v if v > mx[i] else mx[i]
-    ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, bits)
+    ll = _normalise(lpd, B, sample_weight, s, has_weight, mx, tot, resp, flush)
     if Kf:
         for k in range(Kf):
             for i in range(B):
@@ -355,15 +350,17 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, 
         for a in range(nf):
             for k in range(Kf):
                 G[a, k] += Gb[a, k]
-    for j in range(Kd):
+    if Kd and best_first:
+        _slot_moments(slots, rows, seg, resp, Kf, pair_a, pair_b, pair_out, summed, nq, rb, xcm,
+                      S, Gd)
+    for j in range(0 if best_first else Kd):
         # A tight far component has posteriors of exactly zero on most rows: only the
         # others add to its moments.
         r = resp[Kf + j]
         m = 0
         for i in range(B):
-            if r[i] != 0.0:
-                idx[m] = i
-                m += 1
+            idx[m] = i  # branch-free
+            m += r[i] != 0.0
         if 2 * m >= B:
             _fill_features(xt, B, means_d[j], pair_a, pair_b, pair_out, summed, nq, Fd)
             _direct_moments(Fd, r, rb, Gd, j)
@@ -375,7 +372,8 @@ def _block_pass(X, s, B, centre, W, means_d, factors_t, shift_d, const_d, dirs, 
 
 @numba.njit(cache=True, error_model="numpy")
 def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off_d, pair_a,
-                   pair_b, pair_out, summed, nq, sample_weight, has_weight, block):
+                   pair_b, pair_out, summed, nq, sample_weight, has_weight, block, flush,
+                   best_first):
     """Fused E-step over all rows of ``X``.
 
     Parameters
@@ -438,24 +436,35 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off
     Fd[nf - 1] = 1.0
     lp = np.empty((Kf, size), dt)
     lpd = np.empty((K, size))
-    resp = np.empty((K, size))
+    resp = np.empty((K, size), dt)
     resp_t = np.empty((size, Kf), dt)
     rb = np.empty(size, dt)
     mx = np.empty(size)
     tot = np.empty(size)
-    bits = np.empty(size, np.int64)
     Gb = np.empty((nf, Kf), dt)
     idx = np.empty(size, np.int64)
     xcm = np.empty(size * d, dt)  # flat scratch for gathered rows
     ym = np.empty(size)
     Fr = np.empty(size * nf, dt)
     y64 = np.empty(dirs.shape[0] * size, dt)
+    ub = np.empty((Kd if best_first else 0, size))
+    best = np.empty(2 * size + Kd + 1 if best_first else 0, np.int64)
+    nbf = Kd if best_first else 0
+    slots = np.empty((nbf, d * size), dt)  # the rows each far component was scored on
+    rows = np.empty((nbf, size + 1), np.int64)  # + 1: branch-free selection writes one past
+    seg = np.empty((nbf, 2), np.int64)
+    S = np.empty((d, d), dt)
+    if best_first:
+        idx = np.empty(3 * size, np.int64)
+        xcm = np.empty(2 * size * d, dt)
+    ys = np.empty(size, dt)
     full = n - n % size
     for s in range(0, full, size):
         ll += _block_pass(X, s, size, centre, W, means_d, factors_t, shift_d, const_d, dirs,
                           off_d, pair_a, pair_b, pair_out, summed, nq,
                           sample_weight, has_weight, xt, xc, y, F, Fd, lp, lpd, resp, resp_t,
-                          rb, mx, tot, bits, Gb, G, Gd, idx, xcm, ym, Fr, y64)
+                          rb, mx, tot, Gb, G, Gd, idx, xcm, ym, Fr, y64, flush, best_first, ub,
+                          best, ys, slots, rows, seg, S)
     rest = n - full
     if rest > 0:
         # np.dot needs whole contiguous arrays: buffers of the last block's size
@@ -471,5 +480,6 @@ def mixture_e_step(X, centre, W, means_d, factors_t, shift_d, const_d, dirs, off
         ll += _block_pass(X, full, rest, centre, W, means_d, factors_t, shift_d, const_d,
                           dirs, off_d, pair_a, pair_b, pair_out, summed, nq,
                           sample_weight, has_weight, xt, xc2, y2, F2, Fd2, lp2, lpd, resp,
-                          resp_t2, rb2, mx, tot, bits, Gb, G, Gd, idx, xcm, ym, Fr, y64)
+                          resp_t2, rb2, mx, tot, Gb, G, Gd, idx, xcm, ym, Fr, y64, flush,
+                          best_first, ub, best, ys, slots, rows, seg, S)
     return G, Gd, ll

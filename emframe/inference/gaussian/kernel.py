@@ -42,6 +42,21 @@ EXPANSION_MAX_FEATURES = 2016
 #: rounding error of the expansion is then about ``6e-8 * distance``, kept near 1e-5.
 EXPANSION_MAX_DISTANCE_32 = 200.0
 
+#: The fused kernel flushes posteriors below ``exp(EXP_FLUSH)`` ~ 7e-218 of a row's
+#: largest to exact zeros. They cannot change a sum of posteriors (>= 1), and a
+#: component whose whole weight is made of them is empty for the M-step too (its
+#: divisor is nk + NK_EPS ~ 2e-15); but computing them, and products of them with the
+#: features (subnormal numbers), is slow.
+EXP_FLUSH = -500.0
+
+#: The same with float32 arithmetic: below ``exp(-87)`` ~ 1.6e-38 a float32 posterior
+#: is subnormal. Rows flushed this way add less than ``n * 1.6e-38`` to a component's
+#: weight, far below the floor ``NK_EPS`` (2e-15 of the total weight) every average
+#: divides by, so this changes no parameter; it lets the kernel skip far more rows.
+EXP_FLUSH_32 = -87.0
+
+NB32 = 3
+
 _BACKENDS = ("auto", "numpy", "numba")
 
 #: :meth:`GaussianKernel.posteriors` of rows whose largest log-density is below this
@@ -513,11 +528,12 @@ class GaussianKernel:
         a, b, out, summed = self.kind.feature_pairs(self.n_features)
         has_w = sample_weight is not None
         w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
+        flush = EXP_FLUSH_32 if dt == np.float32 else EXP_FLUSH
         factors = self._direct_factors()
         shift = np.einsum("kd,kde->ke", self.means[self.direct] - self.direct_centres, factors)
         # leading principal directions of each precision M M' (the columns of U S, with
         # M = U S V'), shrunk by a margin for rounding: the kernel's lower bounds
-        nb = min(3, self.n_features)
+        nb = min(NB32 if dt == np.float32 else 3, self.n_features)
         dirs = np.empty((self.direct.size, nb, self.n_features))
         for i, f in enumerate(factors):
             u, sv, _ = np.linalg.svd(f)
@@ -528,10 +544,10 @@ class GaussianKernel:
             _numba_kernels().mixture_e_step,
             X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
             np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),
-            np.ascontiguousarray(shift), np.ascontiguousarray(self.const[self.direct]),
+            np.ascontiguousarray(shift, dtype=dt), np.ascontiguousarray(self.const[self.direct]),
             np.ascontiguousarray(dirs.reshape(-1, self.n_features), dtype=dt),
             np.ascontiguousarray(off.reshape(self.direct.size, nb)),
-            a, b, out, summed, self.nq, w, has_w, self.block,
+            a, b, out, summed, self.nq, w, has_w, self.block, flush, dt == np.float32,
         )
         if np.isnan(loglik):
             # Rows so far out that the expansion overflowed (inf - inf), or invalid

@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from emframe.core.data import DataSource
-from emframe.core.engine import MONOTONE_RTOL, run_em
+from emframe.core.engine import run_em
 from emframe.core.exceptions import MonotonicityWarning
+from emframe.core.loop import monotone_rtol
 from emframe.core.model import EMModel
 from emframe.core.params import Params, Stats, _leaves
 
@@ -86,13 +87,15 @@ def check_monotone(
     *,
     n_iter: int = 20,
     seed: int = 0,
-    rtol: float = MONOTONE_RTOL,
+    rtol: float | None = None,
 ) -> np.ndarray:
     """Run ``n_iter`` EM iterations and assert the objective never decreases.
 
     The objective is ``log_likelihood + log_prior``: the penalised
     log-likelihood for MAP models. A decrease larger than ``rtol`` times its
-    magnitude (floating-point noise) fails.
+    magnitude (floating-point noise) fails. By default ``rtol`` is the fit
+    loop's guard tolerance for ``model``: ``MONOTONE_RTOL``, or the precision
+    the model declares with ``evaluation_rtol()`` if that is coarser.
 
     Returns
     -------
@@ -107,6 +110,8 @@ def check_monotone(
         result = run_em(model, source, params, tol=0.0, max_iter=n_iter, strict=False)
     h = result.loglik_history
     assert np.all(np.isfinite(h)), f"{type(model).__name__}: non-finite log-likelihood {h}"
+    if rtol is None:
+        rtol = monotone_rtol(model)
     drops = h[:-1] - h[1:]
     limit = rtol * np.maximum(1.0, np.abs(h[:-1]))
     bad = np.flatnonzero(drops > limit)

@@ -172,3 +172,31 @@ def test_check_model_takes_an_instance_or_a_factory():
     check_deterministic(PoissonMixture(2), X)
     with pytest.raises(TypeError, match="expected an EMModel instance or a function"):
         check_model(42, X)
+
+
+class _NoisyEvaluation(PoissonMixture):
+    """A correct EM whose log-likelihood evaluation drifts down by 1e-7 relative per call,
+    as a coarser arithmetic's rounding might; it declares that precision."""
+
+    def __init__(self, k: int, declared: float) -> None:
+        super().__init__(k)
+        self.declared = declared
+        self.calls = 0
+
+    def evaluation_rtol(self) -> float:
+        return self.declared
+
+    def e_step(self, params, X, sample_weight=None):
+        stats, loglik = super().e_step(params, X, sample_weight)
+        self.calls += 1
+        return stats, loglik - 1e-7 * abs(loglik) * self.calls
+
+
+def test_check_monotone_uses_the_model_s_declared_precision():
+    # converged from START, so only the evaluation drift changes the history
+    fitted = fit_em(PoissonMixture(2), X, init_params=START, tol=0.0, max_iter=200).params
+    check_monotone(_NoisyEvaluation(2, declared=1e-5), X, fitted, n_iter=5)
+    with pytest.raises(AssertionError, match="decreased"):
+        check_monotone(_NoisyEvaluation(2, declared=0.0), X, fitted, n_iter=5)
+    with pytest.raises(AssertionError, match="decreased"):
+        check_monotone(_NoisyEvaluation(2, declared=1e-5), X, fitted, n_iter=5, rtol=1e-9)

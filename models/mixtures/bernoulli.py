@@ -31,16 +31,11 @@ from emframe.core.numerics import safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_array, check_scalar
 from emframe.inference.binary import carry_codes, table_e_step
-from emframe.inference.gaussian.kernel import FUSED_MIN_ROWS, has_numba
+from emframe.inference.compiled import has_numba
+from emframe.inference.gaussian.kernel import FUSED_MIN_ROWS
 
-__all__ = [
-    "BernoulliMixture",
-    "BernoulliMixtureModel",
-    "BernoulliParams",
-    "BernoulliStats",
-    "BinaryData",
-    "binary_data",
-]
+__all__ = ["BernoulliMixture", "BernoulliMixtureModel", "BernoulliParams", "BernoulliStats",
+           "BinaryData", "binary_data"]
 
 _INIT_METHODS = ("random_from_data", "random")
 

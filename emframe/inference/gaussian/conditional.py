@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emframe.core.numerics import cholesky_lower, log_det_cholesky, triangular_inverse
-from emframe.inference.compiled import call_interruptible
-from emframe.inference.gaussian.kernel import has_numba
+from emframe.inference.compiled import call_interruptible, has_numba
 
 __all__ = [
     "PatternGroup",

@@ -12,13 +12,12 @@ textbook computation of the same moments.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compiled import call_interruptible
+from ..compiled import call_interruptible, use_numba
 from .moments import GaussianMoments
 
 if TYPE_CHECKING:
@@ -57,21 +56,9 @@ EXP_FLUSH_32 = -87.0
 
 NB32 = 3
 
-_BACKENDS = ("auto", "numpy", "numba")
-
 #: :meth:`GaussianKernel.posteriors` of rows whose largest log-density is below this
 #: come from the differences of the log-densities (rounding error > 0.1 nat here).
 _FAR_LOG_DENSITY = -(2.0**50)
-
-
-@functools.lru_cache(maxsize=1)
-def has_numba() -> bool:
-    """Whether numba can be imported (then the fused kernels are used by default)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 #: ``backend="auto"`` runs the compiled kernels on at least this many rows. Below it the
@@ -83,17 +70,9 @@ FUSED_MIN_ROWS = 20_000
 def _use_numba(backend: str, n_rows: int | None = None) -> bool:
     """Whether to run a compiled kernel: ``"numba"`` always, ``"auto"`` when numba is
     installed and there are at least :data:`FUSED_MIN_ROWS` rows."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {_BACKENDS}")
-    if backend == "numba":
-        if not has_numba():
-            raise ValueError(
-                'backend="numba" needs numba, which is not installed; install it with '
-                'pip install "emframe[fast]" or use backend="numpy"'
-            )
-        return True
-    large = n_rows is None or n_rows >= FUSED_MIN_ROWS
-    return backend == "auto" and large and has_numba()
+    compiled = use_numba(backend)
+    return compiled if backend == "numba" else compiled and (n_rows is None
+                                                            or n_rows >= FUSED_MIN_ROWS)
 
 
 def _numba_kernels() -> Any:

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from emframe.models.ssm.mstep import BlockMoments, regression_coefficients, residual_scatter
+from emframe.models.ssm.mstep import BlockMoments, fit_block
 from emframe.models.ssm.params import SSMParams
 
 _FLOOR = 1e-3
@@ -120,11 +120,11 @@ def initial_params(
     x_var = X.var(axis=0)
     if prev.size:
         Xp, Xn = X[prev], X[prev + 1]
-        mom = BlockMoments(Xn.T @ Xn, Xn.T @ Xp, Xp.T @ Xp, Xn.sum(0), Xp.sum(0),
-                           float(prev.size))
-        A, b = regression_coefficients(mom, out.get("transition_matrix"),
-                                       out.get("transition_offset"))
-        q = np.diag(residual_scatter(mom, A, b)) / prev.size
+        mom = BlockMoments.raw(Xn.T @ Xn, Xn.T @ Xp, Xp.T @ Xp, Xn.sum(0), Xp.sum(0),
+                               float(prev.size))
+        A, b, scatter = fit_block(mom, out.get("transition_matrix"),
+                                  out.get("transition_offset"))
+        q = np.diag(scatter) / prev.size
     else:
         A = out.get("transition_matrix", np.eye(m))
         b = out.get("transition_offset", np.zeros(m))

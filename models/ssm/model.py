@@ -20,12 +20,7 @@ from typing import Any
 import numpy as np
 from emframe.models.hmm.model import Sequences
 from emframe.models.ssm.init import initial_params
-from emframe.models.ssm.mstep import (
-    BlockMoments,
-    covariance_update,
-    regression_coefficients,
-    residual_scatter,
-)
+from emframe.models.ssm.mstep import covariance_update, fit_block
 from emframe.models.ssm.params import (
     COVARIANCES,
     FIELDS,
@@ -126,7 +121,10 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
 
     def e_step(self, params: SSMParams, X: Sequences) -> tuple[SSMStats, float]:
         ks = expected_statistics(X.X, params.system(), X.lengths, backend=self.backend)
-        return SSMStats(**ks.as_dict()), float(ks.log_likelihood)
+        refs = {"ref_" + k: getattr(params, k) for k in (
+            "transition_matrix", "transition_offset", "observation_matrix",
+            "observation_offset", "initial_state_mean")}
+        return SSMStats(**ks.as_dict(), **refs), float(ks.log_likelihood)
 
     def log_likelihood(self, params: SSMParams, X: Sequences) -> float:
         return float(kalman_filter(X.X, params.system(), X.lengths,
@@ -146,29 +144,25 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         self._check_identified(stats, fixed)
         out: dict[str, np.ndarray] = {}
         blocks = (
-            ("initial", None, "initial_state_mean", "initial_state_covariance",
-             BlockMoments(stats.xx_first, np.zeros((self.n_dim_state, 0)), np.zeros((0, 0)),
-                          stats.x_first, np.zeros(0), float(stats.n_sequences))),
-            ("transition", "transition_matrix", "transition_offset", "transition_covariance",
-             BlockMoments(stats.xx_next, stats.x_next_x_prev, stats.xx_prev, stats.x_next,
-                          stats.x_prev, float(stats.n_transitions))),
-            ("observation", "observation_matrix", "observation_offset", "observation_covariance",
-             BlockMoments(stats.yy_sum, stats.yx_sum, stats.xx_sum, stats.y_sum, stats.x_sum,
-                          float(stats.n_steps))),
+            ("initial", None, "initial_state_mean", "initial_state_covariance"),
+            ("transition", "transition_matrix", "transition_offset", "transition_covariance"),
+            ("observation", "observation_matrix", "observation_offset",
+             "observation_covariance"),
         )
-        for block, f_name, g_name, v_name, mom in blocks:
+        for block, f_name, g_name, v_name in blocks:
             names = [n for n in (f_name, g_name, v_name) if n is not None]
             if all(n in fixed for n in names):
                 out.update({n: fixed[n] for n in names})
                 continue
+            mom = stats.block(block)
             if not mom.n > 0:
                 raise ValueError(
                     f"the data hold no {block} step (every sequence has length 1), so "
                     f"{', '.join(n for n in names if n not in fixed)} cannot be estimated; "
                     f"freeze {', '.join(names)} (give their values by <name>_init)"
                 )
-            F0 = np.zeros((mom.uu.shape[0], 0)) if f_name is None else fixed.get(f_name)
-            F, g = regression_coefficients(mom, F0, fixed.get(g_name))
+            F0 = mom.F_ref if f_name is None else fixed.get(f_name)
+            F, g, scatter = fit_block(mom, F0, fixed.get(g_name))
             if f_name is not None:
                 out[f_name] = F
             out[g_name] = g
@@ -176,7 +170,7 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
                 out[v_name] = fixed[v_name]
             else:
                 out[v_name] = covariance_update(
-                    residual_scatter(mom, F, g), mom.n, self.diag[v_name], self.ridge, v_name
+                    scatter, mom.n, self.diag[v_name], self.ridge, v_name
                 )
         return SSMParams(**out)
 

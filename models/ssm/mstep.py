@@ -35,30 +35,82 @@ from scipy import linalg
 
 @dataclasses.dataclass(frozen=True)
 class BlockMoments:
-    """Expected moments of one regression block, summed over its ``n`` cases.
+    """Expected moments of one regression block, about a reference regression, over ``n`` cases.
+
+    The moments are those of the residuals ``e = u - F_ref z - g_ref`` about the
+    E-step's own coefficients (zero references give the raw moments of ``u``), and of
+    the regressors ``z``. Near convergence the new coefficients differ from the
+    references by a small correction, so the residual scatter of the M-step is a
+    difference of small quantities and keeps its digits even when the noise
+    covariance is tiny against the scale of ``u``.
 
     Attributes
     ----------
-    uu : ndarray, shape (k, k)
-        ``sum E[u u']``.
-    uz : ndarray, shape (k, q)
-        ``sum E[u z']``.
+    ee : ndarray, shape (k, k)
+        ``sum E[e e']``.
+    ez : ndarray, shape (k, q)
+        ``sum E[e z']``.
     zz : ndarray, shape (q, q)
         ``sum E[z z']``.
-    u : ndarray, shape (k,)
-        ``sum E[u]``.
+    e : ndarray, shape (k,)
+        ``sum E[e]``.
     z : ndarray, shape (q,)
         ``sum E[z]``.
     n : float
         Number of cases.
+    F_ref : ndarray, shape (k, q)
+        The coefficients the residuals are taken about.
+    g_ref : ndarray, shape (k,)
+        The offset the residuals are taken about.
     """
 
-    uu: np.ndarray
-    uz: np.ndarray
+    ee: np.ndarray
+    ez: np.ndarray
     zz: np.ndarray
-    u: np.ndarray
+    e: np.ndarray
     z: np.ndarray
     n: float
+    F_ref: np.ndarray
+    g_ref: np.ndarray
+
+    @classmethod
+    def raw(cls, uu, uz, zz, u, z, n) -> BlockMoments:
+        """Raw moments of ``u`` (residuals about zero coefficients)."""
+        k, q = np.shape(uz)
+        return cls(uu, uz, zz, u, z, n, np.zeros((k, q)), np.zeros(k))
+
+    def _augmented(self) -> tuple[np.ndarray, np.ndarray]:
+        """``Z = sum E[[z; 1][z; 1]']`` (q+1, q+1) and ``W = sum E[e [z; 1]']`` (k, q+1)."""
+        q = self.z.shape[0]
+        Z = np.empty((q + 1, q + 1))
+        Z[:q, :q] = self.zz
+        Z[:q, q] = Z[q, :q] = self.z
+        Z[q, q] = self.n
+        return Z, np.column_stack([self.ez, self.e])
+
+    def about(self, F: np.ndarray, g: np.ndarray) -> BlockMoments:
+        """The same moments about coefficients ``F`` (k, q) and offset ``g`` (k,), exactly.
+
+        ``e' = e - D [z; 1]`` with ``D = [F - F_ref, g - g_ref]``, so ``sum E[e' e']`` is
+        the quadratic form below and ``sum E[e' [z; 1]'] = W - D Z``.
+        """
+        F = np.asarray(F, dtype=float)
+        g = np.asarray(g, dtype=float)
+        D = np.column_stack([F - self.F_ref, g - self.g_ref])
+        if not D.any():
+            return self
+        Z, W = self._augmented()
+        Wn = W - D @ Z
+        q = self.z.shape[0]
+        return BlockMoments(_scatter(self.ee, W, Z, D), Wn[:, :q], self.zz, Wn[:, q],
+                            self.z, self.n, F, g)
+
+
+def _scatter(ee: np.ndarray, W: np.ndarray, Z: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """``ee - D W' - W D' + D Z D'``, the scatter of ``e - D [z; 1]``, exactly symmetric."""
+    DW = D @ W.T
+    E = ee - DW - DW.T + D @ Z @ D.T
+    return 0.5 * (E + E.T)
 
 
 def _right_solve(B: np.ndarray, S: np.ndarray) -> np.ndarray:
@@ -76,10 +128,14 @@ def _right_solve(B: np.ndarray, S: np.ndarray) -> np.ndarray:
         return B @ linalg.pinvh(S)
 
 
-def regression_coefficients(
+def fit_block(
     mom: BlockMoments, F: np.ndarray | None, g: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares ``F`` and ``g``; a given (not None) value is held fixed.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares ``F`` and ``g`` (a given, not None, value is held fixed) and the scatter.
+
+    The moments are first moved to the fixed values (the references for a free one),
+    then the free coefficients are found as a least-squares correction ``D`` of the
+    residuals on ``[z; 1]``; the scatter is that of the residuals about the result.
 
     Parameters
     ----------
@@ -93,30 +149,22 @@ def regression_coefficients(
     -------
     F : ndarray, shape (k, q)
     g : ndarray, shape (k,)
+    scatter : ndarray, shape (k, k)
+        ``sum E[(u - F z - g)(u - F z - g)']``, exactly symmetric.
     """
+    F0 = mom.F_ref if F is None else np.asarray(F, dtype=float)
+    g0 = mom.g_ref if g is None else np.asarray(g, dtype=float)
+    mom = mom.about(F0, g0)
+    Z, W = mom._augmented()
     q = mom.z.shape[0]
+    D = np.zeros_like(W)
     if F is None and g is None:
-        # joint least squares on the regressors augmented with a constant 1
-        Szz = np.empty((q + 1, q + 1))
-        Szz[:q, :q] = mom.zz
-        Szz[:q, q] = Szz[q, :q] = mom.z
-        Szz[q, q] = mom.n
-        W = _right_solve(np.column_stack([mom.uz, mom.u]), Szz)
-        return W[:, :q], W[:, q]
-    if F is None:
-        return _right_solve(mom.uz - np.outer(g, mom.z), mom.zz), g
-    if g is None:
-        return F, (mom.u - F @ mom.z) / mom.n
-    return F, g
-
-
-def residual_scatter(mom: BlockMoments, F: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``sum E[(u - F z - g)(u - F z - g)']``, exactly symmetric; shape (k, k)."""
-    Fz = F @ mom.z
-    cross = mom.uz @ F.T + np.outer(mom.u, g)  # sum E[u (F z + g)']
-    fit = F @ mom.zz @ F.T + np.outer(Fz, g) + np.outer(g, Fz) + mom.n * np.outer(g, g)
-    E = mom.uu - cross - cross.T + fit
-    return 0.5 * (E + E.T)
+        D = _right_solve(W, Z)
+    elif F is None:
+        D[:, :q] = _right_solve(mom.ez, mom.zz)
+    elif g is None:
+        D[:, q] = mom.e / mom.n
+    return F0 + D[:, :q], g0 + D[:, q], _scatter(mom.ee, W, Z, D)
 
 
 def covariance_update(

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from emframe.models.ssm.mstep import BlockMoments
 
 from emframe.core.params import Params, Stats
 from emframe.inference.kalman import KalmanStats, LinearGaussianSystem
@@ -61,13 +62,105 @@ FIELDS = SSMParams.field_names()
 COVARIANCES = ("transition_covariance", "observation_covariance", "initial_state_covariance")
 
 
+#: The residual fields of each block of :class:`SSMStats`: (mean, scatter, cross moment
+#: or None), its regressor moments and count, and its reference coefficients and offset.
+_BLOCKS = {
+    "initial": (("e_first", "ee_first", None), (None, None, "n_sequences"),
+                (None, "ref_initial_state_mean")),
+    "transition": (("e_trans", "ee_trans", "ex_trans"), ("x_prev", "xx_prev", "n_transitions"),
+                   ("ref_transition_matrix", "ref_transition_offset")),
+    "observation": (("e_obs", "ee_obs", "ex_obs"), ("x_sum", "xx_sum", "n_steps"),
+                    ("ref_observation_matrix", "ref_observation_offset")),
+}
+_REFS = ("ref_transition_matrix", "ref_transition_offset", "ref_observation_matrix",
+         "ref_observation_offset", "ref_initial_state_mean")
+
+
 @dataclasses.dataclass(frozen=True)
 class SSMStats(Stats, KalmanStats):
     """The fields of :class:`emframe.inference.kalman.KalmanStats`, as engine statistics.
 
     See there for the meaning of each sum; all are additive over sequences. The
-    arithmetic is the engine's (:class:`~emframe.core.params.Stats` comes first).
+    residual moments are taken about the E-step's coefficients, held in the ``ref_*``
+    fields, which are not additive: statistics about different references (online EM
+    blends those of different iterations) are first moved, exactly, to the
+    count-weighted mean of the references, and then added.
+
+    Attributes
+    ----------
+    ref_transition_matrix, ref_transition_offset : ndarray, shape (m, m) and (m,)
+        ``A`` and ``b`` of the transition residuals.
+    ref_observation_matrix, ref_observation_offset : ndarray, shape (p, m) and (p,)
+        ``C`` and ``d`` of the observation residuals.
+    ref_initial_state_mean : ndarray, shape (m,)
+        ``mu0`` of the first states' residuals.
     """
+
+    ref_transition_matrix: np.ndarray
+    ref_transition_offset: np.ndarray
+    ref_observation_matrix: np.ndarray
+    ref_observation_offset: np.ndarray
+    ref_initial_state_mean: np.ndarray
+
+    def block(self, name: str) -> BlockMoments:
+        """The moments of block ``name`` ("initial", "transition" or "observation")."""
+        (e, ee, ez), (z, zz, n), (F, g) = _BLOCKS[name]
+        g_ref = getattr(self, g)
+        m = g_ref.shape[0]
+        if z is None:  # no regressors
+            return BlockMoments(getattr(self, ee), np.zeros((m, 0)), np.zeros((0, 0)),
+                                getattr(self, e), np.zeros(0), float(getattr(self, n)),
+                                np.zeros((m, 0)), g_ref)
+        return BlockMoments(getattr(self, ee), getattr(self, ez), getattr(self, zz),
+                            getattr(self, e), getattr(self, z), float(getattr(self, n)),
+                            getattr(self, F), g_ref)
+
+    def about(self, refs: dict[str, np.ndarray]) -> SSMStats:
+        """The same statistics about the references ``refs`` (``ref_*`` names), exactly."""
+        changes: dict[str, Any] = {}
+        for name, ((e, ee, ez), _, (F, g)) in _BLOCKS.items():
+            mom = self.block(name)
+            F_new = mom.F_ref if F is None else refs[F]
+            moved = mom.about(F_new, refs[g])
+            if moved is mom:
+                continue
+            changes.update({e: moved.e, ee: moved.ee, g: moved.g_ref})
+            if ez is not None:
+                changes.update({ez: moved.ez, F: moved.F_ref})
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def _split(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in d.items() if k not in _REFS}, {k: d[k] for k in _REFS}
+
+    def __add__(self, other: SSMStats) -> SSMStats:
+        if type(other) is not type(self):
+            raise TypeError(f"cannot add {type(self).__name__} and {type(other).__name__}: "
+                            "statistics must come from the same model")
+        a, b = self, other
+        if not all(np.array_equal(getattr(a, r), getattr(b, r)) for r in _REFS):
+            common = {}
+            for _, (_, (_, _, n), refs) in _BLOCKS.items():
+                na, nb = float(getattr(a, n)), float(getattr(b, n))
+                wa = na / (na + nb) if na + nb > 0 else 0.5
+                for r in refs:
+                    if r is not None:
+                        common[r] = wa * getattr(a, r) + (1.0 - wa) * getattr(b, r)
+            a, b = a.about(common), b.about(common)
+        (sa, refs), (sb, _) = a._split(), b._split()
+        return type(self)(**{k: sa[k] + sb[k] for k in sa}, **refs)
+
+    def scale(self, c: float) -> SSMStats:
+        moments, refs = self._split()
+        return type(self)(**{k: v * c for k, v in moments.items()}, **refs)
+
+    def allclose(self, other: Stats, rtol: float = 1e-10, atol: float = 1e-12) -> bool:
+        """True when ``other``, moved to this reference, has the same moments within tolerance."""
+        if type(other) is not type(self):
+            return False
+        mine, _ = self._split()
+        theirs, _ = other.about(self._split()[1])._split()  # type: ignore[attr-defined]
+        return all(np.allclose(mine[k], theirs[k], rtol=rtol, atol=atol) for k in mine)
 
 
 def shapes(m: int, p: int) -> dict[str, tuple[int, ...]]:

@@ -86,6 +86,33 @@ class KalmanStats:
         the missing entries.
     yx_sum : ndarray, shape (p, m)
         ``sum_s sum_{t=1}^{T_s} E[y_t x_t']``.
+    e_obs : ndarray, shape (p,)
+        ``sum E[e_t]`` of the observation residuals ``e_t = y_t - C x_t - d`` about the
+        system's own ``C`` and ``d``, over all steps.
+    ee_obs : ndarray, shape (p, p)
+        ``sum E[e_t e_t']``.
+    ex_obs : ndarray, shape (p, m)
+        ``sum E[e_t x_t']``.
+    e_trans : ndarray, shape (m,)
+        ``sum E[w_t]`` of the transition residuals ``w_t = x_{t+1} - A x_t - b`` about
+        the system's own ``A`` and ``b``, over every step that has a successor.
+    ee_trans : ndarray, shape (m, m)
+        ``sum E[w_t w_t']``.
+    ex_trans : ndarray, shape (m, m)
+        ``sum E[w_t x_t']``.
+    e_first : ndarray, shape (m,)
+        ``sum_s E[x_1 - mu0]``, about the system's own ``mu0``.
+    ee_first : ndarray, shape (m, m)
+        ``sum_s E[(x_1 - mu0)(x_1 - mu0)']``.
+
+    Notes
+    -----
+    The residual moments are what an M-step needs to resolve a noise covariance that is
+    small against the data: ``sum E[y y'] - C sum E[x y'] - ...`` cancels the data's
+    scale and keeps only ``eps`` times it, while the residuals are formed step by step
+    (``y_t - C m_t - d`` from the smoothed mean ``m_t``, plus the posterior covariance
+    terms), so their moments are known relative to their own size. They are additive
+    like the raw sums as long as every batch uses the same system, as within an E-step.
     """
 
     n_sequences: float
@@ -105,6 +132,14 @@ class KalmanStats:
     y_sum: np.ndarray
     yy_sum: np.ndarray
     yx_sum: np.ndarray
+    e_obs: np.ndarray
+    ee_obs: np.ndarray
+    ex_obs: np.ndarray
+    e_trans: np.ndarray
+    ee_trans: np.ndarray
+    ex_trans: np.ndarray
+    e_first: np.ndarray
+    ee_first: np.ndarray
 
     def _zip(self, other: Any, op: Any) -> KalmanStats:
         if not isinstance(other, KalmanStats):
@@ -282,4 +317,54 @@ def _statistics(y, system, lens, starts, ms, Ps, lag, total) -> KalmanStats:
         y_sum=Ey.sum(axis=0),
         yy_sum=_sym(yy),
         yx_sum=yx,
+        **_residual_moments(y, system, starts, prev, ms, Ps, lag),
+    )
+
+
+def _residual_moments(y, system, starts, prev, ms, Ps, lag) -> dict[str, np.ndarray]:
+    """The residual sums of :class:`KalmanStats` (``e_obs`` ... ``ee_first``).
+
+    With ``r_t = y_o - C_o m_t - d_o`` on the observed coordinates ``o``, the missing
+    ones' residual is ``e_m = G e_o + nu`` (``G``, ``R_c`` of :func:`_conditional_gain`,
+    ``nu ~ N(0, R_c)`` independent of the state), so ``e_t = M e_o + nu`` with
+    ``M = [I; G]``, ``E[e_t] = M r_t``, ``Cov(e_t) = K P_t K' + R_c`` and
+    ``Cov(e_t, x_t) = -K P_t`` where ``K = M C_o``. No step subtracts two quantities of
+    the data's size: the means are differences formed step by step.
+    """
+    A, b, C, d, R = system.A, system.b, system.C, system.d, system.R
+    p, m = C.shape
+    pattern, idx = missing_patterns(~np.isnan(y))
+    E = np.empty((y.shape[0], p))
+    ee = np.zeros((p, p))
+    ex = np.zeros((p, m))
+    for k, o in enumerate(idx):
+        rows = np.flatnonzero(pattern == k)
+        r = y[np.ix_(rows, o)] - (ms[rows] @ C[o].T + d[o])
+        E[np.ix_(rows, o)] = r
+        K = np.zeros((p, m))
+        K[o] = C[o]
+        mi = np.setdiff1d(np.arange(p), o)
+        if mi.size:
+            G, Rc = _conditional_gain(R, o, mi)
+            E[np.ix_(rows, mi)] = r @ G.T
+            K[mi] = G @ C[o]
+            ee[np.ix_(mi, mi)] += rows.size * Rc
+        KP = K @ Ps[rows].sum(axis=0)
+        ee += KP @ K.T
+        ex -= KP
+    ee += _sum_outer(E, E)
+    ex += _sum_outer(E, ms)
+
+    nxt = prev + 1
+    W = ms[nxt] - (ms[prev] @ A.T + b)
+    L = lag[prev].sum(axis=0)  # sum Cov(x_{t+1}, x_t | Y)
+    P_prev = Ps[prev].sum(axis=0)
+    AL = A @ L.T
+    ww = _sum_outer(W, W) + Ps[nxt].sum(axis=0) - AL - AL.T + A @ P_prev @ A.T
+    F = ms[starts] - system.mu0
+    return dict(
+        e_obs=E.sum(axis=0), ee_obs=_sym(ee), ex_obs=ex,
+        e_trans=W.sum(axis=0), ee_trans=_sym(ww),
+        ex_trans=_sum_outer(W, ms[prev]) + L - A @ P_prev,
+        e_first=F.sum(axis=0), ee_first=_sym(_sum_outer(F, F) + Ps[starts].sum(axis=0)),
     )

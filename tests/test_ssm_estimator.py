@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from emframe.models import LinearGaussianSSM
+from emframe.models.ssm.mstep import FLOOR, covariance_update
 from test_ssm_em import as_init, random_params, simulate
 
 import emframe
@@ -317,15 +318,35 @@ def test_bad_data(fitted):
         LinearGaussianSSM(1).sample(3)
 
 
-def test_a_collapsing_covariance_is_a_clear_error():
-    # two identical columns fitted with a state per column and free C: R must collapse
+def test_a_collapsing_covariance_stops_at_the_floor():
+    # two identical columns fitted with a state per column and free C: R must collapse.
+    # Its M-step update is singular up to rounding, so it is held at the floor (R >=
+    # FLOOR * the columns' variances), where EM stays monotone, instead of an error
     rng = np.random.default_rng(14)
     x = np.cumsum(rng.normal(size=40))
     Y = np.column_stack([x, x])
-    with pytest.raises(ValueError, match="observation_covariance is not positive definite"):
-        _quiet_fit(LinearGaussianSSM(2, max_iter=200, random_state=0), Y)
+    est = _quiet_fit(LinearGaussianSSM(2, max_iter=200, random_state=0, strict=True), Y)
+    est._model.check_params(est.params_)
+    R = est.observation_covariance_
+    floor = FLOOR * Y.var(axis=0)
+    scaled = R / np.sqrt(np.outer(floor, floor))
+    np.testing.assert_allclose(np.linalg.eigvalsh(scaled)[0], 1.0, rtol=1e-6)
     est = _quiet_fit(LinearGaussianSSM(2, max_iter=20, random_state=0, ridge=1e-3), Y)
     est._model.check_params(est.params_)
+    assert np.linalg.eigvalsh(est.observation_covariance_)[0] >= 1e-3 / 40 * (1 - 1e-9)
+
+
+def test_an_indefinite_covariance_update_is_a_clear_error():
+    # beyond rounding, an indefinite update means inconsistent statistics: an error
+    scatter = np.array([[1.0, 2.0], [2.0, 1.0]])
+    with pytest.raises(ValueError, match="observation_covariance is not positive semi-def"):
+        covariance_update(scatter, 10.0, False, 0.0, "observation_covariance")
+    # at rounding level it is raised to the floor, or to the rounding level
+    scatter = np.array([[1.0, 1.0], [1.0, 1.0 - 1e-16]])
+    V = covariance_update(scatter, 1.0, False, 0.0, "R", floor=np.array([1e-10, 1e-10]))
+    assert np.linalg.eigvalsh(V)[0] >= 1e-10 * (1 - 1e-6)
+    V = covariance_update(scatter, 1.0, False, 0.0, "Q")
+    np.linalg.cholesky(V)
 
 
 def test_the_system_matches_the_parameters(fitted):

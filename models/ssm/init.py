@@ -122,7 +122,7 @@ def initial_params(
         Xp, Xn = X[prev], X[prev + 1]
         mom = BlockMoments.raw(Xn.T @ Xn, Xn.T @ Xp, Xp.T @ Xp, Xn.sum(0), Xp.sum(0),
                                float(prev.size))
-        A, b, scatter = fit_block(mom, out.get("transition_matrix"),
+        A, b, scatter, _ = fit_block(mom, out.get("transition_matrix"),
                                   out.get("transition_offset"))
         q = np.diag(scatter) / prev.size
     else:

@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 from emframe.models.hmm.model import Sequences
 from emframe.models.ssm.init import initial_params
-from emframe.models.ssm.mstep import covariance_update, fit_block
+from emframe.models.ssm.mstep import covariance_update, fit_block, raise_to_floor
 from emframe.models.ssm.params import (
     COVARIANCES,
     FIELDS,
     SSMParams,
     SSMStats,
     check_covariance,
+    observation_floor,
     shapes,
 )
 
@@ -36,6 +37,8 @@ from emframe.inference.kalman import expected_statistics, kalman_filter
 __all__ = ["LinearGaussianSSMModel"]
 
 _COV_TYPES = ("full", "diag")
+#: SQUAREM's trials must keep ``R`` this factor above the M-step's floor.
+_TRIAL_MARGIN = 1.0 + 1e-6
 _BACKENDS = ("auto", "numpy", "numba")
 
 
@@ -96,6 +99,9 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
                         "observation_offset": bool(observation_offset)}
         self.ridge = float(ridge)
         self.backend = backend
+        # R's floor: a function of the data only, so the same at every M-step of a fit;
+        # kept for SQUAREM's trials (see complete_params)
+        self._r_floor: np.ndarray | None = None
 
     # -- fields that are not free ----------------------------------------------------------
     def _disabled(self) -> dict[str, np.ndarray]:
@@ -124,7 +130,11 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         refs = {"ref_" + k: getattr(params, k) for k in (
             "transition_matrix", "transition_offset", "observation_matrix",
             "observation_offset", "initial_state_mean")}
-        return SSMStats(**ks.as_dict(), **refs), float(ks.log_likelihood)
+        Y = np.asarray(X.X, dtype=float)
+        observed = np.where(np.isnan(Y), 0.0, Y)
+        return SSMStats(**ks.as_dict(), **refs, obs_sum=observed.sum(axis=0),
+                        obs_sumsq=np.einsum("ij,ij->j", observed, observed)
+                        ), float(ks.log_likelihood)
 
     def log_likelihood(self, params: SSMParams, X: Sequences) -> float:
         return float(kalman_filter(X.X, params.system(), X.lengths,
@@ -162,15 +172,19 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
                     f"freeze {', '.join(names)} (give their values by <name>_init)"
                 )
             F0 = mom.F_ref if f_name is None else fixed.get(f_name)
-            F, g, scatter = fit_block(mom, F0, fixed.get(g_name))
+            F, g, scatter, terms = fit_block(mom, F0, fixed.get(g_name))
             if f_name is not None:
                 out[f_name] = F
             out[g_name] = g
             if v_name in fixed:
                 out[v_name] = fixed[v_name]
             else:
+                floor = None
+                if block == "observation":
+                    floor = self._r_floor = observation_floor(stats)
                 out[v_name] = covariance_update(
-                    scatter, mom.n, self.diag[v_name], self.ridge, v_name
+                    scatter, mom.n, self.diag[v_name], self.ridge, v_name,
+                    floor=floor, terms=terms,
                 )
         return SSMParams(**out)
 
@@ -243,9 +257,23 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         return {f: ("spd" if f in COVARIANCES else "real") for f in FIELDS if f not in off}
 
     def complete_params(self, like: SSMParams, values: Mapping[str, Any]) -> SSMParams:
+        """``like`` with SQUAREM's extrapolated ``values``; covariances symmetrised.
+
+        Raises
+        ------
+        ValueError
+            If an extrapolated ``R`` is not above (just above) the M-step's floor
+            (``mstep.FLOOR`` times the observed variances): the M-step maximises over
+            the covariances above the floor, so from such a trial it could lower the
+            likelihood; SQUAREM then takes the plain EM step instead.
+        """
         vals = dict(values)
         for name in COVARIANCES:
             if name in vals:
                 v = np.asarray(vals[name], dtype=float)
-                vals[name] = 0.5 * (v + v.T)
+                vals[name] = v = 0.5 * (v + v.T)
+                floor = self._r_floor
+                if (name == "observation_covariance" and floor is not None
+                        and raise_to_floor(v, _TRIAL_MARGIN * floor) is not v):
+                    raise ValueError("extrapolated observation_covariance below the floor")
         return like.replace(**vals)

@@ -130,7 +130,7 @@ def _right_solve(B: np.ndarray, S: np.ndarray) -> np.ndarray:
 
 def fit_block(
     mom: BlockMoments, F: np.ndarray | None, g: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares ``F`` and ``g`` (a given, not None, value is held fixed) and the scatter.
 
     The moments are first moved to the fixed values (the references for a free one),
@@ -151,6 +151,9 @@ def fit_block(
     g : ndarray, shape (k,)
     scatter : ndarray, shape (k, k)
         ``sum E[(u - F z - g)(u - F z - g)']``, exactly symmetric.
+    terms : ndarray, shape (k,)
+        The size of the largest term each diagonal entry of the scatter was computed
+        from (its rounding error is a small multiple of ``eps`` times it).
     """
     F0 = mom.F_ref if F is None else np.asarray(F, dtype=float)
     g0 = mom.g_ref if g is None else np.asarray(g, dtype=float)
@@ -164,32 +167,134 @@ def fit_block(
         D[:, :q] = _right_solve(mom.ez, mom.zz)
     elif g is None:
         D[:, q] = mom.e / mom.n
-    return F0 + D[:, :q], g0 + D[:, q], _scatter(mom.ee, W, Z, D)
+    terms = np.maximum(np.diagonal(mom.ee), np.einsum("ij,jk,ik->i", D, Z, D))
+    return F0 + D[:, :q], g0 + D[:, q], _scatter(mom.ee, W, Z, D), terms
+
+
+#: The M-step keeps the observation covariance at least this fraction of the observed
+#: variances ``v`` of the columns: ``R >= FLOOR * diag(v)`` in the Loewner order, a
+#: fixed set (``v`` depends on the data only), over which the M-step is the exact
+#: maximiser, so EM stays monotone. With a single sequence and a free ``S0`` the
+#: likelihood is unbounded as ``S0`` and ``R`` become singular together (the first
+#: observation fitted exactly along ``R``'s thinnest direction); the Cholesky factor of
+#: the innovation covariance ``C P C' + R`` resolves that direction only to about
+#: ``eps`` times the column's scale, so far below the floor the log-likelihood's
+#: rounding would exceed the monotonicity guard's tolerance. The floor bounds every
+#: innovation covariance from below, and so the likelihood from above.
+FLOOR = 1e-10
+
+#: Relative rounding level of a covariance computed from terms of a given size: a
+#: smallest eigenvalue above ``-ROUNDING`` times the terms (each coordinate scaled by
+#: its own) is rounding, raised to ``ROUNDING``; one below is indefinite beyond
+#: rounding, an error.
+ROUNDING = 1e4 * float(np.finfo(np.float64).eps)
+
+
+def _scaled(V: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``T^{-1/2} V T^{-1/2}`` and ``T^{1/2}`` (k,) for ``T = diag(scale)`` (non-positive -> 1)."""
+    root = np.sqrt(np.where(scale > 0, scale, 1.0))
+    return V / np.outer(root, root), root
+
+
+def raise_to_floor(V: np.ndarray, floor: np.ndarray, diag: bool = False) -> np.ndarray:
+    """The maximiser over ``V' >= diag(floor)`` of the objective whose plain maximiser is ``V``.
+
+    The eigenvalues of ``F^{-1/2} V F^{-1/2}`` (``F = diag(floor)``) raised to 1: the
+    objective ``-n/2 log|V'| - 1/2 trace(V'^{-1} S)`` is invariant under the congruence,
+    and over ``V' >= I`` it is maximised by clipping the eigenvalues of ``S / n`` at 1.
+    A diagonal ``V`` (``diag``) has its entries raised to ``floor``.
+
+    Parameters
+    ----------
+    V : ndarray, shape (k, k)
+        Symmetric positive semi-definite.
+    floor : ndarray, shape (k,)
+        Positive.
+    diag : bool
+
+    Returns
+    -------
+    ndarray, shape (k, k)
+        ``V`` itself when it is above the floor already.
+    """
+    if diag:
+        d = np.diagonal(V)
+        return V if np.all(d >= floor) else np.diag(np.maximum(d, floor))
+    scaled, root = _scaled(V, floor)
+    w, U = np.linalg.eigh(scaled)
+    if V.shape[0] == 0 or w[0] >= 1.0:
+        return V
+    V = ((U * np.maximum(w, 1.0)) @ U.T) * np.outer(root, root)
+    return 0.5 * (V + V.T)
 
 
 def covariance_update(
-    scatter: np.ndarray, n: float, diag: bool, ridge: float, name: str
+    scatter: np.ndarray,
+    n: float,
+    diag: bool,
+    ridge: float,
+    name: str,
+    *,
+    floor: np.ndarray | None = None,
+    terms: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(scatter + ridge I) / n`` (its diagonal when ``diag``), checked positive definite.
+    """``(scatter + ridge I) / n`` (its diagonal when ``diag``), kept positive definite.
+
+    Parameters
+    ----------
+    scatter : ndarray, shape (k, k)
+        Expected residual scatter about the new regression.
+    n : float
+        Number of cases.
+    diag : bool
+        Keep the diagonal only.
+    ridge : float
+        Prior strength (see the module docstring).
+    name : str
+        The field, for the error message.
+    floor : ndarray, shape (k,), optional
+        Positive: the update is the maximiser over ``V >= diag(floor)`` (see
+        :func:`raise_to_floor`).
+    terms : ndarray, shape (k,), optional
+        Size of the terms each diagonal entry of ``scatter`` was computed from (see
+        :func:`fit_block`), for the rounding level.
+
+    Returns
+    -------
+    ndarray, shape (k, k)
+        The plain update, unless EM is at a singular boundary (the likelihood rising
+        towards a singular covariance): then it is raised to ``floor``, or, without
+        one, its eigenvalues below ``ROUNDING`` (not resolved by float64, possibly
+        negative) of ``T^{-1/2} V T^{-1/2}`` are raised to that level, where ``T``
+        holds the larger of the terms and of ``V``'s diagonal per coordinate (so
+        columns of different scales are judged each against its own). The result is
+        symmetric positive definite.
 
     Raises
     ------
     ValueError
-        If the update is not positive definite: the data are fitted exactly along some
-        direction (a degenerate maximum of the likelihood), so the covariance collapses.
+        If the plain update is indefinite beyond rounding error.
     """
-    V = (scatter + ridge * np.eye(scatter.shape[0])) / n
+    k = scatter.shape[0]
+    V = (scatter + ridge * np.eye(k)) / n
     if diag:
         V = np.diag(np.diag(V))
     V = 0.5 * (V + V.T)
-    try:
-        np.linalg.cholesky(V)
-    except np.linalg.LinAlgError:
+    if k == 0:
+        return V
+    scale = np.diagonal(V) if terms is None else np.maximum(terms / n, np.diagonal(V))
+    scaled, root = _scaled(V, scale)
+    w, U = np.linalg.eigh(scaled)
+    if w[0] < -ROUNDING:
         smallest = float(np.linalg.eigvalsh(V)[0])
         raise ValueError(
-            f"the M-step's {name} is not positive definite (smallest eigenvalue "
-            f"{smallest:.3g}): the model fits the data exactly along some direction, so "
-            f"EM is driving {name} to a singular matrix. Set ridge > 0 (a prior that keeps "
-            f"covariances positive definite), freeze {name}, or reduce n_dim_state"
-        ) from None
+            f"the M-step's {name} is not positive semi-definite (smallest eigenvalue "
+            f"{smallest:.3g}, beyond rounding error): the expected statistics are "
+            f"inconsistent with a covariance. Set ridge > 0, or freeze {name}"
+        )
+    if floor is not None:
+        return raise_to_floor(V, floor, diag)
+    if w[0] < ROUNDING:
+        V = ((U * np.maximum(w, ROUNDING)) @ U.T) * np.outer(root, root)
+        V = np.diag(np.diag(V)) if diag else 0.5 * (V + V.T)
     return V

@@ -6,12 +6,15 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from emframe.models.ssm.mstep import BlockMoments
+from emframe.models.ssm.mstep import FLOOR, BlockMoments
 
 from emframe.core.params import Params, Stats
 from emframe.inference.kalman import KalmanStats, LinearGaussianSystem
 
-__all__ = ["COVARIANCES", "FIELDS", "SSMParams", "SSMStats", "check_covariance", "shapes"]
+__all__ = [
+    "COVARIANCES", "FIELDS", "SSMParams", "SSMStats", "check_covariance", "observation_floor",
+    "shapes",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,11 @@ class SSMStats(Stats, KalmanStats):
         ``C`` and ``d`` of the observation residuals.
     ref_initial_state_mean : ndarray, shape (m,)
         ``mu0`` of the first states' residuals.
+    obs_sum : ndarray, shape (p,)
+        Sum of the observed entries of each column (the data only, whatever the
+        parameters: the scale of ``R``'s floor, see :func:`observation_floor`).
+    obs_sumsq : ndarray, shape (p,)
+        Sum of their squares.
     """
 
     ref_transition_matrix: np.ndarray
@@ -101,6 +109,8 @@ class SSMStats(Stats, KalmanStats):
     ref_observation_matrix: np.ndarray
     ref_observation_offset: np.ndarray
     ref_initial_state_mean: np.ndarray
+    obs_sum: np.ndarray
+    obs_sumsq: np.ndarray
 
     def block(self, name: str) -> BlockMoments:
         """The moments of block ``name`` ("initial", "transition" or "observation")."""
@@ -161,6 +171,19 @@ class SSMStats(Stats, KalmanStats):
         mine, _ = self._split()
         theirs, _ = other.about(self._split()[1])._split()  # type: ignore[attr-defined]
         return all(np.allclose(mine[k], theirs[k], rtol=rtol, atol=atol) for k in mine)
+
+
+def observation_floor(stats: SSMStats) -> np.ndarray:
+    """``FLOOR`` times the observed variance of every column: ``R``'s floor, shape (p,).
+
+    See :data:`emframe.models.ssm.mstep.FLOOR`. A variance that cancels to nothing (a
+    constant column) is replaced by ``eps`` times the mean square, the level float64
+    resolves, and that by 1 if it is zero too.
+    """
+    n = np.maximum(np.asarray(stats.n_observed, dtype=float), 1.0)
+    raw = stats.obs_sumsq / n
+    var = np.maximum(raw - (stats.obs_sum / n) ** 2, np.finfo(np.float64).eps * raw)
+    return FLOOR * np.where(var > 0, var, 1.0)
 
 
 def shapes(m: int, p: int) -> dict[str, tuple[int, ...]]:

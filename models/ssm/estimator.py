@@ -314,16 +314,12 @@ class LinearGaussianSSM(EMEstimator):
     def _warm_params(self) -> SSMParams | None:
         return self.__dict__.get("_start")
 
-    def _start_params(self, model: LinearGaussianSSMModel) -> SSMParams | None:
-        """The start when it does not depend on the seed: warm start, or all fields given."""
-        if self.warm_start and "params_" in self.__dict__:
-            return self.params_
-        given = {**model._disabled(), **model.initial}
-        if all(f in given for f in FIELDS):
-            params = SSMParams(**{f: given[f] for f in FIELDS})
-            model.check_params(params)
-            return params
-        return None
+    def _start_params(self, model: LinearGaussianSSMModel, Y: Any = None) -> SSMParams | None:
+        """The start when it does not depend on the seed: warm start, or all fields given
+        (with ``R`` raised to the M-step's floor of the data ``Y``, when given)."""
+        warm = self.warm_start and "params_" in self.__dict__
+        params = self.params_ if warm else model.given_params()
+        return params if params is None or Y is None else model.inside_floor(params, Y)
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(
@@ -373,7 +369,7 @@ class LinearGaussianSSM(EMEstimator):
             self._check_n_features(seqs.X, reset=True)
             chunks = seqs.split(int(chunk_size)) if chunk_size is not None else [seqs]
             source = _Batches(chunks, seqs)
-        start = self._start_params(model)
+        start = self._start_params(model, None if isinstance(Y, External) else seqs.X)
         self._model_building, self._start = model, start
         try:
             self._run(model, source, callbacks, **engine_options)

@@ -27,6 +27,7 @@ from emframe.models.ssm.params import (
     SSMParams,
     SSMStats,
     check_covariance,
+    data_floor,
     observation_floor,
     shapes,
 )
@@ -123,7 +124,29 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         given = {**self._disabled(), **self.initial}
         params = initial_params(X.X, X.lengths, self.n_dim_state, given, rng)
         self.check_params(params)
+        return self.inside_floor(params, X.X)
+
+    def given_params(self) -> SSMParams | None:
+        """The start made of the given values when every field is given (checked), else None."""
+        given = {**self._disabled(), **self.initial}
+        if not all(f in given for f in FIELDS):
+            return None
+        params = SSMParams(**{f: given[f] for f in FIELDS})
+        self.check_params(params)
         return params
+
+    def inside_floor(self, params: SSMParams, Y: np.ndarray) -> SSMParams:
+        """``params`` with a free ``R`` raised to the M-step's floor for the data ``Y``.
+
+        EM is monotone from inside the set the M-step maximises over (``R`` at least
+        ``mstep.FLOOR`` times the observed variances), so a start below it is raised
+        to it first.
+        """
+        name = "observation_covariance"
+        if name in self.frozen:
+            return params
+        R = raise_to_floor(params.observation_covariance, data_floor(Y), self.diag[name])
+        return params.replace(observation_covariance=R)
 
     def e_step(self, params: SSMParams, X: Sequences) -> tuple[SSMStats, float]:
         ks = expected_statistics(X.X, params.system(), X.lengths, backend=self.backend)

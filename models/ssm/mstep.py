@@ -181,7 +181,7 @@ def fit_block(
 #: ``eps`` times the column's scale, so far below the floor the log-likelihood's
 #: rounding would exceed the monotonicity guard's tolerance. The floor bounds every
 #: innovation covariance from below, and so the likelihood from above.
-FLOOR = 1e-10
+FLOOR = 1e-7
 
 #: Relative rounding level of a covariance computed from terms of a given size: a
 #: smallest eigenvalue above ``-ROUNDING`` times the terms (each coordinate scaled by

@@ -12,7 +12,8 @@ from emframe.core.params import Params, Stats
 from emframe.inference.kalman import KalmanStats, LinearGaussianSystem
 
 __all__ = [
-    "COVARIANCES", "FIELDS", "SSMParams", "SSMStats", "check_covariance", "observation_floor",
+    "COVARIANCES", "FIELDS", "SSMParams", "SSMStats", "check_covariance", "data_floor",
+    "observation_floor",
     "shapes",
 ]
 
@@ -180,9 +181,20 @@ def observation_floor(stats: SSMStats) -> np.ndarray:
     constant column) is replaced by ``eps`` times the mean square, the level float64
     resolves, and that by 1 if it is zero too.
     """
-    n = np.maximum(np.asarray(stats.n_observed, dtype=float), 1.0)
-    raw = stats.obs_sumsq / n
-    var = np.maximum(raw - (stats.obs_sum / n) ** 2, np.finfo(np.float64).eps * raw)
+    return _floor(stats.n_observed, stats.obs_sum, stats.obs_sumsq)
+
+
+def data_floor(Y: np.ndarray) -> np.ndarray:
+    """:func:`observation_floor` of the observations ``Y`` (T, p), NaN missing."""
+    observed = np.where(np.isnan(Y), 0.0, Y)
+    return _floor((~np.isnan(Y)).sum(axis=0), observed.sum(axis=0),
+                  np.einsum("ij,ij->j", observed, observed))
+
+
+def _floor(n_observed: Any, total: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    n = np.maximum(np.asarray(n_observed, dtype=float), 1.0)
+    raw = squares / n
+    var = np.maximum(raw - (total / n) ** 2, np.finfo(np.float64).eps * raw)
     return FLOOR * np.where(var > 0, var, 1.0)
 
 

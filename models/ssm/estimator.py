@@ -108,7 +108,9 @@ class LinearGaussianSSM(EMEstimator):
     ridge : float, default 0.0
         Prior ``p(V) ∝ exp(-ridge/2 · trace(V^{-1}))`` on each estimated covariance
         ``V`` (Q, R, S0): the update becomes ``(scatter + ridge·I) / n``, which stays
-        positive definite. 0 is maximum likelihood; with ``ridge > 0`` EM increases the
+        positive definite. 0 is maximum likelihood, except that ``R`` is kept at least
+        1e-7 times the observed variances (see docs/state_space.md: at a singular
+        boundary the likelihood can be unbounded); with ``ridge > 0`` EM increases the
         penalised log-likelihood, which ``loglik_history_`` then records.
     tol : float, default 1e-8
         Stop when the log-likelihood per time step improves by less than this; tight, as

@@ -23,6 +23,13 @@ maximisation (the EM iteration is exact).
 
 With a ``ridge`` prior ``p(V) ∝ exp(-ridge/2 · trace(V^{-1}))`` the covariance is the
 MAP estimate ``(scatter + ridge·I) / n``.
+
+The moments are those of the residuals about the E-step's own coefficients
+(:class:`BlockMoments`), so the new ``F`` and ``g`` are a small least-squares correction
+and the residual scatter a difference of small quantities: a noise covariance far below
+the data's scale keeps its digits. ``R`` is the maximiser over the covariances above a
+floor fixed by the data (:data:`FLOOR`), ``Q`` and ``S0`` are raised to rounding level
+when their update is singular only by rounding (:func:`covariance_update`).
 """
 
 from __future__ import annotations

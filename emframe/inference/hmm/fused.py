@@ -14,7 +14,9 @@ log-space fallback then takes over.
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,10 +72,10 @@ _LOCAL = threading.local()
 _KEEP_SCRATCH = 1 << 23
 
 
-def _scratch(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The kernel's (n, K), (n, K) and (n,) scratch, kept per thread from one call to the
-    next when it is at most :data:`_KEEP_SCRATCH` numbers (the E-steps of a fit have the
-    same sizes; threads never share it).
+def _scratch(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' (n, K), (n, K), (n,) and (n,) scratch, kept per thread from one call
+    to the next when it is at most :data:`_KEEP_SCRATCH` numbers (the E-steps of a fit
+    have the same sizes; threads never share it).
 
     Fresh memory costs a page fault per 4 KiB when first touched: at T = 100,000 and
     K = 8 that was a third of the E-step's time.
@@ -81,8 +83,8 @@ def _scratch(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cached = getattr(_LOCAL, "scratch", None)
     if cached is not None and cached[0].shape[0] >= n and cached[0].shape[1] == k:
         return cached
-    fresh = (np.empty((n, k)), np.empty((n, k)), np.empty(n))
-    _LOCAL.scratch = fresh if n * (2 * k + 1) <= _KEEP_SCRATCH else None
+    fresh = (np.empty((n, k)), np.empty((n, k)), np.empty(n), np.empty(n))
+    _LOCAL.scratch = fresh if n * (2 * k + 2) <= _KEEP_SCRATCH else None
     return fresh
 
 
@@ -137,13 +139,113 @@ def diag_gaussian_e_step(
     starts = _starts(lengths)
     check_kernel_bounds(starts, lengths, X.shape[0])
     const = np.sum(np.log(pc), axis=1) - 0.5 * d * _LOG_2PI
+    model = (startprob, transmat, np.ascontiguousarray(np.asarray(means, dtype=np.float64).T),
+             np.ascontiguousarray(pc.T), const, X)
+    n_seq = lengths.shape[0]
+    sums = [np.zeros(k), np.zeros((k, k)), np.zeros(k), np.zeros((d, k)), np.zeros((d, k))]
+    seq_ll = np.zeros(n_seq)
+    failed = np.zeros(n_seq, dtype=bool)
+    split = lengths >= _split_min()
+    rest = np.flatnonzero(~split)
+    if rest.size:  # one compiled call for all of them
+        res = _one_pass(model, starts[rest], lengths[rest])
+        seq_ll[rest], failed[rest] = res[5], res[6]
+        sums = [a + b for a, b in zip(sums, res[:5], strict=True)]
+    for s in np.flatnonzero(split):
+        res = _split_sequence(model, int(starts[s]), int(lengths[s]))
+        if res is None:  # a check failed: the one-pass kernel decides as the reference does
+            res = _one_pass(model, starts[s : s + 1], lengths[s : s + 1])
+        seq_ll[s], failed[s] = res[5][0], res[6][0]
+        if not failed[s]:
+            sums = [a + b for a, b in zip(sums, res[:5], strict=True)]
+    start, trans, nk, sx, sxx = sums
+    return FusedGaussianStats(start, trans, nk, sx.T.copy(), sxx.T.copy(), seq_ll, failed)
+
+
+def _one_pass(model: tuple, starts: np.ndarray, lengths: np.ndarray) -> tuple:
+    """The one-pass kernel on the given sequences (see ``_fused_numba``)."""
     from emframe.inference.hmm import _fused_numba
 
-    emis, alpha, scale = _scratch(int(lengths.max()), k)
-    start, trans, nk, sx, sxx, seq_ll, failed = call_interruptible(
-        _fused_numba.diag_gaussian_e_step,
-        startprob, transmat, np.ascontiguousarray(np.asarray(means, dtype=np.float64).T),
-        np.ascontiguousarray(pc.T), const, X, starts, lengths,
+    k = model[0].shape[0]
+    emis, alpha, scale, _ = _scratch(int(lengths.max()), k)
+    return call_interruptible(
+        _fused_numba.diag_gaussian_e_step, *model, starts, lengths,
         _IDENTITY_TOL, _MIN_SCALE, _LOG_TINY, emis, alpha, scale,
     )
-    return FusedGaussianStats(start, trans, nk, sx.T.copy(), sxx.T.copy(), seq_ll, failed)
+
+
+#: Sequences at least this long are split in halves run on two threads (see
+#: ``_fused_split_numba``); below it the two hand-overs to the other thread (tens of
+#: microseconds) are not worth it.
+_SPLIT_MIN = 8192
+
+_POOL: list = [None, None]  # (pid, executor): a forked child makes its own
+
+
+def _split_min() -> int | float:
+    """:data:`_SPLIT_MIN` when this process may use two cores, else infinity."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return _SPLIT_MIN if cores >= 2 else math.inf
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The one worker thread that runs the backward phases (created on first use)."""
+    if _POOL[0] != os.getpid():
+        _POOL[:] = [os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="emframe-hmm")]
+    return _POOL[1]
+
+
+def _split_sequence(model: tuple, first: int, n: int) -> tuple | None:
+    """E-step of one sequence, its forward and backward halves on two threads.
+
+    Returns the one-pass kernel's outputs for this one sequence, or None if a check of
+    the split recursions failed (or a step's emission ratio was flushed).
+    """
+    from emframe.inference.hmm import _fused_split_numba as fs
+
+    startprob, transmat, means_t, prec_t, const, X = model
+    k, d = means_t.shape[1], X.shape[1]
+    trans_t = np.ascontiguousarray(transmat.T)
+    emis, msg, scale, nbs = _scratch(n, k)
+    h = n // 2
+    fwd = [np.zeros((k, k)), np.zeros(k), np.zeros((d, k)), np.zeros((d, k))]
+    bwd = [np.zeros((k, k)), np.zeros(k), np.zeros((d, k)), np.zeros((d, k))]
+    start = np.zeros(k)
+    pool = _executor()
+    pending = None
+    try:
+        pending = pool.submit(fs.backward_second, transmat, means_t, prec_t, const, X, first,
+                              n, h, _LOG_TINY, emis, msg, nbs)
+        status_f, shift_f, log_f = call_interruptible(
+            fs.forward_first, startprob, trans_t, means_t, prec_t, const, X, first, h,
+            _LOG_TINY, _MIN_SCALE, emis, msg, scale)
+        status_b, shift_b = pending.result()
+        if status_f != fs.OK or status_b != fs.OK:
+            return None
+        pending = pool.submit(fs.backward_first, transmat, means_t, X, first, h, _MIN_SCALE,
+                              emis, msg, msg[h].copy(), scale, *bwd, start)
+        ok_f, log_s, cd_h, d_last, qmin, qmax, p_h = call_interruptible(
+            fs.forward_second, trans_t, means_t, X, first, n, h, _MIN_SCALE, emis, msg, msg,
+            nbs, scale, *fwd)
+        ok_b, z_h, rmin, rmax = pending.result()
+    finally:
+        if pending is not None and not pending.done():
+            # Interrupted: the worker still writes into the scratch; the next call
+            # must not reuse it.
+            _LOCAL.scratch = None
+    if not (ok_f and ok_b):
+        return None
+    # The reference's identity sum_k alpha_hat_t beta_hat_t = 1, at its extremes over t.
+    with np.errstate(all="ignore"):
+        top = d_last * p_h
+        first_half = top * (z_h / cd_h)
+        dev = max(abs(top / qmin - 1.0), abs(top / qmax - 1.0), abs(first_half * rmin - 1.0),
+                  abs(first_half * rmax - 1.0))
+    if not dev <= _IDENTITY_TOL:  # NaN fails too
+        return None
+    xi = fwd[0] + bwd[0]
+    return (start, transmat * xi, fwd[1] + bwd[1], fwd[2] + bwd[2], fwd[3] + bwd[3],
+            np.array([shift_f + shift_b + log_f + log_s]), np.zeros(1, dtype=bool))

@@ -54,9 +54,8 @@ OK, FLUSHED, BAD = 0, 1, 2
 
 @numba.njit(cache=True, nogil=True)
 def _block_buffers(k, d):
-    """xt, L, mx, bits, E: one block's transposed data, scores and emission ratios."""
-    return (np.empty((d, BLOCK)), np.empty((k, BLOCK)), np.empty(BLOCK),
-            np.empty(BLOCK, np.int64), np.empty((k, BLOCK)))
+    """xt, L, mx, E: one block's transposed data, scores and emission ratios."""
+    return np.empty((d, BLOCK)), np.empty((k, BLOCK)), np.empty(BLOCK), np.empty((k, BLOCK))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -80,14 +79,14 @@ def forward_first(startprob, trans_t, means_t, prec_t, const, X, first, h, log_t
     factors).
     """
     k, d = const.shape[0], X.shape[1]
-    xt, L, mx, bits, E = _block_buffers(k, d)
+    xt, L, mx, E = _block_buffers(k, d)
     acc = np.zeros(2)
     log_prod = 0.0
     flushed = False
     for t0 in range(0, h, BLOCK):
         B = min(BLOCK, h - t0)
         _transpose(X, first + t0, B, xt)
-        fl, bad = _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E)
+        fl, bad = _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, E)
         if bad:
             return BAD, 0.0, 0.0
         flushed |= fl
@@ -110,7 +109,7 @@ def backward_second(transmat, means_t, prec_t, const, X, first, n, h, log_tiny, 
     its normaliser, and the rows are normalised after the block.
     """
     k, d = const.shape[0], X.shape[1]
-    xt, L, mx, bits, E = _block_buffers(k, d)
+    xt, L, mx, E = _block_buffers(k, d)
     u = np.empty(k)
     acc = np.zeros(2)
     flushed = False
@@ -120,7 +119,7 @@ def backward_second(transmat, means_t, prec_t, const, X, first, n, h, log_tiny, 
         t0 = max(h, t1 - BLOCK)
         B = t1 - t0
         _transpose(X, first + t0, B, xt)
-        fl, bad = _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E)
+        fl, bad = _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, E)
         if bad:
             return BAD, 0.0
         flushed |= fl

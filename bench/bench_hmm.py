@@ -5,7 +5,10 @@ Prints the median and minimum seconds per iteration, wall clock and process CPU 
 (stamped after every M-step; and the whole fit divided by the iterations,
 initialisation and final pass included) of emframe (numba and numpy backends) and of
 hmmlearn (if installed), on the same data and from the same initial parameters, their
-ratios, the load average and the BLAS thread setting.
+ratios, the load average and the BLAS thread setting. On the long sequence emframe's
+numba backend runs its forward and backward halves on two threads; it is also timed on
+one thread ("numba, 1 thread"), the CPU time of both threads being what the process
+pays.
 Run: ``python bench/bench_hmm.py [--repeats N]``.
 """
 
@@ -22,6 +25,7 @@ from bench_gmm import blas_threads
 from emframe.models import GaussianHMM
 
 from emframe.inference.hmm import has_numba
+from emframe.inference.hmm.fused import _split_min
 
 K, D, N_ITER = 8, 4, 10
 
@@ -54,9 +58,29 @@ def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
-def time_emframe(X, lengths, p, backend: str) -> tuple[float, float, float, float]:
+def blas_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                         if i.get("user_api") == "blas") or "unknown"
+    except ImportError:
+        return os.environ.get("OPENBLAS_NUM_THREADS", "default")
+
+
+def time_emframe(X, lengths, p, backend: str, split: bool = True
+                 ) -> tuple[float, float, float, float]:
     """(median seconds per iteration from per-iteration stamps, its CPU time, whole fit /
-    N_ITER, loglik)."""
+    N_ITER, loglik). ``split=False``: long sequences on one thread."""
+    if not split:
+        from emframe.inference.hmm import fused
+
+        saved = fused._SPLIT_MIN
+        fused._SPLIT_MIN = 2**62
+        try:
+            return time_emframe(X, lengths, p, backend)
+        finally:
+            fused._SPLIT_MIN = saved
     model = GaussianHMM(K, "diag", init_params="", tol=0.0, max_iter=N_ITER, reg_covar=0.0,
                         backend=backend)
     model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
@@ -116,6 +140,9 @@ def main() -> None:
         X, lengths = make_data(n_seq, length)
         p = initial_params(X)
         cases = {f"emframe[{b}]": partial(time_emframe, X, lengths, p, b) for b in backends}
+        if "numba" in backends and length >= _split_min():
+            cases["emframe[numba, 1 thread]"] = partial(time_emframe, X, lengths, p, "numba",
+                                                        split=False)
         if peer:
             cases["hmmlearn"] = partial(time_hmmlearn, X, lengths, p)
         for fn in cases.values():  # warm-up (numba compilation, caches)
@@ -137,10 +164,10 @@ def main() -> None:
         print(f"\n{name}   (load average {'{:.2f} {:.2f} {:.2f}'.format(*os.getloadavg())})")
         ref = results.get("hmmlearn")
         for label, (t, tmin, tcpu, tfit, ll) in results.items():
-            ratio = (f"\n{'':18s} ratio to hmmlearn: per iteration {t / ref[0]:.3f} (minima "
+            ratio = (f"\n{'':26s} ratio to hmmlearn: per iteration {t / ref[0]:.3f} (minima "
                      f"{tmin / ref[1]:.3f}, CPU {tcpu / ref[2]:.3f}), whole fit "
                      f"{tfit / ref[3]:.3f}") if ref else ""
-            print(f"  {label:16s} {t * 1e3:8.2f} ms/iter (min {tmin * 1e3:.2f}, CPU "
+            print(f"  {label:24s} {t * 1e3:8.2f} ms/iter (min {tmin * 1e3:.2f}, CPU "
                   f"{tcpu * 1e3:.2f}; whole fit / {N_ITER}: {tfit * 1e3:.2f})  final loglik "
                   f"{ll:.6f}{ratio}")
 

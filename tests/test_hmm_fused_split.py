@@ -190,10 +190,15 @@ def test_split_results_are_deterministic_and_thread_safe(spy):
 
 
 def test_split_only_with_two_cores_and_long_sequences(monkeypatch):
+    import numba
+
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0})
     assert fused._split_min() == math.inf
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
     assert fused._split_min() == fused._SPLIT_MIN
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # the user's opt-out
+    assert fused._split_min() == math.inf
     pool = fused._executor()
     assert fused._executor() is pool
     monkeypatch.setattr(fused, "_POOL", [-1, pool])  # as in a forked child

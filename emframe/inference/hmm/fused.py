@@ -183,12 +183,18 @@ _POOL: list = [None, None]  # (pid, executor): a forked child makes its own
 
 
 def _split_min() -> int | float:
-    """:data:`_SPLIT_MIN` when this process may use two cores, else infinity."""
+    """:data:`_SPLIT_MIN` when this process may use two cores, else infinity.
+
+    Setting ``NUMBA_NUM_THREADS=1`` (numba's own setting, read when numba is imported)
+    keeps every E-step on the calling thread.
+    """
+    import numba
+
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cores = os.cpu_count() or 1
-    return _SPLIT_MIN if cores >= 2 else math.inf
+    return _SPLIT_MIN if min(cores, numba.config.NUMBA_NUM_THREADS) >= 2 else math.inf
 
 
 def _executor() -> ThreadPoolExecutor:

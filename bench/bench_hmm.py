@@ -145,22 +145,21 @@ def main() -> None:
                                                         split=False)
         if peer:
             cases["hmmlearn"] = partial(time_hmmlearn, X, lengths, p)
-        for fn in cases.values():  # warm-up (numba compilation, caches)
+        for fn in cases.values():  # warm-up (numba compilation, caches, the worker thread)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fn()
-        results = {}
-        for label, fn in cases.items():
-            iters, cpus, fits, ll = [], [], [], None
-            for _ in range(args.repeats):
+        runs = {label: [] for label in cases}
+        for _ in range(args.repeats):  # round robin: every case sees the same load
+            for label, fn in cases.items():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    t_iter, c_iter, t_fit, ll = fn()
-                iters.append(t_iter)
-                cpus.append(c_iter)
-                fits.append(t_fit)
+                    runs[label].append(fn())
+        results = {}
+        for label, rows in runs.items():
+            iters, cpus, fits = (np.array([r[i] for r in rows]) for i in range(3))
             results[label] = (float(np.median(iters)), float(np.min(iters)),
-                              float(np.median(cpus)), float(np.median(fits)), ll)
+                              float(np.median(cpus)), float(np.median(fits)), rows[-1][3])
         print(f"\n{name}   (load average {'{:.2f} {:.2f} {:.2f}'.format(*os.getloadavg())})")
         ref = results.get("hmmlearn")
         for label, (t, tmin, tcpu, tfit, ll) in results.items():

@@ -9,6 +9,11 @@ never forms the (T, K) posterior matrix (see ``_fused_numba``). It applies to di
 complete data; the scaled recursion's checks are the reference's, and a sequence that
 fails them is reported for its caller to recompute by the reference path, whose
 log-space fallback then takes over.
+
+A sequence of at least :data:`_SPLIT_MIN` steps, when the process may use two cores, is
+split in halves whose forward and backward recursions run on two threads (see
+``_fused_split_numba``); if a check of the split recursions fails, the one-pass kernel
+recomputes it. ``NUMBA_NUM_THREADS=1`` keeps every E-step on the calling thread.
 """
 
 from __future__ import annotations
@@ -204,6 +209,24 @@ def _executor() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
+def _both(here: tuple, there: tuple) -> tuple:
+    """``(here[0](*here[1:]), there[0](*there[1:]))``, the second on the worker thread.
+
+    If the worker has not started by the time the first call returns (no second core
+    free), the second call runs here instead of waiting for it.
+    """
+    pending = _executor().submit(*there)
+    try:
+        mine = call_interruptible(*here)
+        theirs = call_interruptible(*there) if pending.cancel() else pending.result()
+    finally:
+        if not pending.done():
+            # Interrupted while the worker writes into the scratch: the next call must
+            # not reuse it.
+            _LOCAL.scratch = None
+    return mine, theirs
+
+
 def _split_sequence(model: tuple, first: int, n: int) -> tuple | None:
     """E-step of one sequence, its forward and backward halves on two threads.
 
@@ -220,28 +243,20 @@ def _split_sequence(model: tuple, first: int, n: int) -> tuple | None:
     fwd = [np.zeros((k, k)), np.zeros(k), np.zeros((d, k)), np.zeros((d, k))]
     bwd = [np.zeros((k, k)), np.zeros(k), np.zeros((d, k)), np.zeros((d, k))]
     start = np.zeros(k)
-    pool = _executor()
-    pending = None
-    try:
-        pending = pool.submit(fs.backward_second, transmat, means_t, prec_t, const, X, first,
-                              n, h, _LOG_TINY, emis, msg, nbs)
-        status_f, shift_f, log_f = call_interruptible(
-            fs.forward_first, startprob, trans_t, means_t, prec_t, const, X, first, h,
-            _LOG_TINY, _MIN_SCALE, emis, msg, scale)
-        status_b, shift_b = pending.result()
-        if status_f != fs.OK or status_b != fs.OK:
-            return None
-        pending = pool.submit(fs.backward_first, transmat, means_t, X, first, h, _MIN_SCALE,
-                              emis, msg, msg[h].copy(), scale, *bwd, start)
-        ok_f, log_s, cd_h, d_last, qmin, qmax, p_h = call_interruptible(
-            fs.forward_second, trans_t, means_t, X, first, n, h, _MIN_SCALE, emis, msg, msg,
-            nbs, scale, *fwd)
-        ok_b, z_h, rmin, rmax = pending.result()
-    finally:
-        if pending is not None and not pending.done():
-            # Interrupted: the worker still writes into the scratch; the next call
-            # must not reuse it.
-            _LOCAL.scratch = None
+    (status_f, shift_f, log_f), (status_b, shift_b) = _both(
+        (fs.forward_first, startprob, trans_t, means_t, prec_t, const, X, first, h, _LOG_TINY,
+         _MIN_SCALE, emis, msg, scale),
+        (fs.backward_second, transmat, means_t, prec_t, const, X, first, n, h, _LOG_TINY, emis,
+         msg, nbs),
+    )
+    if status_f != fs.OK or status_b != fs.OK:
+        return None
+    (ok_f, log_s, cd_h, d_last, qmin, qmax, p_h), (ok_b, z_h, rmin, rmax) = _both(
+        (fs.forward_second, trans_t, means_t, X, first, n, h, _MIN_SCALE, emis, msg, msg, nbs,
+         scale, *fwd),
+        (fs.backward_first, transmat, means_t, X, first, h, _MIN_SCALE, emis, msg,
+         msg[h].copy(), scale, *bwd, start),
+    )
     if not (ok_f and ok_b):
         return None
     # The reference's identity sum_k alpha_hat_t beta_hat_t = 1, at its extremes over t.

@@ -189,6 +189,54 @@ def test_split_results_are_deterministic_and_thread_safe(spy):
             np.testing.assert_array_equal(getattr(res, name), getattr(first, name))
 
 
+def test_where_the_halves_run_changes_no_result(spy, monkeypatch):
+    # on two threads, on the calling thread after a lag, or with the worker's call taken
+    # back before it started: the same numbers, bit for bit
+    rng = np.random.default_rng(5)
+    startprob, transmat, means, pc = random_hmm(rng, 6, 3, 2.0, 0.9)
+    lengths = np.array([2500, 3001], dtype=np.int64)
+    X = sample(rng, means, pc, lengths)
+    args = (startprob, transmat, means, pc, X, lengths)
+    monkeypatch.setattr(fused, "_SOLO", [0])
+    monkeypatch.setattr(fused, "_SOLO_AFTER_LAG", 0)
+    threaded = diag_gaussian_e_step(*args)
+    monkeypatch.setattr(fused, "_SOLO", [10**9])
+    solo = diag_gaussian_e_step(*args)
+    assert fused._SOLO[0] == 10**9 - 4  # two phases per sequence ran here
+    monkeypatch.setattr(fused, "_SOLO", [0])
+    blocker = threading.Event()
+    fused._executor().submit(blocker.wait)  # the worker is busy: every call is taken back
+    try:
+        taken_back = diag_gaussian_e_step(*args)
+    finally:
+        blocker.set()
+    for res in (solo, taken_back):
+        for name in FIELDS:
+            np.testing.assert_array_equal(getattr(res, name), getattr(threaded, name))
+    assert all(res is not None for res in spy)
+
+
+def test_a_lagging_worker_sends_the_next_phases_to_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(fused, "_SOLO", [0])
+    started = threading.Event()
+
+    def slow():
+        started.set()
+        time.sleep(0.05)
+        return "there"
+
+    def fast():
+        started.wait()
+        return "here"
+
+    assert fused._both((fast,), (slow,)) == ("here", "there")
+    assert fused._SOLO[0] == fused._SOLO_AFTER_LAG
+    here = threading.get_ident()
+    where = fused._both((threading.get_ident,), (threading.get_ident,))
+    assert where == (here, here)
+    assert fused._SOLO[0] == fused._SOLO_AFTER_LAG - 1
+
+
 def test_split_only_with_two_cores_and_long_sequences(monkeypatch):
     import numba
 

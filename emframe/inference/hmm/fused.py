@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -209,21 +210,43 @@ def _executor() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
+#: Split sequences left to run on the calling thread alone (see :func:`_both`).
+_SOLO = [0]
+#: After a phase in which the worker thread started late or lagged (no free core), this
+#: many phases run both halves on the calling thread, one after the other.
+_SOLO_AFTER_LAG = 16
+
+
 def _both(here: tuple, there: tuple) -> tuple:
     """``(here[0](*here[1:]), there[0](*there[1:]))``, the second on the worker thread.
 
-    If the worker has not started by the time the first call returns (no second core
-    free), the second call runs here instead of waiting for it.
+    On a busy machine the worker may start late or be preempted, and the calling thread
+    would wait for it: if the worker has not started by the time the first call returns,
+    the second call runs here instead, and after a phase in which the worker lagged the
+    next :data:`_SOLO_AFTER_LAG` phases run both calls here. The calls compute the same
+    numbers wherever they run: this changes the time, never the results.
     """
+    if _SOLO[0] > 0:
+        _SOLO[0] -= 1
+        return call_interruptible(*here), call_interruptible(*there)
     pending = _executor().submit(*there)
     try:
+        t0 = time.perf_counter()
         mine = call_interruptible(*here)
-        theirs = call_interruptible(*there) if pending.cancel() else pending.result()
+        t1 = time.perf_counter()
+        if pending.cancel():  # not started: no core was free
+            theirs = call_interruptible(*there)
+            lagged = True
+        else:
+            theirs = pending.result()
+            lagged = time.perf_counter() - t1 > 0.5 * (t1 - t0)
     finally:
         if not pending.done():
             # Interrupted while the worker writes into the scratch: the next call must
             # not reuse it.
             _LOCAL.scratch = None
+    if lagged:
+        _SOLO[0] = _SOLO_AFTER_LAG
     return mine, theirs
 
 

@@ -25,7 +25,7 @@ from bench_gmm import blas_threads
 from emframe.models import GaussianHMM
 
 from emframe.inference.hmm import has_numba
-from emframe.inference.hmm.fused import _split_min
+from emframe.inference.hmm.fused import _SPLIT_MIN
 
 K, D, N_ITER = 8, 4, 10
 
@@ -68,19 +68,19 @@ def blas_threads() -> str:
         return os.environ.get("OPENBLAS_NUM_THREADS", "default")
 
 
-def time_emframe(X, lengths, p, backend: str, split: bool = True
+def time_emframe(X, lengths, p, backend: str, two_threads: bool = True
                  ) -> tuple[float, float, float, float]:
     """(median seconds per iteration from per-iteration stamps, its CPU time, whole fit /
-    N_ITER, loglik). ``split=False``: long sequences on one thread."""
-    if not split:
-        from emframe.inference.hmm import fused
+    N_ITER, loglik). ``two_threads=False``: as with NUMBA_NUM_THREADS=1."""
+    if not two_threads:
+        import numba
 
-        saved = fused._SPLIT_MIN
-        fused._SPLIT_MIN = 2**62
+        saved = numba.config.NUMBA_NUM_THREADS
+        numba.config.NUMBA_NUM_THREADS = 1  # as NUMBA_NUM_THREADS=1 does
         try:
             return time_emframe(X, lengths, p, backend)
         finally:
-            fused._SPLIT_MIN = saved
+            numba.config.NUMBA_NUM_THREADS = saved
     model = GaussianHMM(K, "diag", init_params="", tol=0.0, max_iter=N_ITER, reg_covar=0.0,
                         backend=backend)
     model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
@@ -140,9 +140,9 @@ def main() -> None:
         X, lengths = make_data(n_seq, length)
         p = initial_params(X)
         cases = {f"emframe[{b}]": partial(time_emframe, X, lengths, p, b) for b in backends}
-        if "numba" in backends and length >= _split_min():
+        if "numba" in backends and length >= _SPLIT_MIN:
             cases["emframe[numba, 1 thread]"] = partial(time_emframe, X, lengths, p, "numba",
-                                                        split=False)
+                                                        two_threads=False)
         if peer:
             cases["hmmlearn"] = partial(time_hmmlearn, X, lengths, p)
         for fn in cases.values():  # warm-up (numba compilation, caches, the worker thread)

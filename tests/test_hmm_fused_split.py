@@ -3,7 +3,6 @@ equals the numpy reference and the one-pass kernel."""
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -38,14 +37,14 @@ def spy(monkeypatch):
         return res
 
     monkeypatch.setattr(fused, "_SPLIT_MIN", 2)
-    monkeypatch.setattr(fused, "_split_min", lambda: fused._SPLIT_MIN)
+    monkeypatch.setattr(fused, "_two_cores", lambda: True)
     monkeypatch.setattr(fused, "_split_sequence", recorded)
     return calls
 
 
 def one_pass(monkeypatch, *args):
     with monkeypatch.context() as m:
-        m.setattr(fused, "_split_min", lambda: math.inf)
+        m.setattr(fused, "_SPLIT_MIN", 2**62)
         return diag_gaussian_e_step(*args)
 
 
@@ -237,16 +236,18 @@ def test_a_lagging_worker_sends_the_next_phases_to_the_calling_thread(monkeypatc
     assert fused._SOLO[0] == fused._SOLO_AFTER_LAG - 1
 
 
-def test_split_only_with_two_cores_and_long_sequences(monkeypatch):
+def test_the_worker_thread_only_with_two_cores(monkeypatch):
     import numba
 
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0})
-    assert fused._split_min() == math.inf
+    assert not fused._two_cores()
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
-    assert fused._split_min() == fused._SPLIT_MIN
+    assert fused._two_cores()
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # the user's opt-out
-    assert fused._split_min() == math.inf
+    assert not fused._two_cores()
+    here = threading.get_ident()
+    assert fused._both((threading.get_ident,), (threading.get_ident,)) == (here, here)
     pool = fused._executor()
     assert fused._executor() is pool
     monkeypatch.setattr(fused, "_POOL", [-1, pool])  # as in a forked child

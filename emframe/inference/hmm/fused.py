@@ -10,10 +10,11 @@ complete data; the scaled recursion's checks are the reference's, and a sequence
 fails them is reported for its caller to recompute by the reference path, whose
 log-space fallback then takes over.
 
-A sequence of at least :data:`_SPLIT_MIN` steps, when the process may use two cores, is
-split in halves whose forward and backward recursions run on two threads (see
+A sequence of at least :data:`_SPLIT_MIN` steps is split in halves whose forward and
+backward recursions run on two threads when the process may use two cores (see
 ``_fused_split_numba``); if a check of the split recursions fails, the one-pass kernel
-recomputes it. ``NUMBA_NUM_THREADS=1`` keeps every E-step on the calling thread.
+recomputes it. ``NUMBA_NUM_THREADS=1`` keeps every E-step on the calling thread; the
+results are the same, bit for bit, wherever the halves run.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def diag_gaussian_e_step(
     sums = [np.zeros(k), np.zeros((k, k)), np.zeros(k), np.zeros((d, k)), np.zeros((d, k))]
     seq_ll = np.zeros(n_seq)
     failed = np.zeros(n_seq, dtype=bool)
-    split = lengths >= _split_min()
+    split = lengths >= _SPLIT_MIN
     rest = np.flatnonzero(~split)
     if rest.size:  # one compiled call for all of them
         res = _one_pass(model, starts[rest], lengths[rest])
@@ -180,16 +181,16 @@ def _one_pass(model: tuple, starts: np.ndarray, lengths: np.ndarray) -> tuple:
     )
 
 
-#: Sequences at least this long are split in halves run on two threads (see
-#: ``_fused_split_numba``); below it the two hand-overs to the other thread (tens of
-#: microseconds) are not worth it.
+#: Sequences at least this long are split in halves, run on two threads when two cores
+#: are available (see ``_fused_split_numba``); below it the two hand-overs to the other
+#: thread (tens of microseconds) are not worth it.
 _SPLIT_MIN = 8192
 
 _POOL: list = [None, None]  # (pid, executor): a forked child makes its own
 
 
-def _split_min() -> int | float:
-    """:data:`_SPLIT_MIN` when this process may use two cores, else infinity.
+def _two_cores() -> bool:
+    """Whether this process may run the worker thread on a second core.
 
     Setting ``NUMBA_NUM_THREADS=1`` (numba's own setting, read when numba is imported)
     keeps every E-step on the calling thread.
@@ -200,7 +201,7 @@ def _split_min() -> int | float:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cores = os.cpu_count() or 1
-    return _SPLIT_MIN if min(cores, numba.config.NUMBA_NUM_THREADS) >= 2 else math.inf
+    return min(cores, numba.config.NUMBA_NUM_THREADS) >= 2
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -226,6 +227,8 @@ def _both(here: tuple, there: tuple) -> tuple:
     next :data:`_SOLO_AFTER_LAG` phases run both calls here. The calls compute the same
     numbers wherever they run: this changes the time, never the results.
     """
+    if not _two_cores():
+        return call_interruptible(*here), call_interruptible(*there)
     if _SOLO[0] > 0:
         _SOLO[0] -= 1
         return call_interruptible(*here), call_interruptible(*there)

@@ -152,6 +152,9 @@ def main() -> None:
         runs = {label: [] for label in cases}
         for _ in range(args.repeats):  # round robin: every case sees the same load
             for label, fn in cases.items():
+                # OpenBLAS's threads spin for about 0.1 s after a threaded call (the numpy
+                # backend's): let them sleep before the next case
+                time.sleep(0.3)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     runs[label].append(fn())

@@ -213,8 +213,9 @@ def _executor() -> ThreadPoolExecutor:
 
 #: Split sequences left to run on the calling thread alone (see :func:`_both`).
 _SOLO = [0]
-#: After a phase in which the worker thread started late or lagged (no free core), this
-#: many phases run both halves on the calling thread, one after the other.
+#: After a phase in which the worker thread started late or lagged so much (no free core)
+#: that the calling thread waited longer than its own part took, this many phases run
+#: both halves on the calling thread, one after the other.
 _SOLO_AFTER_LAG = 16
 
 
@@ -242,7 +243,8 @@ def _both(here: tuple, there: tuple) -> tuple:
             lagged = True
         else:
             theirs = pending.result()
-            lagged = time.perf_counter() - t1 > 0.5 * (t1 - t0)
+            # running both here would have cost about twice this thread's phase
+            lagged = time.perf_counter() - t1 > t1 - t0
     finally:
         if not pending.done():
             # Interrupted while the worker writes into the scratch: the next call must

@@ -87,6 +87,47 @@ def test_split_e_step_equals_the_numpy_reference(spy, monkeypatch, seed, k, d, l
         assert_close(res.sum_xx, sxx)
 
 
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(1, 5),
+    lengths=st.lists(st.integers(1, 400), min_size=1, max_size=6),
+    solo=st.booleans(),
+)
+def test_sequences_in_two_groups_equal_the_numpy_reference(monkeypatch, seed, k, lengths,
+                                                          solo):
+    monkeypatch.setattr(fused, "_GROUP_MIN", 2)
+    monkeypatch.setattr(fused, "_two_cores", lambda: True)
+    monkeypatch.setattr(fused, "_SOLO", [10**9 if solo else 0])
+    monkeypatch.setattr(fused, "_SOLO_AFTER_LAG", 0)
+    rng = np.random.default_rng(seed)
+    startprob, transmat, means, pc = random_hmm(rng, k, 2, 2.0, 0.8)
+    lengths = np.array(lengths, dtype=np.int64)
+    X = sample(rng, means, pc, lengths)
+    groups = fused._two_groups(np.arange(len(lengths)), lengths)
+    assert len(groups) == min(2, len(lengths))
+    res = diag_gaussian_e_step(startprob, transmat, means, pc, X, lengths)
+    post, nk, sx, sxx = reference(startprob, transmat, means, pc, X, lengths)
+    assert not res.failed.any()
+    assert_close(res.seq_log_likelihood, post.seq_log_likelihood, 1e-11)
+    assert_close(res.start_counts, post.start_counts)
+    assert_close(res.trans_counts, post.trans_counts)
+    assert_close(res.nk, nk)
+    assert_close(res.sum_x, sx)
+    assert_close(res.sum_xx, sxx)
+
+
+def test_groups_are_cut_by_steps_and_only_when_large():
+    lengths = np.array([100, 100, 100, 700, 50], dtype=np.int64)
+    seqs = np.arange(5)
+    assert [g.tolist() for g in fused._two_groups(seqs, lengths)] == [seqs.tolist()]  # < 8192
+    lengths = lengths * 10
+    assert [g.tolist() for g in fused._two_groups(seqs, lengths)] == [[0, 1, 2], [3, 4]]
+    assert [g.tolist() for g in fused._two_groups(seqs[:1], lengths)] == [[0]]
+    assert fused._two_groups(seqs[:0], lengths) == []
+
+
 @pytest.mark.parametrize("n", [2, 3, BLOCK, 2 * BLOCK, 2 * BLOCK + 1, 5 * BLOCK + 17, 9000])
 def test_split_path_is_taken_and_exact_across_block_boundaries(spy, n):
     # halves of odd and even lengths, block boundaries inside either half, the halves'

@@ -324,7 +324,7 @@ def _sequence(startprob, transmat, trans_t, means_t, prec_t, const, X, first, n,
     return False, (log_prod + shift_sum)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def diag_gaussian_e_step(startprob, transmat, means_t, prec_t, const, X, starts, lengths,
                          tol, min_scale, log_tiny, emis, alpha, scale):
     """Fused E-step of an HMM with diagonal Gaussian emissions.

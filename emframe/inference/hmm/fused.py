@@ -153,10 +153,13 @@ def diag_gaussian_e_step(
     seq_ll = np.zeros(n_seq)
     failed = np.zeros(n_seq, dtype=bool)
     split = lengths >= _SPLIT_MIN
-    rest = np.flatnonzero(~split)
-    if rest.size:  # one compiled call for all of them
-        res = _one_pass(model, starts[rest], lengths[rest])
-        seq_ll[rest], failed[rest] = res[5], res[6]
+    groups = _two_groups(np.flatnonzero(~split), lengths)
+    if len(groups) == 2:  # the one-pass kernel on each, on two threads
+        results = _both(*((_one_pass, model, starts[g], lengths[g]) for g in groups))
+    else:
+        results = [_one_pass(model, starts[g], lengths[g]) for g in groups]
+    for g, res in zip(groups, results, strict=True):
+        seq_ll[g], failed[g] = res[5], res[6]
         sums = [a + b for a, b in zip(sums, res[:5], strict=True)]
     for s in np.flatnonzero(split):
         res = _split_sequence(model, int(starts[s]), int(lengths[s]))
@@ -167,6 +170,19 @@ def diag_gaussian_e_step(
             sums = [a + b for a, b in zip(sums, res[:5], strict=True)]
     start, trans, nk, sx, sxx = sums
     return FusedGaussianStats(start, trans, nk, sx.T.copy(), sxx.T.copy(), seq_ll, failed)
+
+
+def _two_groups(seqs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """``seqs`` cut in two runs of about equal total length when they hold at least
+    :data:`_GROUP_MIN` steps (whatever the number of cores, so that the sums, added group
+    by group, do not depend on it); else ``[seqs]``, or nothing if empty."""
+    if seqs.size < 2:
+        return [seqs] if seqs.size else []
+    cum = np.cumsum(lengths[seqs])
+    if cum[-1] < _GROUP_MIN:
+        return [seqs]
+    cut = int(np.clip(np.searchsorted(cum, cum[-1] / 2), 1, seqs.size - 1))
+    return [seqs[:cut], seqs[cut:]]
 
 
 def _one_pass(model: tuple, starts: np.ndarray, lengths: np.ndarray) -> tuple:
@@ -185,6 +201,10 @@ def _one_pass(model: tuple, starts: np.ndarray, lengths: np.ndarray) -> tuple:
 #: are available (see ``_fused_split_numba``); below it the two hand-overs to the other
 #: thread (tens of microseconds) are not worth it.
 _SPLIT_MIN = 8192
+
+#: Shorter sequences holding together at least this many steps are cut in two groups,
+#: whose one-pass kernels run on two threads when two cores are available.
+_GROUP_MIN = 8192
 
 _POOL: list = [None, None]  # (pid, executor): a forked child makes its own
 
@@ -205,7 +225,7 @@ def _two_cores() -> bool:
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The one worker thread that runs the backward phases (created on first use)."""
+    """The one worker thread (created on first use)."""
     if _POOL[0] != os.getpid():
         _POOL[:] = [os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="emframe-hmm")]
     return _POOL[1]

@@ -13,8 +13,10 @@ log-space fallback then takes over.
 A sequence of at least :data:`_SPLIT_MIN` steps is split in halves whose forward and
 backward recursions run on two threads when the process may use two cores (see
 ``_fused_split_numba``); if a check of the split recursions fails, the one-pass kernel
-recomputes it. ``NUMBA_NUM_THREADS=1`` keeps every E-step on the calling thread; the
-results are the same, bit for bit, wherever the halves run.
+recomputes it. Shorter sequences holding at least :data:`_GROUP_MIN` steps together are
+cut in two groups whose one-pass kernels run on the two threads. ``NUMBA_NUM_THREADS=1``
+keeps every E-step on the calling thread; the results are the same, bit for bit, wherever
+the parts run.
 """
 
 from __future__ import annotations

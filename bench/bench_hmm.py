@@ -5,10 +5,11 @@ Prints the median and minimum seconds per iteration, wall clock and process CPU 
 (stamped after every M-step; and the whole fit divided by the iterations,
 initialisation and final pass included) of emframe (numba and numpy backends) and of
 hmmlearn (if installed), on the same data and from the same initial parameters, their
-ratios, the load average and the BLAS thread setting. On the long sequence emframe's
-numba backend runs its forward and backward halves on two threads; it is also timed on
-one thread ("numba, 1 thread"), the CPU time of both threads being what the process
-pays.
+ratios, the load average and the BLAS thread setting. With numba, emframe runs half of
+the E-step on a second thread when a core is free (the long sequence's backward halves,
+or one of two groups of the short sequences); the long sequence is also timed on one
+thread ("numba, 1 thread", as with NUMBA_NUM_THREADS=1). The CPU time is the process's
+(both threads). The cases are timed round robin.
 Run: ``python bench/bench_hmm.py [--repeats N]``.
 """
 
@@ -56,16 +57,6 @@ def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
         "means": X[rng.choice(X.shape[0], K, replace=False)],
         "covars": np.tile(X.var(axis=0), (K, 1)),
     }
-
-
-def blas_threads() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-
-        return ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
-                         if i.get("user_api") == "blas") or "unknown"
-    except ImportError:
-        return os.environ.get("OPENBLAS_NUM_THREADS", "default")
 
 
 def time_emframe(X, lengths, p, backend: str, two_threads: bool = True

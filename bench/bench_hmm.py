@@ -5,7 +5,11 @@ Prints the median and minimum seconds per iteration, wall clock and process CPU 
 (stamped after every M-step; and the whole fit divided by the iterations,
 initialisation and final pass included) of emframe (numba and numpy backends) and of
 hmmlearn (if installed), on the same data and from the same initial parameters, their
-ratios, the load average and the BLAS thread setting.
+ratios, the load average and the BLAS thread setting. With numba, emframe runs half of
+the E-step on a second thread when a core is free (the long sequence's backward halves,
+or one of two groups of the short sequences); the long sequence is also timed on one
+thread ("numba, 1 thread", as with NUMBA_NUM_THREADS=1). The CPU time is the process's
+(both threads). The cases are timed round robin.
 Run: ``python bench/bench_hmm.py [--repeats N]``.
 """
 
@@ -22,6 +26,7 @@ from bench_gmm import blas_threads
 from emframe.models import GaussianHMM
 
 from emframe.inference.hmm import has_numba
+from emframe.inference.hmm.fused import _SPLIT_MIN
 
 K, D, N_ITER = 8, 4, 10
 
@@ -54,9 +59,19 @@ def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
-def time_emframe(X, lengths, p, backend: str) -> tuple[float, float, float, float]:
+def time_emframe(X, lengths, p, backend: str, two_threads: bool = True
+                 ) -> tuple[float, float, float, float]:
     """(median seconds per iteration from per-iteration stamps, its CPU time, whole fit /
-    N_ITER, loglik)."""
+    N_ITER, loglik). ``two_threads=False``: as with NUMBA_NUM_THREADS=1."""
+    if not two_threads:
+        import numba
+
+        saved = numba.config.NUMBA_NUM_THREADS
+        numba.config.NUMBA_NUM_THREADS = 1  # as NUMBA_NUM_THREADS=1 does
+        try:
+            return time_emframe(X, lengths, p, backend)
+        finally:
+            numba.config.NUMBA_NUM_THREADS = saved
     model = GaussianHMM(K, "diag", init_params="", tol=0.0, max_iter=N_ITER, reg_covar=0.0,
                         backend=backend)
     model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
@@ -116,31 +131,36 @@ def main() -> None:
         X, lengths = make_data(n_seq, length)
         p = initial_params(X)
         cases = {f"emframe[{b}]": partial(time_emframe, X, lengths, p, b) for b in backends}
+        if "numba" in backends and length >= _SPLIT_MIN:
+            cases["emframe[numba, 1 thread]"] = partial(time_emframe, X, lengths, p, "numba",
+                                                        two_threads=False)
         if peer:
             cases["hmmlearn"] = partial(time_hmmlearn, X, lengths, p)
-        for fn in cases.values():  # warm-up (numba compilation, caches)
+        for fn in cases.values():  # warm-up (numba compilation, caches, the worker thread)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fn()
-        results = {}
-        for label, fn in cases.items():
-            iters, cpus, fits, ll = [], [], [], None
-            for _ in range(args.repeats):
+        runs = {label: [] for label in cases}
+        for _ in range(args.repeats):  # round robin: every case sees the same load
+            for label, fn in cases.items():
+                # OpenBLAS's threads spin for about 0.1 s after a threaded call (the numpy
+                # backend's): let them sleep before the next case
+                time.sleep(0.3)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    t_iter, c_iter, t_fit, ll = fn()
-                iters.append(t_iter)
-                cpus.append(c_iter)
-                fits.append(t_fit)
+                    runs[label].append(fn())
+        results = {}
+        for label, rows in runs.items():
+            iters, cpus, fits = (np.array([r[i] for r in rows]) for i in range(3))
             results[label] = (float(np.median(iters)), float(np.min(iters)),
-                              float(np.median(cpus)), float(np.median(fits)), ll)
+                              float(np.median(cpus)), float(np.median(fits)), rows[-1][3])
         print(f"\n{name}   (load average {'{:.2f} {:.2f} {:.2f}'.format(*os.getloadavg())})")
         ref = results.get("hmmlearn")
         for label, (t, tmin, tcpu, tfit, ll) in results.items():
-            ratio = (f"\n{'':18s} ratio to hmmlearn: per iteration {t / ref[0]:.3f} (minima "
+            ratio = (f"\n{'':26s} ratio to hmmlearn: per iteration {t / ref[0]:.3f} (minima "
                      f"{tmin / ref[1]:.3f}, CPU {tcpu / ref[2]:.3f}), whole fit "
                      f"{tfit / ref[3]:.3f}") if ref else ""
-            print(f"  {label:16s} {t * 1e3:8.2f} ms/iter (min {tmin * 1e3:.2f}, CPU "
+            print(f"  {label:24s} {t * 1e3:8.2f} ms/iter (min {tmin * 1e3:.2f}, CPU "
                   f"{tcpu * 1e3:.2f}; whole fit / {N_ITER}: {tfit * 1e3:.2f})  final loglik "
                   f"{ll:.6f}{ratio}")
 

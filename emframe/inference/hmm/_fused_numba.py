@@ -32,10 +32,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_LOG2E = 1.4426950408889634
-# ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (as in fdlibm).
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
+from emframe.inference._fastexp import exp_normal
+
 # The running product of scale factors is folded into the log-likelihood (one log)
 # once it falls below this: every factor is >= min_scale (1e-290) and <= K, so the
 # product stays a normal number.
@@ -54,16 +52,15 @@ def _transpose(X, r0, B, xt):
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E):
+def _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, E):
     """Shifted emission likelihoods of a block, ``E[j, i] = exp(L[j, i] - mx[i])``.
 
     ``L`` gets the log-likelihoods (K, B) and ``mx`` their maximum over states. Ratios
     below ``exp(log_tiny)`` are flushed to 0. Returns (any finite ratio was flushed,
     some step is impossible for every state or NaN).
 
-    The exp is branch-free and vectorisable: ``x = n ln 2 + r`` with ``|r| <= ln 2 / 2``,
-    ``exp(r)`` by its Taylor polynomial of degree 13, ``2**n`` built in the exponent
-    bits; about one unit in the last place, like the C library's exp.
+    The exp is the branch-free, vectorisable :func:`~emframe.inference._fastexp.exp_normal`
+    (about one unit in the last place, like the C library's exp).
     """
     k = const.shape[0]
     d = xt.shape[0]
@@ -91,7 +88,6 @@ def _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E):
     bad = False
     for i in range(B):
         bad |= not mx[i] > -np.inf
-    scale = bits.view(np.float64)
     flushed = False
     for j in range(k):
         row = L[j]
@@ -100,24 +96,7 @@ def _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E):
             dd = row[i] - mx[i]
             flushed |= dd < log_tiny
             x = dd if dd > log_tiny else log_tiny
-            m = np.floor(x * _LOG2E + 0.5)
-            q = (x - m * _LN2_HI) - m * _LN2_LO
-            p = 1.0 / 6227020800.0
-            p = p * q + 1.0 / 479001600.0
-            p = p * q + 1.0 / 39916800.0
-            p = p * q + 1.0 / 3628800.0
-            p = p * q + 1.0 / 362880.0
-            p = p * q + 1.0 / 40320.0
-            p = p * q + 1.0 / 5040.0
-            p = p * q + 1.0 / 720.0
-            p = p * q + 1.0 / 120.0
-            p = p * q + 1.0 / 24.0
-            p = p * q + 1.0 / 6.0
-            p = p * q + 0.5
-            p = p * q + 1.0
-            p = p * q + 1.0
-            bits[i] = (np.int64(m) + 1023) << 52
-            out[i] = p * scale[i] if dd >= log_tiny else 0.0
+            out[i] = exp_normal(x) if dd >= log_tiny else 0.0
     return flushed, bad
 
 
@@ -292,7 +271,7 @@ def _sequence(startprob, transmat, trans_t, means_t, prec_t, const, X, first, n,
     Returns (failed, log-likelihood).
     """
     k = transmat.shape[0]
-    emis, alpha, scale, xt, L, mx, bits, E, Wb, Gb, Gt, beta, lsc = work
+    emis, alpha, scale, xt, L, mx, E, Wb, Gb, Gt, beta, lsc = work
     # -- forward ------------------------------------------------------------------
     shift_sum = 0.0
     comp = 0.0  # Kahan compensation: T = 1e6 steps of ~-1e4
@@ -301,7 +280,7 @@ def _sequence(startprob, transmat, trans_t, means_t, prec_t, const, X, first, n,
     for t0 in range(0, n, BLOCK):
         B = min(BLOCK, n - t0)
         _transpose(X, first + t0, B, xt)
-        flushed, bad = _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, bits, E)
+        flushed, bad = _scores(xt, B, means_t, prec_t, const, log_tiny, L, mx, E)
         if bad:  # a step impossible for every state (or NaN)
             return True, 0.0
         any_flushed |= flushed
@@ -345,7 +324,7 @@ def _sequence(startprob, transmat, trans_t, means_t, prec_t, const, X, first, n,
     return False, (log_prod + shift_sum)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def diag_gaussian_e_step(startprob, transmat, means_t, prec_t, const, X, starts, lengths,
                          tol, min_scale, log_tiny, emis, alpha, scale):
     """Fused E-step of an HMM with diagonal Gaussian emissions.
@@ -404,7 +383,6 @@ def diag_gaussian_e_step(startprob, transmat, means_t, prec_t, const, X, starts,
         np.empty((d, BLOCK)),  # xt
         np.empty((k, BLOCK)),  # L
         np.empty(BLOCK),  # mx
-        np.empty(BLOCK, np.int64),  # bits
         np.empty((k, BLOCK)),  # E
         np.empty((BLOCK, k)),  # Wb
         np.empty((BLOCK, k)),  # Gb

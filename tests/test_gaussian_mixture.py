@@ -615,3 +615,30 @@ def test_kernel_matches_naive_density(covariance_type, K, d, seed, offset):
     a, b = kern.moments(X, resp), gaussian_moments(X, resp, strategy)
     np.testing.assert_allclose(a.means(), b.means(), rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(a.scatter(), b.scatter(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_kmeans_start_from_labels_equals_the_one_hot_responsibilities(covariance_type):
+    """The k-means start takes its moments from the labels (no (n, K) matrix); the draws
+    and the initial parameters are those of the one-hot responsibilities, bit for bit."""
+    from emframe.models.mixtures.gaussian import INIT_METHODS, GaussianMixtureModel
+
+    from emframe.inference.gaussian import gaussian_moments, label_moments
+
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(size=(400, 3)) + 20 * k for k in range(3)])
+    model = GaussianMixtureModel(4, covariance_type=covariance_type)
+    got = model.initialize(X, np.random.default_rng(11))
+    resp = INIT_METHODS["kmeans"](X, 4, np.random.default_rng(11))
+    want = model.for_sample(len(X)).m_step(gaussian_moments(X, resp, model.strategy))
+    for field in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    # weighted labels, with an empty component
+    labels = rng.integers(3, size=len(X))
+    w = rng.uniform(0.5, 2.0, len(X))
+    onehot = np.zeros((len(X), 4))
+    onehot[np.arange(len(X)), labels] = w
+    a = label_moments(X, labels, 4, model.strategy, w)
+    b = gaussian_moments(X, onehot, model.strategy)
+    np.testing.assert_array_equal(a.nk, b.nk)
+    np.testing.assert_allclose(a.scatter()[:3], b.scatter()[:3], rtol=1e-12)

@@ -17,6 +17,7 @@ import numpy as np
 from emframe.models.mixtures._gaussian_estimator import GaussianFamilyEstimator
 from emframe.models.mixtures.gaussian_init import (
     INIT_METHODS,
+    LABEL_METHODS,
     _check_init_params,
     _check_means,
     _check_weights,
@@ -32,6 +33,7 @@ from emframe.inference.gaussian import (
     GaussianMoments,
     gaussian_moments,
     get_covariance_strategy,
+    label_moments,
 )
 
 __all__ = [
@@ -189,10 +191,14 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
                     f"Expected n_samples >= n_components, but got n_samples = {n}, "
                     f"n_components = {self.n_components}"
                 )
-            resp = INIT_METHODS[self.init_params](X, self.n_components, rng)
+            if self.init_params in LABEL_METHODS:
+                labels = LABEL_METHODS[self.init_params](X, self.n_components, rng)
+                moments = label_moments(X, labels, self.n_components, self.strategy)
+            else:
+                resp = INIT_METHODS[self.init_params](X, self.n_components, rng)
+                moments = gaussian_moments(X, resp, self.strategy)
             # the sample's M-step, with the prior attached to the sample
-            start = self.for_sample(n).m_step(
-                gaussian_moments(X, resp, self.strategy)).as_dict()
+            start = self.for_sample(n).m_step(moments).as_dict()
         if "precisions" in given:
             pc = self.strategy.precisions_cholesky_from_precisions(given["precisions"])
             start["precisions_cholesky"] = pc

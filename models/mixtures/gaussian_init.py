@@ -10,7 +10,7 @@ import numpy as np
 from emframe.core.validation import check_array
 from emframe.inference.kmeans import kmeans_labels, kmeans_plusplus
 
-__all__ = ["INIT_METHODS"]
+__all__ = ["INIT_METHODS", "LABEL_METHODS"]
 
 
 def _one_hot(n: int, n_components: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -82,3 +82,10 @@ def _check_means(means: Any, n_components: int, n_features: int) -> np.ndarray:
         raise ValueError(f"means_init must have shape (n_components, n_features) = "
                          f"({n_components}, {n_features}), got {m.shape}")
     return m
+
+#: The ``init_params`` values that label every row with one component, and their labels;
+#: their moments are taken from the labels (no (n, K) responsibility matrix), with the
+#: same draws and the same results as from :data:`INIT_METHODS`' one-hot responsibilities.
+LABEL_METHODS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+    "kmeans": kmeans_labels,
+}

@@ -8,7 +8,7 @@ covariance type. The covariance prior ``reg_covar`` and how its strength scales
 with the training data are in :mod:`.prior`.
 """
 
-from emframe.inference.gaussian.kernel import GaussianKernel, gaussian_moments
+from emframe.inference.gaussian.kernel import GaussianKernel, gaussian_moments, label_moments
 from emframe.inference.gaussian.moments import (
     NK_EPS,
     DiagMoments,
@@ -44,5 +44,6 @@ __all__ = [
     "TraceMoments",
     "effective_counts",
     "gaussian_moments",
+    "label_moments",
     "get_covariance_strategy",
 ]

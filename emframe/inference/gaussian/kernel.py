@@ -150,12 +150,7 @@ def gaussian_moments(
 def _hard_moments(
     X: np.ndarray, resp: np.ndarray, strategy: CovarianceStrategy, ref: np.ndarray | None
 ) -> GaussianMoments | None:
-    """:func:`gaussian_moments` when every row has at most one non-zero weight, else None.
-
-    Hard assignments (k-means labels, one seed per component) are the usual start of
-    a fit: sorting the rows by component makes each component's rows one contiguous
-    block, so every row is read once instead of once per component.
-    """
+    """:func:`gaussian_moments` when every row has at most one non-zero weight, else None."""
     n, K = resp.shape
     if n < 4 * K:
         return None
@@ -165,6 +160,41 @@ def _hard_moments(
     # non-zero entries are as many as the rows with a non-zero maximum
     if np.count_nonzero(resp) != np.count_nonzero(w):
         return None
+    return label_moments(X, labels, K, strategy, w, ref)
+
+
+def label_moments(
+    X: np.ndarray,
+    labels: np.ndarray,
+    n_components: int,
+    strategy: CovarianceStrategy,
+    weights: np.ndarray | None = None,
+    ref: np.ndarray | None = None,
+) -> GaussianMoments:
+    """:func:`gaussian_moments` of hard assignments: row i has weight ``weights[i]``
+    (default 1) in component ``labels[i]`` and 0 in the others.
+
+    Hard assignments (k-means labels) are the usual start of a fit: sorting the rows
+    by component makes each component's rows one contiguous block, so every row is
+    read once instead of once per component, and no (n, K) weight matrix is formed.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    labels : ndarray of int, shape (n,)
+        Values in ``0 .. n_components - 1``.
+    n_components : int
+    strategy : CovarianceStrategy
+    weights : ndarray of shape (n,), optional
+    ref : ndarray of shape (K, d), optional
+        As in :func:`gaussian_moments`.
+
+    Returns
+    -------
+    GaussianMoments
+    """
+    K = n_components
+    w = np.ones(X.shape[0]) if weights is None else weights
     order = np.argsort(labels.astype(np.int16 if K < 2**15 else np.int64), kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=K))])
     Xs = np.asarray(np.take(X, order, axis=0), dtype=np.float64)  # faster than X[order]

@@ -3,7 +3,6 @@ equals the numpy reference and the one-pass kernel."""
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -12,6 +11,7 @@ import pytest
 from emframe.models import GaussianHMM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from interrupts import interrupted_while_running
 from test_hmm_fused import assert_close, random_hmm, reference, sample
 
 from emframe.inference.hmm import diag_gaussian_e_step
@@ -317,18 +317,7 @@ def test_ctrl_c_during_a_split_e_step_leaves_later_calls_exact(spy):
         return diag_gaussian_e_step(startprob, transmat, means, pc, X, lengths)
 
     expected = run()
-    start = time.perf_counter()
-    run()
-    duration = time.perf_counter() - start
-    old = signal.signal(signal.SIGALRM, signal.default_int_handler)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, min(0.02, duration / 4))
-        with pytest.raises(KeyboardInterrupt):
-            run()
-            time.sleep(1.0)  # pragma: no cover - only if the kernel finished first
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    interrupted_while_running(run)
     again = run()
     for name in FIELDS:
         np.testing.assert_array_equal(getattr(again, name), getattr(expected, name))

@@ -13,23 +13,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from emframe.inference._fastexp import exp_normal
+
 _NEG_INF = -np.inf
 
 
-_LOG2E = 1.4426950408889634
-# ln 2 split so that n * _LN2_HI is exact for |n| < 2**11 (as in fdlibm).
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-
-
 @numba.njit(cache=True, error_model="numpy")
-def _shifted_emissions(log_emission, first, last, log_tiny, emis, shift, bits):
+def _shifted_emissions(log_emission, first, last, log_tiny, emis, shift):
     """``emis[r] = exp(log_emission[r] - max_j log_emission[r, j])`` for rows first..last.
 
-    Values below ``exp(log_tiny)`` (subnormal) are flushed to 0. A branch-free exp that
-    the compiler vectorises: ``x = n ln 2 + r`` with ``|r| <= ln 2 / 2``, ``exp(r)`` by
-    its Taylor polynomial of degree 13 (truncation below 5e-18 relative), ``2**n`` built
-    in the exponent bits: about one unit in the last place, like the C library's exp.
+    Values below ``exp(log_tiny)`` (subnormal) are flushed to 0. The exp is the
+    branch-free, vectorisable :func:`emframe.inference._fastexp.exp_normal`.
 
     Returns
     -------
@@ -38,7 +32,6 @@ def _shifted_emissions(log_emission, first, last, log_tiny, emis, shift, bits):
         state ``-inf``) or NaN.
     """
     k = log_emission.shape[1]
-    scale = bits.view(np.float64)
     any_flushed = False
     for r in range(first, last + 1):
         row = log_emission[r]
@@ -54,24 +47,7 @@ def _shifted_emissions(log_emission, first, last, log_tiny, emis, shift, bits):
             d = row[j] - sh
             any_flushed |= (d < log_tiny) & (d > -np.inf)
             x = d if d > log_tiny else log_tiny
-            n = np.floor(x * _LOG2E + 0.5)
-            t = (x - n * _LN2_HI) - n * _LN2_LO
-            p = 1.0 / 6227020800.0
-            p = p * t + 1.0 / 479001600.0
-            p = p * t + 1.0 / 39916800.0
-            p = p * t + 1.0 / 3628800.0
-            p = p * t + 1.0 / 362880.0
-            p = p * t + 1.0 / 40320.0
-            p = p * t + 1.0 / 5040.0
-            p = p * t + 1.0 / 720.0
-            p = p * t + 1.0 / 120.0
-            p = p * t + 1.0 / 24.0
-            p = p * t + 1.0 / 6.0
-            p = p * t + 0.5
-            p = p * t + 1.0
-            p = p * t + 1.0
-            bits[j] = (np.int64(n) + 1023) << 52
-            out[j] = p * scale[j] if d >= log_tiny else 0.0
+            out[j] = exp_normal(x) if d >= log_tiny else 0.0
     return 1 if any_flushed else 0
 
 
@@ -221,7 +197,6 @@ def scaled_forward_backward(
     alpha = np.empty((n_rows, k))
     shift = np.empty(n_rows)
     scale = np.empty(n_rows)
-    bits = np.empty(k, np.int64)
     trans_t = np.ascontiguousarray(transmat.T)
     pred = np.empty(k)
     beta = np.empty(k)
@@ -233,7 +208,7 @@ def scaled_forward_backward(
     for s in range(n_seq):
         first = starts[s]
         last = first + lengths[s] - 1
-        status = _shifted_emissions(log_emission, first, last, log_tiny, gamma, shift, bits)
+        status = _shifted_emissions(log_emission, first, last, log_tiny, gamma, shift)
         if status < 0:
             failed[s] = True  # an impossible step (or NaN)
             continue

@@ -52,6 +52,7 @@ def check_array(
         raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
     if isinstance(X, np.ma.MaskedArray):
         X = _unmask(X, name, allow_nan=allow_nan)
+    X = _pandas_na_to_nan(X, dtype)
     try:
         arr = np.array(X, dtype=dtype, copy=copy) if copy else np.asarray(X, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -82,6 +83,24 @@ def check_array(
     if arr.dtype.kind == "f":
         check_finite(arr, name, allow_nan=allow_nan)
     return arr
+
+
+def _pandas_na_to_nan(X: Any, dtype: Any) -> Any:
+    """A pandas object with nullable dtypes as floats with NaN for ``pd.NA``.
+
+    ``np.asarray`` turns a frame of ``Int64``/``Float64`` columns holding ``pd.NA``
+    (``read_csv(dtype_backend="numpy_nullable")``, ``convert_dtypes()``) into an object
+    array that no float conversion accepts; scikit-learn reads those cells as NaN.
+    pandas is never imported: its objects are recognised by their module.
+    """
+    if not type(X).__module__.startswith("pandas") or not hasattr(X, "to_numpy"):
+        return X
+    if dtype is None or np.dtype(dtype).kind != "f":
+        return X
+    try:
+        return X.to_numpy(dtype=dtype, na_value=np.nan)
+    except (TypeError, ValueError):
+        return X  # text columns and the like: the generic path reports them
 
 
 def _unmask(X: np.ma.MaskedArray, name: str, *, allow_nan: bool) -> np.ndarray:

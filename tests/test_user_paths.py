@@ -1,0 +1,31 @@
+"""Valid uses a newcomer from scikit-learn, hmmlearn or pykalman tries first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from emframe.models import GaussianHMM, LinearGaussianSSM, MissingDataGaussian
+
+
+def _nullable_frame():
+    pd = pytest.importorskip("pandas")
+    values = np.array([[41.0, 190.0, 7.4], [36.0, np.nan, 8.0], [np.nan, 149.0, 12.6],
+                       [18.0, 313.0, 11.5], [28.0, 99.0, 14.3], [23.0, 299.0, 8.6]])
+    frame = pd.DataFrame(values, columns=["ozone", "solar", "wind"])
+    # pandas' nullable dtypes (read_csv(dtype_backend="numpy_nullable"), convert_dtypes())
+    # mark missing cells with pd.NA instead of NaN
+    return frame.convert_dtypes(), values
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("make", [
+    lambda: MissingDataGaussian(),
+    lambda: GaussianHMM(2, random_state=0, max_iter=3),
+    lambda: LinearGaussianSSM(1, random_state=0, max_iter=3),
+])
+def test_pandas_nullable_missing_cells_are_nan(make):
+    frame, values = _nullable_frame()
+    assert str(frame.dtypes.iloc[0]) in ("Int64", "Float64")
+    est = make()
+    # an estimator that takes missing values reads pd.NA as missing, as it reads NaN
+    assert est.fit(frame).score(frame) == make().fit(values).score(values)

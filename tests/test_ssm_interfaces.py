@@ -154,6 +154,6 @@ def test_cli_ssm_bad_usage(tmp_path, capsys):
                         "--out", model, "--quiet")
     assert code == 0, err
     code, _, err = call(capsys, "smooth", model, NILE, "--columns", "volume")
-    assert code == 2 and "no hidden states" in err
+    assert code == 2 and "is not a state-space model" in err
     code, _, err = call(capsys, "impute", NILE, "--model", model, "--tol", "1")
     assert code == 2 and "--tol" in err

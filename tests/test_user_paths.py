@@ -29,3 +29,18 @@ def test_pandas_nullable_missing_cells_are_nan(make):
     est = make()
     # an estimator that takes missing values reads pd.NA as missing, as it reads NaN
     assert est.fit(frame).score(frame) == make().fit(values).score(values)
+
+
+def test_cli_smooth_on_an_hmm_points_to_predict(tmp_path, capsys):
+    from cli_helpers import call
+
+    model = tmp_path / "quakes.npz"
+    code, _, _ = call(capsys, "fit", "poisson-hmm", "example:earthquakes", "--columns", "count",
+                      "-k", "2", "--max-iter", "3", "--quiet", "--out", model)
+    assert code == 0
+    code, _, err = call(capsys, "smooth", model, "example:earthquakes", "--columns", "count")
+    assert code == 2
+    # an HMM has hidden states: the message must not deny it, and must name the command
+    # that gives their posterior probabilities
+    assert "no hidden states" not in err
+    assert "emframe predict" in err and "fit ssm" in err

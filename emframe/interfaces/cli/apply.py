@@ -201,8 +201,9 @@ def cmd_impute(args: argparse.Namespace) -> int:
 # -- smooth ------------------------------------------------------------------------------------
 def cmd_smooth(args: argparse.Namespace) -> int:
     """``emframe smooth``: smoothed or filtered states under a saved state-space model."""
-    est, data = _model_and_data(args, "smooth", "has no hidden states to smooth; smooth "
-                                "needs a model saved by 'emframe fit ssm'")
+    est, data = _model_and_data(args, "smooth", "is not a state-space model; smooth needs "
+                                "a model saved by 'emframe fit ssm' (the state or component "
+                                "probabilities of an HMM or a mixture: 'emframe predict')")
     method = est.filter if args.filter else est.smooth
     means, covs = method(data.X, data.lengths)
     sd = np.sqrt(np.maximum(np.diagonal(covs, axis1=1, axis2=2), 0.0))

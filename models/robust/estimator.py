@@ -15,6 +15,7 @@ from emframe.models.robust.student_t import (
 )
 
 from emframe.core.exceptions import warn
+from emframe.core.executors import lazy_rows
 from emframe.core.mixture import MixtureEstimator
 from emframe.inference.student_t import DOF_MIN
 
@@ -235,7 +236,11 @@ class StudentTMixture(NoiseOption, GaussianFamilyEstimator, MixtureEstimator):
         Returns
         -------
         ndarray of shape (n_samples,)
+            A Dask array, computed lazily partition by partition, when ``X`` is one.
         """
+        lazy = lazy_rows(self.outlier_scores, X)
+        if lazy is not None:
+            return lazy
         model = self._t_model()
         X = self._validate_X(X, reset=False)
         return -np.log(model.expected_weight(self._t_params(), X))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emframe.models import GaussianHMM, LinearGaussianSSM, MissingDataGaussian
+from emframe.models import (
+    GaussianHMM,
+    GaussianMixture,
+    LinearGaussianSSM,
+    MissingDataGaussian,
+    StudentTMixture,
+)
+
+from emframe.datasets import load_old_faithful
 
 
 def _nullable_frame():
@@ -44,3 +52,22 @@ def test_cli_smooth_on_an_hmm_points_to_predict(tmp_path, capsys):
     # that gives their posterior probabilities
     assert "no hidden states" not in err
     assert "emframe predict" in err and "fit ssm" in err
+
+
+def test_verbose_prints_no_nan_change_at_the_first_iteration(capsys):
+    GaussianMixture(2, random_state=0, max_iter=3, verbose=1).fit(load_old_faithful())
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) >= 2 and "iter    1" in lines[0]
+    # the first iteration has no previous log-likelihood to differ from
+    assert "nan" not in lines[0]
+    assert "change/sample" in lines[1]
+
+
+def test_outlier_scores_on_a_dask_array_are_lazy():
+    da = pytest.importorskip("dask.array")
+    X = load_old_faithful()
+    est = StudentTMixture(2, random_state=0).fit(X)
+    # like predict and score_samples, a Dask array in gives a Dask array out, by partition
+    lazy = est.outlier_scores(da.from_array(X, chunks=(100, -1)))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), est.outlier_scores(X))

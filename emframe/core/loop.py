@@ -217,9 +217,11 @@ class _Loop:
         self.history.append(obj)
         elapsed = time.perf_counter() - self.start
         if self.verbose:
+            # the first iteration has no previous value to differ from: no "nan"
+            shown = "-" if math.isnan(change) else f"{change:.3e}"
             print(
                 f"[emframe] init {self.init} iter {self.n_iter:4d}  loglik {obj:.10g}  "
-                f"change/sample {change:.3e}  time {elapsed:.2f}s",
+                f"change/sample {shown}  time {elapsed:.2f}s",
                 file=sys.stderr,
             )
         info = IterationInfo(self.init, self.n_iter, obj, change, new_params, elapsed)

@@ -220,3 +220,23 @@ def test_ssm_options_are_for_ssm_only(capsys):
                    ["--init", "transition_matrix=1"], ["--no-offsets"]):
         code, _, err = call(capsys, "fit", "gmm", NILE, "--columns", "volume", *option)
         assert code == 2 and f"{option[0]} applies to ssm, not to gmm" in err
+
+
+def test_noise_option_fits_a_background_component_and_predict_marks_it(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (150, 2)), rng.normal(8, 1, (150, 2)),
+                   rng.uniform(-20, 30, (15, 2)), [[-60.0, 70.0]]])
+    data = tmp_path / "noisy.csv"
+    np.savetxt(data, X, delimiter=",", header="a,b", comments="")
+    model = tmp_path / "t.npz"
+    code, out, err = call(capsys, "fit", "tmix", data, "--noise", "--quiet", "--out", model)
+    assert code == 0, err
+    weight = float(out.split("noise_weight_ shape ():")[1].split()[0])
+    assert 0.01 < weight < 0.2
+    code, out, err = call(capsys, "predict", model, data)
+    assert code == 0, err
+    header, rows = read_csv(out)
+    assert int(rows[-1][0]) == -1  # the far point is the background's
+    assert len(header) == 1 + 2 + 1  # label, two components, the noise column
+    code, out, err = call(capsys, "fit", "gaussian-hmm", data, "--noise", "--quiet")
+    assert code == 2 and "--noise applies to gmm and tmix" in err

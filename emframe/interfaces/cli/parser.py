@@ -102,6 +102,13 @@ def _add_order(p: argparse.ArgumentParser) -> None:
                    "P rows of every sequence are lags only")
 
 
+def _add_noise(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--noise", action="store_true",
+                   help="gmm and tmix: add a uniform background component over the data's "
+                   "bounding box for scattered noise, its weight estimated by EM; predict "
+                   "labels the rows it explains best -1")
+
+
 def _add_ssm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-level", action="store_true",
                    help="ssm: the local-level model, a random-walk level observed with noise "
@@ -157,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ssm: dimension of the hidden state (default 1)")
     _add_ssm_options(p)
     _add_order(p)
+    _add_noise(p)
     _add_common_fit_options(p)
     p.add_argument("--out", "-o", metavar="MODEL.npz", help="save the fitted model here")
     p.add_argument("--plot", metavar="FILE.png", help="save a picture of the fit here")
@@ -239,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lengths", metavar="FILE|COLUMN", help="HMMs: sequences, as for fit")
     p.add_argument("--drop-missing", action="store_true")
     _add_order(p)
+    _add_noise(p)
     p.add_argument("--n-init", type=_positive_int, metavar="N", default=SELECT_N_INIT,
                    help="restarts per fit, the best kept (default %(default)s: a single start "
                    "can stop at a poor local maximum and distort the comparison)")

@@ -177,6 +177,10 @@ def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int 
         if not _accepts(cls, "order"):
             raise InputError(f"--order applies to ar-hmm, not to {spec.name}")
         kwargs["order"] = order
+    if getattr(args, "noise", False):
+        if not _accepts(cls, "noise"):
+            raise InputError(f"--noise applies to gmm and tmix, not to {spec.name}")
+        kwargs["noise"] = True
     k = n_components if n_components is not None else args.components
     cov = covariance_type if covariance_type is not None else args.covariance_type
     if k is not None:
@@ -295,7 +299,8 @@ def summary(est: Any, spec: ModelSpec, data: Data) -> str:
     except NotImplementedError:
         pass
     lines.append("parameters")
-    for name in spec.attributes:
+    noise = ("noise_weight_",) if getattr(est, "noise", False) else ()
+    for name in spec.attributes + noise:
         value = getattr(est, name, None)
         if value is None:
             continue

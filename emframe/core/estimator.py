@@ -16,6 +16,7 @@ from emframe.core.data import DataSource, check_not_iterator
 from emframe.core.engine import FitResult, IterationInfo, check_freeze, fit_em
 from emframe.core.exceptions import not_fitted_error
 from emframe.core.executors import External, as_external, bind, refuse_external
+from emframe.core.feature_names import check_feature_names
 from emframe.core.loop import ChunkLogLikelihood
 from emframe.core.model import EMModel
 from emframe.core.online import OnlineState, check_kappa, online_update
@@ -102,7 +103,9 @@ class EMEstimator:
     set), ``converged_``, ``n_iter_``, ``loglik_history_`` (the total, or with a
     prior the penalised, log-likelihood after each iteration, entry 0 at the
     initial parameters), ``n_e_steps_`` (passes over the data, including the
-    final evaluation), ``n_features_in_`` for array data, ``lower_bound_`` (the
+    final evaluation), ``n_features_in_`` for array data, ``feature_names_in_``
+    (object array of the column names) for a DataFrame with string column names
+    (later calls must pass the same columns in the same order), ``lower_bound_`` (the
     (penalised) log-likelihood per sample at the fitted parameters, as in
     scikit-learn), ``lower_bounds_`` (``loglik_history_`` per sample) and, for a
     model whose prior scales with the data (``reg_covar``), ``prior_size_``: the
@@ -193,7 +196,11 @@ class EMEstimator:
         return self._build_model(np.zeros((1, getattr(self, "n_features_in_", 1))))
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        """Validate X; with ``reset`` record ``n_features_in_``, else check against it."""
+        """Validate X; with ``reset`` record ``n_features_in_``, else check against it.
+
+        Column names too (``feature_names_in_``): see :meth:`_check_feature_names`.
+        """
+        self._check_feature_names(X, reset=reset)
         X = check_array(X, allow_nan=self._allow_nan)
         self._check_n_features(X, reset=reset)
         return X
@@ -202,7 +209,17 @@ class EMEstimator:
         """True when ``fit`` will start from the fitted parameters (``warm_start``)."""
         return bool(getattr(self, "warm_start", False)) and "params_" in self.__dict__
 
+    def _check_feature_names(self, X: Any, *, reset: bool) -> None:
+        """Record (``reset``) or check ``feature_names_in_``; call it before converting X.
+
+        See :mod:`emframe.core.feature_names`: a DataFrame's string column names are
+        recorded by ``fit``, and later calls must pass the same names in the same order.
+        """
+        check_feature_names(self, X, reset=reset)
+
     def _check_n_features(self, X: Any, *, reset: bool) -> None:
+        if reset and isinstance(X, External):
+            self._check_feature_names(X, reset=True)  # a Dask array has no names: forget them
         d = X.shape[1]
         previous = getattr(self, "n_features_in_", d)
         if reset and self._continues_fit() and d != previous:

@@ -29,6 +29,7 @@ from dask import delayed
 
 from emframe.core import data as _data
 from emframe.core.data import DataSource, add, concatenate_units, take_units, unit_sizes
+from emframe.core.feature_names import partition_scope
 from emframe.core.validation import check_sample_weight
 
 from .runner import Runner, check_split_every, literal
@@ -96,16 +97,20 @@ def _make_part(transform: Any, block: np.ndarray, w: Any, lengths: Any, start: i
                *rows: Any) -> tuple[Any, np.ndarray | None]:
     """One partition as the model's data unit (validated) and its weights."""
     try:
-        if transform is None:
-            unit = block
-        elif lengths is None:
-            unit = transform(block)
-        else:
-            unit = transform(block, lengths, *rows)
+        with partition_scope():  # a block has no column names: the client checked X
+            unit = _unit(transform, block, lengths, rows)
     except ValueError as exc:
         stop = start + block.shape[0] - 1
         raise ValueError(f"in rows {start} to {stop} of the Dask array: {exc}") from None
     return unit, (None if w is None else np.asarray(w, dtype=np.float64))
+
+
+def _unit(transform: Any, block: np.ndarray, lengths: Any, rows: Any) -> Any:
+    if transform is None:
+        return block
+    if lengths is None:
+        return transform(block)
+    return transform(block, lengths, *rows)
 
 
 def _apply(part: tuple[Any, Any], func: Callable[..., Any]) -> Any:

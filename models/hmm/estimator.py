@@ -230,6 +230,7 @@ class HMM(MissingValuesMixin, HandSetParameters, EMEstimator):
     def _check_data(self, X: Any, lengths: Any, states: Any = None) -> Sequences:
         """Validate data (and labels) for scoring against the fitted model."""
         self._check_is_fitted()
+        self._check_feature_names(X, reset=False)
         seqs = self._validate_sequences(X, lengths, self._model.emission, states)
         self._check_width(seqs, self._model.emission, reset=False)
         self._model.check_labels(seqs, self.params_)
@@ -261,6 +262,7 @@ class HMM(MissingValuesMixin, HandSetParameters, EMEstimator):
         self, X_raw: Any, lengths: Any, states: Any = None
     ) -> tuple[HMMModel, Sequences]:
         self._validate_hyper()
+        self._check_feature_names(X_raw, reset=True)  # _build serves fit and a first partial_fit
         emission = self._make_emission(X_raw)
         seqs = self._validate_sequences(X_raw, lengths, emission, states)
         k = int(self.n_components)

@@ -559,6 +559,7 @@ class BernoulliMixture(MixtureEstimator):
         self.strict = strict
 
     def _validate_X(self, X: Any, *, reset: bool) -> BinaryData:  # type: ignore[override]
+        self._check_feature_names(X, reset=reset)
         data = binary_data(X)
         self._check_n_features(data, reset=reset)
         return data

@@ -533,6 +533,7 @@ class GaussianMixture(NoiseOption, GaussianFamilyEstimator, MixtureEstimator):
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         """Float32 input stays float32, as in scikit-learn (not with missing entries)."""
         if not self._allow_nan and getattr(X, "dtype", None) == np.float32:
+            self._check_feature_names(X, reset=reset)
             X = check_array(X, allow_nan=self._allow_nan, dtype=np.float32)
             self._check_n_features(X, reset=reset)
             return X

@@ -270,6 +270,7 @@ class LinearGaussianSSM(EMEstimator):
         return out
 
     def _check_Y(self, Y: Any, *, reset: bool) -> np.ndarray:
+        self._check_feature_names(Y, reset=reset)
         Y = check_array(Y, "Y", allow_nan=True)
         self._check_n_features(Y, reset=reset)
         return Y
@@ -286,6 +287,7 @@ class LinearGaussianSSM(EMEstimator):
 
     def _build(self, Y: Any, lengths: Any) -> tuple[LinearGaussianSSMModel, Sequences]:
         self._check_hyper()
+        self._check_feature_names(Y, reset=True)  # _build serves fit and a first partial_fit
         Y = check_array(Y, "Y", allow_nan=True)
         seqs = Sequences(Y, validate_lengths(lengths, Y.shape[0]))
         model = self._new_model(Y.shape[1])

@@ -42,7 +42,7 @@ _FITTED_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
 #: ones, and the names an estimator class lists in ``_saved_attributes``.
 SUMMARY_ATTRIBUTES = frozenset({
     "params_", "converged_", "n_iter_", "n_e_steps_", "n_features_in_", "lower_bound_",
-    "loglik_history_", "lower_bounds_", "prior_size_",
+    "loglik_history_", "lower_bounds_", "prior_size_", "feature_names_in_",
 })
 
 
@@ -193,6 +193,9 @@ def _fitted_state(estimator: Any) -> dict[str, Any]:
         for k, v in vars(estimator).items()
         if _FITTED_RE.match(k) and k not in names
     }
+    if "feature_names_in_" in state:
+        # strings, not an object array (which would need pickle); load makes them objects again
+        state["feature_names_in_"] = np.asarray(state["feature_names_in_"], dtype=str)
     derived = estimator._fitted_attributes(state["params_"]) if "params_" in state else {}
     allowed = saved_attribute_names(type(estimator), derived)
     unknown = sorted(set(state) - allowed)

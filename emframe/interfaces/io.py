@@ -340,6 +340,8 @@ _SUMMARY_CHECKS: dict[str, tuple[str, Any]] = {
     "loglik_history_": ("a 1-D float array", lambda v: _is_float_vector(v)),
     "lower_bounds_": ("a 1-D float array", lambda v: _is_float_vector(v)),
     "prior_size_": ("a finite number > 0", lambda v: _is_real(v) and 0 < v < np.inf),
+    "feature_names_in_": ("a 1-D array of strings", lambda v: isinstance(v, np.ndarray)
+                          and v.ndim == 1 and v.dtype.kind == "U"),
 }
 
 
@@ -380,6 +382,12 @@ def _restore_fitted(estimator: Any, state: dict[str, Any], name: str) -> Any:
     for key, value in state.items():
         if key in restored:
             setattr(estimator, key, value)
+    if "feature_names_in_" in state:  # saved as strings; fit makes an object array of str
+        names = [str(v) for v in state["feature_names_in_"]]
+        if len(names) != state.get("n_features_in_"):
+            raise refuse(f"feature_names_in_ has {len(names)} names, but n_features_in_ = "
+                         f"{state.get('n_features_in_')}")
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
     before = set(vars(estimator))
     try:
         # the model object holds no fitted state: rebuild it from the hyperparameters

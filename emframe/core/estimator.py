@@ -213,8 +213,11 @@ class EMEstimator:
         """Record (``reset``) or check ``feature_names_in_``; call it before converting X.
 
         See :mod:`emframe.core.feature_names`: a DataFrame's string column names are
-        recorded by ``fit``, and later calls must pass the same names in the same order.
+        recorded by ``fit``, and later calls must pass the same names in the same order;
+        so must a fit that continues the previous one (``warm_start``).
         """
+        if reset and self._continues_fit():
+            check_feature_names(self, X, reset=False)
         check_feature_names(self, X, reset=reset)
 
     def _check_n_features(self, X: Any, *, reset: bool) -> None:

@@ -17,8 +17,12 @@ One check is expected to fail:
 
 import warnings
 
+import pytest
 from emframe.models import GaussianMixture, StudentTMixture
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import (
+    check_dataframe_column_names_consistency,
+    parametrize_with_checks,
+)
 
 EXPECTED_FAILURES = {
     "check_sample_weight_equivalence_on_dense_data": (
@@ -29,15 +33,24 @@ EXPECTED_FAILURES = {
 with warnings.catch_warnings():
     # emframe estimators follow the conventions without inheriting sklearn's BaseEstimator
     warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base")
+    ESTIMATORS = [GaussianMixture(n_components=2, random_state=0),
+                  StudentTMixture(n_components=2, random_state=0),
+                  GaussianMixture(n_components=2, noise=True, random_state=0),
+                  StudentTMixture(n_components=2, noise=True, random_state=0)]
     _checks = parametrize_with_checks(
-        [GaussianMixture(n_components=2, random_state=0),
-         StudentTMixture(n_components=2, random_state=0),
-         GaussianMixture(n_components=2, noise=True, random_state=0),
-         StudentTMixture(n_components=2, noise=True, random_state=0)],
-        expected_failed_checks=lambda est: EXPECTED_FAILURES,
+        ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILURES,
     )
 
 
 @_checks
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
+def test_sklearn_dataframe_column_names_consistency(estimator):
+    # scikit-learn runs this check on its own estimators only (sklearn/tests/test_common.py),
+    # not in parametrize_with_checks: feature_names_in_ set by fit, every method (and a
+    # second partial_fit) raising on reordered, renamed or missing columns
+    pytest.importorskip("pandas")
+    check_dataframe_column_names_consistency(type(estimator).__name__, estimator)

@@ -18,7 +18,12 @@ One check is expected to fail:
 import warnings
 
 import pytest
-from emframe.models import GaussianMixture, StudentTMixture
+from emframe.models import (
+    GaussianMixture,
+    MissingDataGaussian,
+    MissingDataGaussianMixture,
+    StudentTMixture,
+)
 from sklearn.utils.estimator_checks import (
     check_dataframe_column_names_consistency,
     parametrize_with_checks,
@@ -47,7 +52,8 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
+@pytest.mark.parametrize("estimator", [*ESTIMATORS, MissingDataGaussian(),
+                                       MissingDataGaussianMixture(2, random_state=0)], ids=repr)
 def test_sklearn_dataframe_column_names_consistency(estimator):
     # scikit-learn runs this check on its own estimators only (sklearn/tests/test_common.py),
     # not in parametrize_with_checks: feature_names_in_ set by fit, every method (and a

@@ -33,6 +33,7 @@ from emframe.models.ssm.params import (
 )
 
 from emframe.core.model import EMModel
+from emframe.core.validation import check_magnitude
 from emframe.inference.kalman import expected_statistics, kalman_filter
 
 __all__ = ["LinearGaussianSSMModel"]
@@ -122,7 +123,8 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
 
     def initialize(self, X: Sequences, rng: np.random.Generator) -> SSMParams:
         given = {**self._disabled(), **self.initial}
-        params = initial_params(X.X, X.lengths, self.n_dim_state, given, rng)
+        params = initial_params(check_magnitude(X.X, "Y"), X.lengths, self.n_dim_state, given,
+                                rng)
         self.check_params(params)
         return self.inside_floor(params, X.X)
 

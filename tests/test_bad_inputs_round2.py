@@ -145,3 +145,21 @@ def test_data_whose_squares_overflow_is_refused_with_the_fix(make):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         make(max_iter=3).fit(X * 1e150)  # large but summable: fitted
+
+
+# -- sizes and missing data --------------------------------------------------------------------
+@pytest.mark.parametrize("m", [10**9, 10**5])
+def test_ssm_state_dimension_beyond_memory_is_refused_at_once(m):
+    # 10**9 allocated (p, m) random loadings for minutes before failing
+    with pytest.raises(ValueError, match=rf"n_dim_state={m} is too large: .* GiB per array"):
+        LinearGaussianSSM(m).fit(Y)
+
+
+def test_categorical_hmm_with_every_symbol_missing_and_n_features_given():
+    from emframe.models import CategoricalHMM
+    # formerly "each row of emissionprob_ must sum to 1, but row 0 sums to 0.5"
+    for missing in (np.full((10, 1), -1), np.full((10, 1), np.nan)):
+        est = CategoricalHMM(2, n_features=3)
+        with pytest.raises(ValueError, match="every symbol of X is missing"):
+            est.fit(missing)
+        assert not hasattr(est, "emissionprob_")

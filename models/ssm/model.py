@@ -122,6 +122,7 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         return X.n_samples
 
     def initialize(self, X: Sequences, rng: np.random.Generator) -> SSMParams:
+        _check_state_size(self.n_dim_state, int(np.max(X.lengths)))
         given = {**self._disabled(), **self.initial}
         params = initial_params(check_magnitude(X.X, "Y"), X.lengths, self.n_dim_state, given,
                                 rng)
@@ -302,3 +303,20 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
                         and raise_to_floor(v, _TRIAL_MARGIN * floor) is not v):
                     raise ValueError("extrapolated observation_covariance below the floor")
         return like.replace(**vals)
+
+
+#: Bytes of one (n_steps, m, m) array of state covariances that a fit may need.
+MAX_STATE_BYTES = 2**34
+
+
+def _check_state_size(m: int, longest: int) -> None:
+    """Refuse a state so large that the smoother's covariances of the longest sequence
+    (each ``m x m``) cannot be held, instead of allocating for minutes and failing."""
+    need = 8.0 * longest * m * m
+    if need > MAX_STATE_BYTES:
+        raise ValueError(
+            f"n_dim_state={m} is too large: the smoother holds a {m} x {m} covariance for "
+            f"each of the {longest} steps of the longest sequence, {need / 2**30:.3g} GiB per "
+            f"array (at most {MAX_STATE_BYTES / 2**30:.0f} GiB); use a much smaller "
+            "n_dim_state"
+        )

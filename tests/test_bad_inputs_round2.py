@@ -175,3 +175,52 @@ def test_ssm_numerically_singular_covariance_is_not_called_a_positive_eigenvalue
         est.fit(Y)
     with pytest.raises(ValueError, match="its smallest eigenvalue is -1"):
         check_covariance(-np.eye(2), "R")
+
+
+# -- Dask inputs -------------------------------------------------------------------------------
+def _dask_cases():
+    from emframe.models import AutoRegressiveHMM, GaussianHMM
+    return [lambda: GaussianHMM(2, max_iter=2), lambda: AutoRegressiveHMM(2, max_iter=2),
+            lambda: LinearGaussianSSM(1, max_iter=2)]
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_sequence_models_on_dask_arrays_of_unknown_chunks_or_strings(case):
+    da = pytest.importorskip("dask.array")
+    make = _dask_cases()[case]
+    d = da.from_array(X, chunks=(40, 2))
+    unknown = d[d[:, 0] > -100]  # boolean indexing: chunk sizes NaN
+    # formerly "cannot convert float NaN to integer"
+    with pytest.raises(ValueError, match=r"X has unknown chunk sizes .*X\.compute_chunk_sizes\(\)"):
+        make().fit(unknown, scheduler="synchronous")
+    fitted = make().fit(d, scheduler="synchronous")
+    for method in ("score", "score_samples"):
+        with pytest.raises(ValueError, match="unknown chunk sizes"):
+            getattr(fitted, method)(unknown)
+    # formerly numpy's "ufunc 'maximum' did not contain a loop" (HMMs)
+    strings = da.from_array(np.full((120, 2), "a"), chunks=(40, 2))
+    with pytest.raises((TypeError, ValueError), match="numeric"):
+        make().fit(strings, scheduler="synchronous")
+
+
+# -- command line ------------------------------------------------------------------------------
+@pytest.fixture
+def series_csv(tmp_path):
+    path = tmp_path / "y.csv"
+    path.write_text("a,b\n" + "".join(f"{r[0]},{r[1]}\n" for r in Y))
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--init", "=1"], r"--init '=1': write FIELD=VALUES"),  # was exit 1, KeyError: ''
+    (["--init", " =1"], r"--init ' =1': write FIELD=VALUES"),
+    (["--state-dim", "1000000000"], r"--state-dim 1000000000: n_dim_state=1000000000 is too "
+                                     "large"),  # was a fit that allocated until killed
+    (["--local-cluster", "100000"], r"--local-cluster 100000: this machine has \d+ cores"),
+])
+def test_cli_bad_values_exit_2_naming_the_option(series_csv, capsys, args, message):
+    from cli_helpers import call
+    code, _, err = call(capsys, "fit", "ssm", series_csv, "-q", *args)
+    assert code == 2
+    assert "Traceback" not in err
+    assert __import__("re").search(message, err), err

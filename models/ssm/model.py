@@ -122,7 +122,7 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         return X.n_samples
 
     def initialize(self, X: Sequences, rng: np.random.Generator) -> SSMParams:
-        _check_state_size(self.n_dim_state, int(np.max(X.lengths)))
+        check_state_size(self.n_dim_state, int(np.max(X.lengths)))
         given = {**self._disabled(), **self.initial}
         params = initial_params(check_magnitude(X.X, "Y"), X.lengths, self.n_dim_state, given,
                                 rng)
@@ -309,7 +309,7 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
 MAX_STATE_BYTES = 2**34
 
 
-def _check_state_size(m: int, longest: int) -> None:
+def check_state_size(m: int, longest: int) -> None:
     """Refuse a state so large that the smoother's covariances of the longest sequence
     (each ``m x m``) cannot be held, instead of allocating for minutes and failing."""
     need = 8.0 * longest * m * m

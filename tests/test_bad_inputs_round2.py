@@ -224,3 +224,18 @@ def test_cli_bad_values_exit_2_naming_the_option(series_csv, capsys, args, messa
     assert code == 2
     assert "Traceback" not in err
     assert __import__("re").search(message, err), err
+
+
+@pytest.mark.parametrize("change", [{"n_dim_state": 2}, {"observation_covariance_type": "diag"},
+                                    {"observation_offset": False}])
+def test_ssm_warm_start_after_a_change_of_settings_says_so(change):
+    # formerly "transition_matrix must have shape (2, 2), got (1, 1)" and the like
+    est = LinearGaussianSSM(warm_start=True, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(Y)
+    before = est.params_
+    with pytest.raises(ValueError, match=r"warm_start=True continues the previous fit, but .*"
+                                         r"set warm_start=False"):
+        est.set_params(**change).fit(Y)
+    assert est.params_ is before

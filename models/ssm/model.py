@@ -138,6 +138,20 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         self.check_params(params)
         return params
 
+    def warm_params(self, params: SSMParams) -> SSMParams:
+        """The previous fit's ``params`` as the start of a warm fit, or ``ValueError``
+        saying which setting changed since (the state dimension, a covariance type, an
+        offset switched off)."""
+        try:
+            self.check_params(params)
+        except ValueError as exc:
+            raise ValueError(
+                f"warm_start=True continues the previous fit, but its parameters do not "
+                f"fit the current settings ({exc}); restore the settings of that fit, or "
+                "set warm_start=False to fit afresh"
+            ) from None
+        return params
+
     def inside_floor(self, params: SSMParams, Y: np.ndarray) -> SSMParams:
         """``params`` with a free ``R`` raised to the M-step's floor for the data ``Y``.
 

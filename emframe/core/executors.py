@@ -171,6 +171,17 @@ class External:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
 
+    def n_rows(self, name: str = "X") -> int:
+        """The number of rows, or ``ValueError`` when the executor does not know it yet."""
+        n = self.shape[0] if self.shape else 0
+        if not np.isfinite(n):
+            raise ValueError(
+                f"{name} has unknown chunk sizes (after boolean indexing, or a Dask array "
+                f"made from a DataFrame?); call {name}.compute_chunk_sizes() or build it "
+                "with to_dask_array(lengths=True)"
+            )
+        return int(n)
+
     def source(self, **kwargs: Any) -> DataSource:
         """The executor's :class:`DataSource` over these data (see :meth:`Executor.source`)."""
         return self.executor.source(self.data, options=self.options, **kwargs)
@@ -296,6 +307,6 @@ def lazy_sequences(
     if ext is None:
         return None
     _check_ready(estimator, ext)
-    lengths = check_lengths(ext.to_local(lengths), int(ext.shape[0]))
+    lengths = check_lengths(ext.to_local(lengths), ext.n_rows())
     return ext.executor.map_sequences(method, ext.data, lengths, outputs, row_data=row_data,
                                       out_rows=out_rows)

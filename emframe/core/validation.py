@@ -75,7 +75,10 @@ def check_array(
             raise ValueError(
                 f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
             )
-    if arr.shape[0] < min_samples:
+    if arr.ndim == 0:
+        if min_samples > 0:
+            raise ValueError(f"{name} must be an array, got the scalar {arr.item()!r}")
+    elif arr.shape[0] < min_samples:
         raise ValueError(
             f"{name} has {arr.shape[0]} sample(s) (shape {arr.shape}), "
             f"but at least {min_samples} are required"
@@ -190,6 +193,11 @@ def check_scalar(
         kinds = kind if isinstance(kind, tuple) else (kind,)
         names = " or ".join(k.__name__ for k in kinds)
         raise TypeError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
+    if value != value and (min_value is not None or max_value is not None):  # NaN
+        bounds = [f"{op} {v:g}" for op, v in ((">=" if include_min else ">", min_value),
+                                            ("<=" if include_max else "<", max_value))
+                  if v is not None]
+        raise ValueError(f"{name} must be a number {' and '.join(bounds)}, got {value!r}")
     if min_value is not None and (value < min_value or (not include_min and value == min_value)):
         op = ">=" if include_min else ">"
         raise ValueError(f"{name} must be {op} {min_value}, got {value!r}")
@@ -221,3 +229,25 @@ def check_prior_size(prior_size: Any) -> float | None:
     if not np.isfinite(prior_size):
         raise ValueError(f"prior_size must be a finite number > 0, got {prior_size!r}")
     return float(prior_size)
+
+
+def check_magnitude(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Refuse data so large that sums of their squares overflow float64; return ``X``.
+
+    Covariances, variances and k-means distances sum squared deviations over the rows
+    and features; beyond about ``sqrt(max_float / (n d)) / 2`` they overflow to inf,
+    and the fit would fail later with a message about the parameters, not the data.
+    NaN entries (missing values) are ignored.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind != "f" or X.size == 0:
+        return X
+    top = float(np.nanmax(np.abs(X), initial=0.0))
+    limit = 0.5 * np.sqrt(np.finfo(np.float64).max / X.size)
+    if top > limit:
+        raise ValueError(
+            f"{name} has entries as large as {top:.3g} in magnitude: the sums of squares "
+            f"of its {X.size} entries overflow float64 beyond {limit:.3g}; rescale {name} "
+            "(for example divide it by its standard deviation) and fit again"
+        )
+    return X

@@ -24,6 +24,20 @@ DEFAULT_SAMPLE_SIZE = 10_000
 #: thread (threaded small products stall on a busy machine), large enough to be efficient.
 _BLOCK_MULADDS = 3 << 17
 
+#: Beyond this magnitude (either way) squared distances overflow or underflow: scipy's
+#: k-means then crashes the interpreter (an out-of-bounds index on inf or NaN
+#: probabilities) or puts every row in one cluster.
+_SAFE_EXPONENT = 400
+
+
+def _safely_scaled(X: np.ndarray) -> np.ndarray:
+    """``X`` divided by a power of two (exact, so the labels are unchanged) when its
+    largest entry is so large or small that squared distances overflow or underflow."""
+    top = float(np.max(np.abs(X), initial=0.0))
+    if top == 0.0 or abs(np.frexp(top)[1]) <= _SAFE_EXPONENT:
+        return X
+    return np.ldexp(X, -int(np.frexp(top)[1]))
+
 
 def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Index of the nearest centre (Euclidean) of every row of ``X``.
@@ -83,7 +97,7 @@ def kmeans_labels(
         A cluster may be empty (it then labels no row).
     """
     n = X.shape[0]
-    X = np.asarray(X, dtype=np.float64)
+    X = _safely_scaled(np.asarray(X, dtype=np.float64))
     with warnings.catch_warnings():
         # scipy warns about empty clusters and divides 0/0 on duplicate points;
         # an empty cluster simply gives a component with no initial data.
@@ -111,6 +125,7 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) 
     ndarray of int, shape (n_components,)
     """
     n = X.shape[0]
+    X = _safely_scaled(np.asarray(X, dtype=np.float64))
     idx = [int(rng.integers(n))]
     d2 = np.einsum("ij,ij->i", X - X[idx[0]], X - X[idx[0]])
     for _ in range(1, n_components):

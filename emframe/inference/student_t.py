@@ -30,6 +30,8 @@ __all__ = [
     "DOF_MAX",
     "DOF_MIN",
     "expected_weights",
+    "far_log_expected_weights",
+    "far_t_log_density",
     "log_gamma_ratio",
     "log_minus_digamma",
     "t_log_density",
@@ -116,9 +118,33 @@ def t_log_density(
     ndarray of shape (n, K)
     """
     dof = np.asarray(dof, dtype=float)
+    return _t_const(log_det_chol, dof, n_features) - 0.5 * (dof + n_features) * np.log1p(
+        maha / dof)
+
+
+def _t_const(log_det_chol: np.ndarray, dof: np.ndarray, n_features: int) -> np.ndarray:
     d = float(n_features)
-    const = log_gamma_ratio(0.5 * dof, 0.5 * d) - 0.5 * d * _LOG_2PI + log_det_chol
-    return const - 0.5 * (dof + d) * np.log1p(maha / dof)
+    return log_gamma_ratio(0.5 * dof, 0.5 * d) - 0.5 * d * _LOG_2PI + log_det_chol
+
+
+def far_t_log_density(
+    log_maha: np.ndarray, log_det_chol: np.ndarray, dof: np.ndarray, n_features: int
+) -> np.ndarray:
+    """:func:`t_log_density` from the logarithms of the squared distances (n, K).
+
+    For points so far out that the distances themselves overflow (see
+    :func:`emframe.inference.gaussian.far.far_log_mahalanobis`).
+    """
+    dof = np.asarray(dof, dtype=float)
+    log1p = np.logaddexp(0.0, log_maha - np.log(dof))
+    return _t_const(log_det_chol, dof, n_features) - 0.5 * (dof + n_features) * log1p
+
+
+def far_log_expected_weights(log_maha: np.ndarray, dof: np.ndarray, n_features: int
+                             ) -> np.ndarray:
+    """``log E[u | x]`` from the logarithms of the squared distances (n, K)."""
+    dof = np.asarray(dof, dtype=float)
+    return np.log(dof + n_features) - np.logaddexp(np.log(dof), log_maha)
 
 
 def expected_weights(maha: np.ndarray, dof: np.ndarray, n_features: int) -> np.ndarray:

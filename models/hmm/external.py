@@ -78,7 +78,10 @@ def _check(ext: External, lengths: Any, states: Any, chunk_size: Any = None) -> 
             f"Expected a 2-D {ext.executor.name} array (n_samples, n_features), got shape "
             f"{ext.shape}; reshape it, for example X.reshape(-1, 1) for one feature"
         )
-    n = int(ext.shape[0])
+    n = ext.n_rows()
+    if np.dtype(getattr(ext.data, "dtype", float)).kind in "USV":
+        raise TypeError(f"the data must be numeric, got a {ext.executor.name} array of dtype "
+                        f"{ext.data.dtype}")
     if states is not None and tuple(np.shape(states)) != (n,):
         raise ValueError(
             f"states must have one label per row of X, shape ({n},), for a "

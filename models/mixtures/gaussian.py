@@ -26,7 +26,12 @@ from emframe.models.mixtures.noise import NoiseOption
 
 from emframe.core.mixture import MixtureEstimator, MixtureModel
 from emframe.core.params import Params
-from emframe.core.validation import check_array, check_prior_size, check_scalar
+from emframe.core.validation import (
+    check_array,
+    check_magnitude,
+    check_prior_size,
+    check_scalar,
+)
 from emframe.inference.gaussian import (
     CovariancePrior,
     GaussianKernel,
@@ -181,7 +186,7 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         one M-step, then the user-given weights, means and precisions replace
         their parts; when all three are given, no responsibilities are drawn.
         """
-        X = np.asarray(X, dtype=float)
+        X = check_magnitude(np.asarray(X, dtype=float))
         n, d = X.shape
         given = self.check_init(d)
         start: dict[str, Any] = {}

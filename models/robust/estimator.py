@@ -243,4 +243,4 @@ class StudentTMixture(NoiseOption, GaussianFamilyEstimator, MixtureEstimator):
             return lazy
         model = self._t_model()
         X = self._validate_X(X, reset=False)
-        return -np.log(model.expected_weight(self._t_params(), X))
+        return -model.log_expected_weight(self._t_params(), X)

@@ -41,14 +41,18 @@ from typing import Any
 
 import numpy as np
 from emframe.models.mixtures.gaussian import GaussianMixtureModel, GaussianMixtureParams
+from scipy.special import logsumexp
 
 from emframe.core.mixture import MixtureModel
 from emframe.core.numerics import log_normalize, safe_log
 from emframe.core.params import Params, Stats
 from emframe.core.validation import check_scalar
 from emframe.inference.gaussian import GaussianKernel, GaussianMoments
+from emframe.inference.gaussian.far import far_log_mahalanobis
 from emframe.inference.student_t import (
     expected_weights,
+    far_log_expected_weights,
+    far_t_log_density,
     t_log_density,
     update_dof,
     weight_gap,
@@ -275,18 +279,40 @@ class StudentTMixtureModel(MixtureModel[StudentTMixtureParams, StudentTStats]):
         log_det = self.strategy.log_det_cholesky(params.precisions_cholesky, K, d)
         return t_log_density(maha, log_det, params.dof, d)
 
+    def _far(self, params: StudentTMixtureParams, X: np.ndarray, maha: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose squared distances overflowed, and the logarithms of those distances."""
+        far = ~np.isfinite(maha).all(axis=1)
+        log_maha = far_log_mahalanobis(self.strategy, params.means,
+                                       params.precisions_cholesky, X[far])
+        return far, log_maha
+
     def log_weighted_prob(self, params: StudentTMixtureParams, X: Any) -> np.ndarray:
-        _, maha = self.mahalanobis(params, np.asarray(X, dtype=float))
-        return safe_log(params.weights) + self._log_density(params, maha)
+        X = np.asarray(X, dtype=float)
+        _, maha = self.mahalanobis(params, X)
+        out = safe_log(params.weights) + self._log_density(params, maha)
+        far, log_maha = self._far(params, X, maha)
+        if far.any():  # t densities decay like a power: far out they are still defined
+            K, d = np.shape(params.means)
+            log_det = self.strategy.log_det_cholesky(params.precisions_cholesky, K, d)
+            out[far] = safe_log(params.weights) + far_t_log_density(log_maha, log_det,
+                                                                     params.dof, d)
+        return out
 
     def expected_weight(self, params: StudentTMixtureParams, X: Any) -> np.ndarray:
         """``E[u | x] = sum_k P(k | x) E[u | x, k]``, the weight of each row in the M-step (n,)."""
+        return np.exp(self.log_expected_weight(params, X))
+
+    def log_expected_weight(self, params: StudentTMixtureParams, X: Any) -> np.ndarray:
+        """``log E[u | x]`` (n,), finite also where ``E[u | x]`` underflows far out."""
         X = np.asarray(X, dtype=float)
         _, maha = self.mahalanobis(params, X)
-        log_resp, _ = log_normalize(safe_log(params.weights) + self._log_density(params, maha),
-                                    axis=1)
-        eu = expected_weights(maha, params.dof, X.shape[1])
-        return np.einsum("ik,ik->i", np.exp(log_resp), eu)
+        log_resp, _ = log_normalize(self.log_weighted_prob(params, X), axis=1)
+        with np.errstate(divide="ignore"):
+            log_eu = np.log(expected_weights(maha, params.dof, X.shape[1]))
+        far, log_maha = self._far(params, X, maha)
+        log_eu[far] = far_log_expected_weights(log_maha, params.dof, X.shape[1])
+        return logsumexp(log_resp + log_eu, axis=1)
 
     # -- EM ------------------------------------------------------------------------
     def e_step(

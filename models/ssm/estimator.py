@@ -322,7 +322,7 @@ class LinearGaussianSSM(EMEstimator):
         """The start when it does not depend on the seed: warm start, or all fields given
         (with ``R`` raised to the M-step's floor of the data ``Y``, when given)."""
         warm = self.warm_start and "params_" in self.__dict__
-        params = self.params_ if warm else model.given_params()
+        params = model.warm_params(self.params_) if warm else model.given_params()
         return params if params is None or Y is None else model.inside_floor(params, Y)
 
     # -- fitting ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from emframe.models.ssm.params import (
 )
 
 from emframe.core.model import EMModel
+from emframe.core.validation import check_magnitude
 from emframe.inference.kalman import expected_statistics, kalman_filter
 
 __all__ = ["LinearGaussianSSMModel"]
@@ -121,8 +122,10 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         return X.n_samples
 
     def initialize(self, X: Sequences, rng: np.random.Generator) -> SSMParams:
+        check_state_size(self.n_dim_state, int(np.max(X.lengths)))
         given = {**self._disabled(), **self.initial}
-        params = initial_params(X.X, X.lengths, self.n_dim_state, given, rng)
+        params = initial_params(check_magnitude(X.X, "Y"), X.lengths, self.n_dim_state, given,
+                                rng)
         self.check_params(params)
         return self.inside_floor(params, X.X)
 
@@ -133,6 +136,20 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
             return None
         params = SSMParams(**{f: given[f] for f in FIELDS})
         self.check_params(params)
+        return params
+
+    def warm_params(self, params: SSMParams) -> SSMParams:
+        """The previous fit's ``params`` as the start of a warm fit, or ``ValueError``
+        saying which setting changed since (the state dimension, a covariance type, an
+        offset switched off)."""
+        try:
+            self.check_params(params)
+        except ValueError as exc:
+            raise ValueError(
+                f"warm_start=True continues the previous fit, but its parameters do not "
+                f"fit the current settings ({exc}); restore the settings of that fit, or "
+                "set warm_start=False to fit afresh"
+            ) from None
         return params
 
     def inside_floor(self, params: SSMParams, Y: np.ndarray) -> SSMParams:
@@ -300,3 +317,20 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
                         and raise_to_floor(v, _TRIAL_MARGIN * floor) is not v):
                     raise ValueError("extrapolated observation_covariance below the floor")
         return like.replace(**vals)
+
+
+#: Bytes of one (n_steps, m, m) array of state covariances that a fit may need.
+MAX_STATE_BYTES = 2**34
+
+
+def check_state_size(m: int, longest: int) -> None:
+    """Refuse a state so large that the smoother's covariances of the longest sequence
+    (each ``m x m``) cannot be held, instead of allocating for minutes and failing."""
+    need = 8.0 * longest * m * m
+    if need > MAX_STATE_BYTES:
+        raise ValueError(
+            f"n_dim_state={m} is too large: the smoother holds a {m} x {m} covariance for "
+            f"each of the {longest} steps of the longest sequence, {need / 2**30:.3g} GiB per "
+            f"array (at most {MAX_STATE_BYTES / 2**30:.0f} GiB); use a much smaller "
+            "n_dim_state"
+        )

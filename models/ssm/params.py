@@ -222,6 +222,10 @@ def check_covariance(value: Any, name: str, *, diag: bool = False) -> np.ndarray
     try:
         np.linalg.cholesky(0.5 * (a + a.T))
     except np.linalg.LinAlgError:
-        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is "
-                         f"{float(np.linalg.eigvalsh(0.5 * (a + a.T))[0]):.3g}") from None
+        low = float(np.linalg.eigvalsh(0.5 * (a + a.T))[0])
+        rounding = 100 * a.shape[0] * np.finfo(float).eps * scale
+        why = (f"its smallest eigenvalue is {low:.3g}" if low < -rounding else
+               f"it is singular to working precision (smallest eigenvalue {low:.3g}, largest "
+               f"entry {scale:.3g})")
+        raise ValueError(f"{name} must be positive definite; {why}") from None
     return a

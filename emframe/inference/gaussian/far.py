@@ -34,7 +34,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .strategies import CovarianceStrategy
 
-__all__ = ["far_posteriors"]
+__all__ = ["far_log_mahalanobis", "far_posteriors"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -116,3 +116,39 @@ def far_posteriors(
     gaps -= gaps.max(axis=1, keepdims=True)  # 0 at best, unless rounding says otherwise
     post = np.exp(gaps)
     return post / post.sum(axis=1, keepdims=True)
+
+
+def far_log_mahalanobis(
+    strategy: CovarianceStrategy,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    X: np.ndarray,
+) -> np.ndarray:
+    """Logarithms of the squared Mahalanobis distances, finite however far out ``X`` is.
+
+    With ``x = s u`` (``s`` a power of two, ``|u| < 2``), ``m_k = s**2 q_k`` where
+    ``q_k = (u - m_k/s)' P_k (u - m_k/s)`` is formed from exactly scaled numbers, so
+    ``log m_k = 2 log s + log q_k`` does not overflow where ``m_k`` itself would.
+
+    Parameters
+    ----------
+    strategy : CovarianceStrategy
+    means : ndarray of shape (K, d)
+    precisions_cholesky : ndarray
+        In the strategy's shape.
+    X : ndarray of shape (n, d)
+        Finite points.
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    means = np.asarray(means, dtype=float)
+    K, d = means.shape
+    X = np.asarray(X, dtype=float)
+    P = _full_precisions(strategy, np.asarray(precisions_cholesky, dtype=float), K, d)
+    _, e = np.frexp(np.max(np.abs(X), axis=1))
+    diff = np.ldexp(X, 1 - e[:, None])[:, None, :] - np.ldexp(means, (1 - e)[:, None, None])
+    q = np.einsum("nki,kij,nkj->nk", diff, P, diff)
+    with np.errstate(divide="ignore"):
+        return np.log(np.maximum(q, 0.0)) + (2.0 * math.log(2.0)) * (e - 1)[:, None]

@@ -22,6 +22,10 @@ from emframe.interfaces.cli.tables import Data, Table, load_data, read_lengths, 
 #: task (about a millisecond) is small next to its E-step.
 PARTITION_ROWS = 100_000
 
+#: Worker processes per core that --local-cluster may start: a few more than the cores
+#: can help with I/O, thousands only exhaust the machine before the fit starts.
+MAX_WORKERS_PER_CORE = 4
+
 
 def add_cluster_options(p: argparse.ArgumentParser, positive_int: Any) -> None:
     """The cluster options of ``fit``."""
@@ -60,6 +64,11 @@ def connect(args: argparse.Namespace) -> Iterator[Any]:
         return
     distributed = _distributed()
     if args.local_cluster is not None:
+        cores = os.cpu_count() or 1
+        if args.local_cluster > MAX_WORKERS_PER_CORE * cores:
+            raise InputError(f"--local-cluster {args.local_cluster}: this machine has {cores} "
+                             f"cores; start at most {MAX_WORKERS_PER_CORE * cores} worker "
+                             "processes (one per core is best), or use --scheduler")
         with distributed.LocalCluster(n_workers=args.local_cluster, threads_per_worker=1,
                                       dashboard_address=":0") as cluster, \
                 distributed.Client(cluster) as client:

@@ -198,6 +198,8 @@ def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int 
         if not _accepts(cls, "n_dim_state"):
             raise InputError(f"{spec.name} has no state dimension; leave out --state-dim")
         kwargs["n_dim_state"] = 1 if state_dim is None else state_dim
+        if state_dim is not None and data is not None:
+            _check_state_dim(state_dim, data)
     if args.n_init is not None:
         if not _accepts(cls, "n_init"):
             raise InputError(f"{spec.name} has a deterministic start; leave out --n-init")
@@ -215,6 +217,15 @@ def _order(est: Any) -> int:
     """Rows at the start of every sequence that are lags only (an autoregressive HMM)."""
     order = getattr(est, "order", 0)
     return int(order) if isinstance(order, (int, np.integer)) else 0
+
+
+def _check_state_dim(state_dim: int, data: Data) -> None:
+    from emframe.models.ssm.model import check_state_size
+
+    try:
+        check_state_size(state_dim, int(_sequence_bounds(data)[1].max()))
+    except ValueError as exc:
+        raise InputError(f"--state-dim {state_dim}: {exc}") from None
 
 
 def _sequence_bounds(data: Data) -> tuple[np.ndarray, np.ndarray]:

@@ -93,7 +93,7 @@ def _parse_inits(items: list[str]) -> dict[str, np.ndarray]:
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
-        if not sep:
+        if not sep or not name:
             raise InputError(f"--init {item!r}: write FIELD=VALUES, like "
                              "observation_covariance=15000")
         _split_fields([name], "--init")

@@ -59,7 +59,7 @@ from emframe.models.hmm.emissions.base import (
 from emframe.models.hmm.emissions.gaussian import StateCovariances
 
 from emframe.core.params import Params
-from emframe.core.validation import check_prior_size, check_scalar
+from emframe.core.validation import check_magnitude, check_prior_size, check_scalar
 from emframe.inference.gaussian import (
     FullCovariance,
     GaussianMoments,
@@ -205,7 +205,7 @@ class AutoRegressiveEmission(StateCovariances, Emission):
         centres of the pooled residuals, so the states start apart, as a Gaussian
         HMM's means do.
         """
-        d = self.n_features(Y)
+        d = self.n_features(check_magnitude(Y))
         pooled = regression_moments(
             Y, np.ones((Y.shape[0], 1)), np.zeros((1, d, Y.shape[1] - d))
         )

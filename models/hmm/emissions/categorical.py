@@ -96,6 +96,8 @@ class CategoricalEmission(Emission):
     ) -> CategoricalParams:
         x = X[:, 0].astype(np.intp)
         x = x[x != MISSING_SYMBOL]
+        if x.shape[0] == 0:
+            raise ValueError("every symbol of X is missing (-1 or NaN): nothing to fit")
         freq = np.bincount(x, minlength=self.n_symbols) / max(x.shape[0], 1)
         # Half the empirical frequencies, half a random draw: every entry positive, states differ.
         noise = rng.dirichlet(np.ones(self.n_symbols), size=n_components)

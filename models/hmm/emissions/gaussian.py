@@ -25,7 +25,12 @@ from emframe.models.hmm.emissions.base import (
 )
 
 from emframe.core.params import Params
-from emframe.core.validation import check_array, check_prior_size, check_scalar
+from emframe.core.validation import (
+    check_array,
+    check_magnitude,
+    check_prior_size,
+    check_scalar,
+)
 from emframe.inference.gaussian import (
     CovariancePrior,
     CovarianceStrategy,
@@ -207,7 +212,7 @@ class GaussianEmission(StateCovariances, Emission):
         self, X: np.ndarray, n_components: int, rng: np.random.Generator
     ) -> GaussianParams:
         # k-means++ and the data covariance need complete rows: start from mean imputation.
-        X = mean_imputed(X)
+        X = mean_imputed(check_magnitude(X))
         means = kmeanspp_centres(X, n_components, rng)
         lam = self.for_sample(len(X)).prior_strength(1)  # one covariance of the sample
         covars = _data_covariance(X, self.strategy, lam, n_components)

@@ -30,7 +30,12 @@ from scipy.special import logsumexp
 
 from emframe.core.numerics import log_normalize
 from emframe.core.params import Params, Stats
-from emframe.core.validation import check_array, check_prior_size, check_scalar
+from emframe.core.validation import (
+    check_array,
+    check_magnitude,
+    check_prior_size,
+    check_scalar,
+)
 from emframe.inference.gaussian import (
     CovariancePrior,
     GaussianKernel,
@@ -191,7 +196,7 @@ class GMMEmission(CovariancePrior, Emission):
         return joint, conds
 
     def initialize(self, X: np.ndarray, n_components: int, rng: np.random.Generator) -> GMMParams:
-        X = mean_imputed(X)  # k-means++ and the data covariance need complete rows
+        X = mean_imputed(check_magnitude(X))  # k-means++ and the data covariance need complete rows
         m, d = self.n_mix, X.shape[1]
         means = kmeanspp_centres(X, n_components * m, rng).reshape(n_components, m, d)
         lam = self.for_sample(len(X)).prior_strength(1)  # one covariance of the sample

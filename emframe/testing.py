@@ -45,7 +45,7 @@ import numpy as np
 from emframe.core.data import DataSource
 from emframe.core.engine import run_em
 from emframe.core.exceptions import MonotonicityWarning
-from emframe.core.loop import monotone_rtol
+from emframe.core.loop import monotone_limit
 from emframe.core.model import EMModel
 from emframe.core.params import Params, Stats, _leaves
 
@@ -93,9 +93,10 @@ def check_monotone(
 
     The objective is ``log_likelihood + log_prior``: the penalised
     log-likelihood for MAP models. A decrease larger than ``rtol`` times its
-    magnitude (floating-point noise) fails. By default ``rtol`` is the fit
-    loop's guard tolerance for ``model``: ``MONOTONE_RTOL``, or the precision
-    the model declares with ``evaluation_rtol()`` if that is coarser.
+    magnitude (floating-point noise) fails. By default the limit is the fit
+    loop's guard's for ``model`` (:func:`emframe.core.loop.monotone_limit`):
+    ``MONOTONE_RTOL`` relative, or the precision the model declares with
+    ``evaluation_rtol()`` if that is coarser.
 
     Returns
     -------
@@ -110,10 +111,11 @@ def check_monotone(
         result = run_em(model, source, params, tol=0.0, max_iter=n_iter, strict=False)
     h = result.loglik_history
     assert np.all(np.isfinite(h)), f"{type(model).__name__}: non-finite log-likelihood {h}"
-    if rtol is None:
-        rtol = monotone_rtol(model)
     drops = h[:-1] - h[1:]
-    limit = rtol * np.maximum(1.0, np.abs(h[:-1]))
+    if rtol is None:
+        limit = np.array([monotone_limit(model, p, result.n_samples) for p in h[:-1]])
+    else:
+        limit = rtol * np.maximum(1.0, np.abs(h[:-1]))
     bad = np.flatnonzero(drops > limit)
     assert bad.size == 0, (
         f"{type(model).__name__}: log-likelihood decreased by {drops[bad[0]]:.3g} at "

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import emframe.inference.gaussian.kernel as kernel_mod
 from emframe.core.exceptions import MonotonicityError, MonotonicityWarning
-from emframe.core.loop import MONOTONE_RTOL, _Guard, monotone_rtol
+from emframe.core.loop import MONOTONE_RTOL, _Guard, monotone_limit, monotone_rtol
 from emframe.inference.gaussian import GaussianKernel, get_covariance_strategy
 
 numba = pytest.importorskip("numba")
@@ -105,14 +105,15 @@ def test_float32_arithmetic_fit_is_within_1e_4_and_monotone_under_its_declared_t
         warnings.simplefilter("ignore")  # ConvergenceWarning of either fit alike
         a = GaussianMixture(K, **kw).fit(X32.astype(np.float64))
     with float32_arithmetic(), warnings.catch_warnings():
-        warnings.simplefilter("error", MonotonicityWarning)
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", MonotonicityWarning)  # after: it takes precedence
         b = GaussianMixture(K, **kw).fit(X32)
         rtol = monotone_rtol(b._model)
-    hist = b.loglik_history_
+        hist = b.loglik_history_
+        limit = [monotone_limit(b._model, h, len(X32)) for h in hist[:-1]]
     assert np.all(np.isfinite(hist))
     assert rtol == pytest.approx(8 * np.finfo(np.float32).eps)
-    assert np.all(np.diff(hist) >= -rtol * np.maximum(1.0, np.abs(hist[:-1])))
+    assert np.all(-np.diff(hist) <= limit)
     if b.n_iter_ == a.n_iter_:  # the same path (a tie in convergence may end them apart)
         for name in ("weights_", "means_", "covariances_"):
             x, y = np.asarray(getattr(b, name), float), getattr(a, name)
@@ -158,6 +159,18 @@ def test_guard_tolerance_is_the_engine_s_or_the_model_s_if_coarser():
         _Guard(_Declares(0.0), strict=True)(prev, cur, 3)
     with pytest.raises(MonotonicityError):  # a real inconsistency is still caught
         _Guard(_Declares(1e-6), strict=True)(prev, prev - 1e-5 * abs(prev), 3)
+
+
+def test_a_declared_precision_scales_with_the_samples_when_the_sum_is_small():
+    # 1,500 rows whose log-densities (several nats each) nearly cancel to a total of 92:
+    # their float32 rounding is relative to each row's magnitude, not to the total
+    prev, n = 92.0, 1500.0
+    assert monotone_limit(_Declares(1e-6), prev, n) == pytest.approx(1e-6 * n)
+    _Guard(_Declares(1e-6), strict=True)(prev, prev - 3e-4, 2, n)  # forgiven
+    with pytest.raises(MonotonicityError):  # float64 models keep the relative tolerance
+        _Guard(_Declares(0.0), strict=True)(prev, prev - 3e-4, 2, n)
+    assert monotone_limit(_Declares(0.0), prev, n) == MONOTONE_RTOL * prev
+    assert monotone_limit(_Declares(1e-6), -1e6, n) == pytest.approx(1.0)  # |total| > n
 
 
 def test_gaussian_mixture_declares_float32_precision_only_with_float32_arithmetic(monkeypatch):

@@ -90,6 +90,20 @@ def monotone_rtol(model: EMModel) -> float:
     return max(MONOTONE_RTOL, float(declared()) if callable(declared) else 0.0)
 
 
+def monotone_limit(model: EMModel, prev: float, n_samples: float = 1.0) -> float:
+    """The largest drop from ``prev`` the guard forgives as rounding.
+
+    ``MONOTONE_RTOL`` times ``max(1, |prev|)``, or, if coarser, the model's declared
+    evaluation precision times ``max(1, |prev|, n_samples)``: each sample's
+    log-density is rounded to about that fraction of its own magnitude (of order one
+    nat or more), and the sum can be much smaller than the sum of the magnitudes.
+    """
+    declared = getattr(model, "evaluation_rtol", None)
+    rtol = float(declared()) if callable(declared) else 0.0
+    scale = max(1.0, abs(prev))
+    return max(MONOTONE_RTOL * scale, rtol * max(scale, float(n_samples)))
+
+
 class _Guard:
     """Watches the objective for drops that exact EM cannot produce."""
 
@@ -99,9 +113,9 @@ class _Guard:
         self.name = display_name(model, name)
         self.rtol = monotone_rtol(model)
 
-    def __call__(self, prev: float, cur: float, iteration: int) -> None:
+    def __call__(self, prev: float, cur: float, iteration: int, n_samples: float = 1.0) -> None:
         drop = prev - cur
-        if drop > self.rtol * max(1.0, abs(prev)):
+        if drop > monotone_limit(self.model, prev, n_samples):
             msg = (
                 f"log-likelihood decreased by {drop:.6g} at iteration {iteration} "
                 f"(from {prev:.10g} to {cur:.10g}); exact EM never decreases it, so "
@@ -212,7 +226,7 @@ class _Loop:
         self.n_iter += 1
         change = math.nan
         if self.history:
-            self.guard(self.history[-1], obj, self.n_iter - 1)
+            self.guard(self.history[-1], obj, self.n_iter - 1, self.n)
             change = (obj - self.history[-1]) / self.n
         self.history.append(obj)
         elapsed = time.perf_counter() - self.start
@@ -235,7 +249,7 @@ class _Loop:
         final, n_final = total_log_likelihood(self.model, params, self.source)
         _check_finite(final, "log-likelihood", self.n_iter, self.model, self.name)
         if self.history:
-            self.guard(self.history[-1], final, self.n_iter)
+            self.guard(self.history[-1], final, self.n_iter, self.n)
             # the last M-step's own change: a run cut short by max_iter (for example
             # repeated warm-started one-iteration fits) converges when it is small
             if abs(final - self.history[-1]) / self.n < self.tol:

@@ -67,8 +67,10 @@ class EMModel(ABC, Generic[P, S]):
         """Relative rounding error of this model's evaluated log-likelihood (0 by default).
 
         EM never decreases the log-likelihood in exact arithmetic; the engine's
-        monotonicity guard forgives drops up to ``max(MONOTONE_RTOL, evaluation_rtol())``
-        times its magnitude, as rounding. A model that computes in a coarser precision
+        monotonicity guard forgives drops up to ``MONOTONE_RTOL`` times its magnitude,
+        or ``evaluation_rtol()`` times the larger of its magnitude and the number of
+        samples (each sample's log-density is rounded relative to its own magnitude), as
+        rounding. A model that computes in a coarser precision
         than float64 (float32 arithmetic, for example) declares that precision here,
         so that its rounding is not reported as a bug while real inconsistencies still are.
         """

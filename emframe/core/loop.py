@@ -86,8 +86,13 @@ def total_log_likelihood(model: EMModel, params: Params, source: DataSource) -> 
 def monotone_rtol(model: EMModel) -> float:
     """The guard's relative tolerance for ``model``: the engine's, or the model's
     declared evaluation precision (:meth:`EMModel.evaluation_rtol`) if coarser."""
+    return max(MONOTONE_RTOL, _declared_rtol(model))
+
+
+def _declared_rtol(model: EMModel) -> float:
+    """The model's declared evaluation precision (0 for a model without the hook)."""
     declared = getattr(model, "evaluation_rtol", None)
-    return max(MONOTONE_RTOL, float(declared()) if callable(declared) else 0.0)
+    return float(declared()) if callable(declared) else 0.0
 
 
 def monotone_limit(model: EMModel, prev: float, n_samples: float = 1.0) -> float:
@@ -98,10 +103,8 @@ def monotone_limit(model: EMModel, prev: float, n_samples: float = 1.0) -> float
     log-density is rounded to about that fraction of its own magnitude (of order one
     nat or more), and the sum can be much smaller than the sum of the magnitudes.
     """
-    declared = getattr(model, "evaluation_rtol", None)
-    rtol = float(declared()) if callable(declared) else 0.0
     scale = max(1.0, abs(prev))
-    return max(MONOTONE_RTOL * scale, rtol * max(scale, float(n_samples)))
+    return max(MONOTONE_RTOL * scale, _declared_rtol(model) * max(scale, float(n_samples)))
 
 
 class _Guard:
@@ -111,7 +114,6 @@ class _Guard:
         self.model = model
         self.strict = strict
         self.name = display_name(model, name)
-        self.rtol = monotone_rtol(model)
 
     def __call__(self, prev: float, cur: float, iteration: int, n_samples: float = 1.0) -> None:
         drop = prev - cur

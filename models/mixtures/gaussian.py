@@ -120,7 +120,10 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
     #: float32 features and products for float32 data (log-densities and moments summed
     #: in float64 per block). Off by default: on W1 it is only about as fast as float64
     #: arithmetic (docs/benchmarks.md). With it on, :meth:`evaluation_rtol` declares
-    #: float32 precision to the monotonicity guard.
+    #: float32 precision to the monotonicity guard. A row's log-density is then within
+    #: about 1e-5 nats, and a component that collapses onto d rows or fewer can be
+    #: reported as not positive definite where float64 arithmetic, with the same
+    #: ``reg_covar``, still fits it (its float32 second moments are indefinite by rounding).
     float32_arithmetic: bool = False
 
     def __init__(

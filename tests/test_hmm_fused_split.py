@@ -257,6 +257,7 @@ def test_where_the_halves_run_changes_no_result(spy, monkeypatch):
 
 
 def test_a_lagging_worker_sends_the_next_phases_to_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(fused, "_two_cores", lambda: True)  # the worker thread, opted in
     monkeypatch.setattr(fused, "_SOLO", [0])
     started = threading.Event()
 
@@ -280,11 +281,17 @@ def test_a_lagging_worker_sends_the_next_phases_to_the_calling_thread(monkeypatc
 def test_the_worker_thread_only_with_two_cores(monkeypatch):
     import numba
 
+    monkeypatch.setenv(fused.THREADS_ENV, "2")
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0})
     assert not fused._two_cores()
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
     assert fused._two_cores()
+    monkeypatch.delenv(fused.THREADS_ENV)  # off by default
+    assert not fused._two_cores()
+    monkeypatch.setenv(fused.THREADS_ENV, "two")
+    assert not fused._two_cores()
+    monkeypatch.setenv(fused.THREADS_ENV, "2")
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # the user's opt-out
     assert not fused._two_cores()
     here = threading.get_ident()

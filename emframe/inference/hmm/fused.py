@@ -211,19 +211,29 @@ _GROUP_MIN = 8192
 _POOL: list = [None, None]  # (pid, executor): a forked child makes its own
 
 
-def _two_cores() -> bool:
-    """Whether this process may run the worker thread on a second core.
+#: Environment variable that turns on the second thread (``EMFRAME_HMM_THREADS=2``).
+THREADS_ENV = "EMFRAME_HMM_THREADS"
 
-    Setting ``NUMBA_NUM_THREADS=1`` (numba's own setting, read when numba is imported)
-    keeps every E-step on the calling thread.
+
+def _two_cores() -> bool:
+    """Whether this process runs the worker thread on a second core.
+
+    Off by default: a second thread costs 12-35% more CPU time per E-step for its
+    wall-clock gain, which processes fitting in parallel do not want, and a library that
+    starts threads by itself surprises. ``EMFRAME_HMM_THREADS=2`` turns it on when the
+    process may use two cores; ``NUMBA_NUM_THREADS=1`` keeps it off.
     """
     import numba
 
     try:
+        wanted = int(os.environ.get(THREADS_ENV, "1"))
+    except ValueError:
+        wanted = 1
+    try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cores = os.cpu_count() or 1
-    return min(cores, numba.config.NUMBA_NUM_THREADS) >= 2
+    return min(wanted, cores, numba.config.NUMBA_NUM_THREADS) >= 2
 
 
 def _executor() -> ThreadPoolExecutor:

@@ -17,6 +17,7 @@ module                          what it holds
 ``data``                        :class:`DataSource`: where E-steps get their data
 ``executors``                   registry of executors for data held elsewhere (Dask)
 ``estimator``                   :class:`EMEstimator`, scikit-learn's surface
+``fitted_attributes``           assigning a fitted attribute replaces it in ``params_``
 ``serialization``               writing the pickle-free model file
 ``numerics``, ``reparam``       log-space helpers, Cholesky, unconstrained coordinates
 ``validation``, ``exceptions``  input checks and error types

@@ -17,6 +17,7 @@ from emframe.core.engine import FitResult, IterationInfo, check_freeze, fit_em
 from emframe.core.exceptions import not_fitted_error
 from emframe.core.executors import External, as_external, bind, refuse_external
 from emframe.core.feature_names import check_feature_names
+from emframe.core.fitted_attributes import WriteThroughAttributes
 from emframe.core.loop import ChunkLogLikelihood
 from emframe.core.model import EMModel
 from emframe.core.online import OnlineState, check_kappa, online_update
@@ -86,7 +87,7 @@ class available_if:
         return self.method.__get__(obj, owner)
 
 
-class EMEstimator:
+class EMEstimator(WriteThroughAttributes):
     """Base class for estimators fitted by the EM engine.
 
     Follows scikit-learn's conventions: constructor arguments are stored
@@ -415,11 +416,6 @@ class EMEstimator:
         unscaled strength they were fitted with.
         """
         return self._rebuild_model().with_prior_size(self.__dict__.get("prior_size_"))
-
-    def _set_params(self, params: Params) -> None:
-        self.params_ = params
-        for name, value in self._fitted_attributes(params).items():
-            setattr(self, name, value)
 
     # -- online ----------------------------------------------------------------
     @_transactional

@@ -65,3 +65,27 @@ class GaussianFamilyEstimator:
             "precisions_cholesky_": params.precisions_cholesky,
             "precisions_": precisions,
         }
+
+    def _attribute_setters(self) -> dict[str, Any]:
+        """Assigning a covariance, precision or its Cholesky factor sets the other two."""
+        strategy = self._model.strategy  # type: ignore[attr-defined]
+        k, d = self.n_components, self.n_features_in_  # type: ignore[attr-defined]
+
+        def covariances(params: Any, value: Any) -> Any:
+            cov = strategy.check_covariances(value, k, d, "covariances_")
+            return params.replace(covariances=cov,
+                                  precisions_cholesky=strategy.precisions_cholesky(cov))
+
+        def from_factor(params: Any, pc: Any) -> Any:
+            return params.replace(
+                precisions_cholesky=pc,
+                covariances=strategy.covariances_from_precisions_cholesky(pc))
+
+        def precisions(params: Any, value: Any) -> Any:
+            prec = strategy.check_precisions(value, k, d, "precisions_")
+            return from_factor(params, strategy.precisions_cholesky_from_precisions(prec))
+
+        setters = super()._attribute_setters()  # type: ignore[misc]
+        return {**setters, "covariances_": covariances, "precisions_cholesky_": from_factor,
+                "precisions_": precisions}
+

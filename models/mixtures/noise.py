@@ -381,21 +381,40 @@ class NoiseOption:
         return result
 
     def _set_params(self, params: Params) -> None:
-        super()._set_params(params)  # type: ignore[misc]
-        if not self._noisy():
+        if not self._noisy():  # a refit without noise drops a former fit's noise attributes
             for name in ("noise_weight_", "noise_volume_", "noise_bounds_"):
                 self.__dict__.pop(name, None)
-            return
+        super()._set_params(params)  # type: ignore[misc]
+
+    def _fitted_attributes(self, params: Params) -> dict[str, Any]:
+        attrs = super()._fitted_attributes(params)  # type: ignore[misc]
+        if not self._noisy():
+            return attrs
         model = self._model
         _, pi0 = model.split(params)
         weights = (1.0 - pi0) * np.asarray(params.weights)
         weights.flags.writeable = False
         bounds = model.bounds.copy()
         bounds.flags.writeable = False
-        self.weights_ = weights
-        self.noise_weight_ = pi0
-        self.noise_volume_ = float(np.exp(model.log_volume))
-        self.noise_bounds_ = bounds
+        return {**attrs, "weights_": weights, "noise_weight_": pi0,
+                "noise_volume_": float(np.exp(model.log_volume)), "noise_bounds_": bounds}
+
+    def _attribute_setters(self) -> dict[str, Any]:
+        setters = super()._attribute_setters()  # type: ignore[misc]
+        if not self._noisy():
+            return setters
+
+        def weights(params: Params, value: np.ndarray) -> Params:
+            # weights_ and noise_weight_ sum to 1; the parameters hold the components'
+            # weights among themselves
+            pi0 = float(params.noise_weight)
+            if not abs(value.sum() + pi0 - 1.0) <= 1e-6:
+                raise ValueError(
+                    f"weights_ must sum to 1 - noise_weight_ = {1.0 - pi0!r} (the noise "
+                    f"component holds the rest), got {float(value.sum())!r}")
+            return params.replace(weights=value / (1.0 - pi0))
+
+        return {**setters, "weights_": weights, "noise_volume_": None, "noise_bounds_": None}
 
     @available_if(_partial_fit_unavailable)
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,

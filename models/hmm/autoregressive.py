@@ -10,6 +10,7 @@ from emframe.models.hmm.emissions import Emission
 from emframe.models.hmm.emissions.autoregressive import AutoRegressiveEmission, lagged_rows
 from emframe.models.hmm.estimator import HMM
 from emframe.models.hmm.estimators import _COMMON_DOC
+from emframe.models.hmm.handset import check_sequence_size
 from emframe.models.hmm.labels import check_states
 from emframe.models.hmm.model import Sequences
 
@@ -177,6 +178,7 @@ class AutoRegressiveHMM(HMM):
         p = emission.order
         d = emission.n_features_of(params.emission)
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=p + 1)
+        check_sequence_size(model, params, n_samples)
         currstate = self._check_currstate(currstate)
         if initial is None:
             initial = np.zeros((p, d))

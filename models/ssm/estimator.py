@@ -11,18 +11,13 @@ from emframe.models.hmm.external import lazy, sequence_source, sequence_total
 from emframe.models.hmm.model import Sequences
 from emframe.models.ssm.model import LinearGaussianSSMModel
 from emframe.models.ssm.params import FIELDS, SSMParams, check_covariance, shapes
-from emframe.models.ssm.predict import predictive_log_densities, propagate, simulate
+from emframe.models.ssm.predict import check_horizon, predictive_log_densities, propagate, simulate
 
 from emframe.core.data import DataSource
 from emframe.core.engine import IterationInfo
 from emframe.core.estimator import EMEstimator
 from emframe.core.executors import External, as_external, bind, refuse_external
-from emframe.core.validation import (
-    check_array,
-    check_output_size,
-    check_random_state,
-    check_scalar,
-)
+from emframe.core.validation import check_array, check_random_state, check_scalar
 from emframe.inference.hmm import validate_lengths
 from emframe.inference.kalman import kalman_filter, observation_moments, rts_smoother
 
@@ -482,16 +477,7 @@ class LinearGaussianSSM(EMEstimator):
         """
         check_scalar(n_steps, "n_steps", (int, np.integer), min_value=0)
         s = self._check_data(Y, lengths)
-        system = self._system()
-        m, p = system.n_dim_state, system.n_dim_obs
-        n_seq = len(s.lengths)
-        # the predicted states' moments are computed whether or not they are returned
-        check_output_size(
-            n_steps, "n_steps", 8 * n_seq * (p + p * p + m + m * m),
-            what=(f"the forecast means and covariances of {n_seq} sequence(s), {p} observed "
-                  f"and {m} state variables, for {n_steps} steps"),
-            fix="forecast a shorter horizon",
-        )
+        system = check_horizon(self._system(), len(s.lengths), n_steps)
         f = kalman_filter(s.X, system, s.lengths, backend=self.backend)
         last = np.cumsum(s.lengths) - 1
         out = propagate(system, f.filtered_means[last], f.filtered_covs[last], int(n_steps))
@@ -610,12 +596,5 @@ class LinearGaussianSSM(EMEstimator):
         """
         self._check_is_fitted()
         check_scalar(n_steps, "n_steps", (int, np.integer), min_value=1)
-        system = self._system()
-        m, p = system.n_dim_state, system.n_dim_obs
-        check_output_size(
-            n_steps, "n_steps", 8 * (p + m),
-            what=f"{n_steps} steps of {p} observed and {m} state variables",
-            fix="simulate fewer steps",
-        )
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        return simulate(system, int(n_steps), rng)
+        return simulate(self._system(), int(n_steps), rng)

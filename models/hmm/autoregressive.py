@@ -111,7 +111,8 @@ class AutoRegressiveHMM(HMM):
     def _validate_sequences(
         self, X: Any, lengths: Any, emission: Emission, states: Any = None
     ) -> Sequences:
-        X = check_array(X, allow_nan=True)  # inf refused there, NaN here, with the choices
+        # inf refused there, NaN here with the choices; masked entries keep their message
+        X = check_array(X, allow_nan=not np.ma.isMaskedArray(X))
         p = emission.order  # type: ignore[attr-defined]
         _refuse_missing(X, p)
         lengths = validate_lengths(lengths, X.shape[0])

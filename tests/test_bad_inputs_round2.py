@@ -168,7 +168,8 @@ def test_categorical_hmm_with_every_symbol_missing_and_n_features_given():
 def test_ssm_numerically_singular_covariance_is_not_called_a_positive_eigenvalue():
     from emframe.models.ssm.params import check_covariance
     # formerly "must be positive definite; its smallest eigenvalue is 8.63e+68"
-    est = LinearGaussianSSM(2, max_iter=3, random_state=0,
+    # (the seed picks a start from which the first M-step reaches that covariance)
+    est = LinearGaussianSSM(2, max_iter=3, random_state=2,
                             initial_state_covariance_init=np.eye(2) * 1e200)
     with pytest.raises(ValueError, match=r"observation_covariance must be positive definite; "
                                          r"it is singular to working precision"):

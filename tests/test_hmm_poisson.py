@@ -9,7 +9,7 @@ import pytest
 from emframe.models import PoissonHMM
 from emframe.models.hmm.emissions import PoissonEmission, PoissonParams
 from emframe.models.hmm.emissions.poisson import LARGE_COUNT, MAX_COUNT, poisson_log_pmf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -57,6 +57,14 @@ def test_small_counts_are_exact(lam):
 @settings(max_examples=200, deadline=None)
 @given(log2_count=st.floats(0.0, 53.0), spread=st.sampled_from([1e-9, 1e-6, 1e-3, 0.05, 0.3, 3.0]),
        z=st.floats(-3.0, 3.0))
+# just below the former 2**16 switch the matrix form was 2.2e-10 wrong (1.7 times the bound)
+@example(log2_count=15.776, spread=1e-9, z=0.0)
+@example(log2_count=15.776, spread=1e-3, z=1.0)
+# either side of the switch, and of the 2**26 change from log1p to Loader's series in bd0
+@example(log2_count=math.log2(LARGE_COUNT - 1), spread=1e-3, z=1.0)
+@example(log2_count=math.log2(LARGE_COUNT), spread=1e-3, z=1.0)
+@example(log2_count=25.999, spread=0.05, z=-1.0)
+@example(log2_count=26.0, spread=0.05, z=-1.0)
 def test_log_probabilities_are_accurate_at_any_count(log2_count, spread, z):
     # x log(lam) - lam - lgamma(x + 1) cancels to about -log(2 pi x) / 2: it was 2e-3 wrong
     # at counts of 1e12, 2.5 nats at 1e15 and 28 at 2**53 (so is scipy.stats.poisson.logpmf)
@@ -105,3 +113,18 @@ def test_em_is_monotone_at_any_count_scale(seed, log_count, separation, n_featur
     h = est.loglik_history_
     assert np.all(np.isfinite(h)) and np.all(np.isfinite(est.lambdas_))
     assert np.all(h[:-1] - h[1:] <= MONOTONE_RTOL * np.maximum(1.0, np.abs(h[:-1]))), h
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_score_is_exact_either_side_of_the_switch_on_every_backend(backend):
+    # one state: the score is the count's log-probability, whichever recursions run;
+    # the counts straddle LARGE_COUNT and reach 2**16, near their rates
+    if backend == "numba":
+        pytest.importorskip("numba")
+    for x in (LARGE_COUNT - 1, LARGE_COUNT, np.floor(2.0**15.776), 2.0**16 - 1, 2.0**16):
+        lam = x  # at the mode, where the cancellation is worst
+        h = PoissonHMM(1, backend=backend, init_params="", max_iter=0)
+        h.startprob_, h.transmat_, h.lambdas_ = [1.0], [[1.0]], [[lam]]
+        h.fit([[x]])
+        want = exact_log_pmf(x, lam)
+        assert abs(h.score([[x]]) - want) <= 2e-11 * abs(want)

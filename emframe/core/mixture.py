@@ -16,7 +16,7 @@ from emframe.core.executors import as_external, lazy_rows
 from emframe.core.model import EMModel
 from emframe.core.numerics import log_normalize
 from emframe.core.params import Params, Stats
-from emframe.core.validation import check_random_state, check_scalar
+from emframe.core.validation import check_output_size, check_random_state, check_scalar
 
 P = TypeVar("P", bound=Params)
 S = TypeVar("S", bound=Stats)
@@ -91,6 +91,15 @@ class MixtureEstimator(EMEstimator):
         model = self._model_for_scoring()
         return model.score_samples(self.params_, self._validate_X(X, reset=False))
 
+    def _check_sample_size(self, n_samples: int) -> None:
+        """Refuse ``n_samples`` whose draws (float64 rows and int64 labels) cannot be held."""
+        width = int(getattr(self, "n_features_in_", 1))
+        check_output_size(
+            n_samples, "n_samples", 8 * (width + 1),
+            what=f"{n_samples} samples of {width} features and their labels",
+            fix="draw fewer, or in batches (a different random_state for each)",
+        )
+
     def _n_posterior_columns(self) -> int:
         """Columns of :meth:`predict_proba`: one per component."""
         return len(self.params_.weights)
@@ -132,6 +141,7 @@ class MixtureEstimator(EMEstimator):
         """
         model = self._model_for_scoring()
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        self._check_sample_size(n_samples)
         seed = self.random_state if random_state is None else random_state
         rng = check_random_state(seed)
         weights = np.asarray(self.params_.weights)

@@ -251,3 +251,40 @@ def check_magnitude(X: np.ndarray, name: str = "X") -> np.ndarray:
             "(for example divide it by its standard deviation) and fit again"
         )
     return X
+
+
+#: Largest output a sampling or forecasting method may allocate, in bytes (16 GiB).
+MAX_OUTPUT_BYTES = 2**34
+
+
+def check_output_size(n: int, name: str, bytes_each: float, *, what: str, fix: str) -> None:
+    """Refuse a request whose output cannot reasonably be held in memory.
+
+    Checked before anything is drawn or computed, so a mistyped size (``10**12``) fails at
+    once with this message instead of a raw ``MemoryError`` or minutes of work.
+
+    Parameters
+    ----------
+    n : int
+        The requested count (samples, steps), already checked to be a positive integer.
+    name : str
+        Its argument name, for the message.
+    bytes_each : float
+        Bytes of output per unit of ``n`` (over all returned arrays).
+    what : str
+        What is allocated, e.g. ``"the samples and their labels"``.
+    fix : str
+        How to get what was wanted within the budget, e.g. ``"draw them in batches"``.
+
+    Raises
+    ------
+    ValueError
+        If ``n * bytes_each`` exceeds ``MAX_OUTPUT_BYTES``.
+    """
+    need = float(n) * float(bytes_each)
+    if need > MAX_OUTPUT_BYTES:
+        most = int(MAX_OUTPUT_BYTES // max(float(bytes_each), 1.0))
+        raise ValueError(
+            f"{name}={n} is too large: {what} would take {need / 2**30:.3g} GiB, more than "
+            f"the limit of {MAX_OUTPUT_BYTES / 2**30:.0f} GiB ({name} <= {most} here); {fix}"
+        )

@@ -10,6 +10,7 @@ from emframe.models.hmm.emissions import Emission
 from emframe.models.hmm.emissions.autoregressive import AutoRegressiveEmission, lagged_rows
 from emframe.models.hmm.estimator import HMM
 from emframe.models.hmm.estimators import _COMMON_DOC
+from emframe.models.hmm.handset import check_sequence_size
 from emframe.models.hmm.labels import check_states
 from emframe.models.hmm.model import Sequences
 
@@ -110,9 +111,11 @@ class AutoRegressiveHMM(HMM):
     def _validate_sequences(
         self, X: Any, lengths: Any, emission: Emission, states: Any = None
     ) -> Sequences:
-        X = check_array(X)
-        lengths = validate_lengths(lengths, X.shape[0])
+        # inf refused there, NaN here with the choices; masked entries keep their message
+        X = check_array(X, allow_nan=not np.ma.isMaskedArray(X))
         p = emission.order  # type: ignore[attr-defined]
+        _refuse_missing(X, p)
+        lengths = validate_lengths(lengths, X.shape[0])
         rows, steps = lagged_rows(X, lengths, p)
         if states is not None:
             states = self._modelled_states(states, X.shape[0], lengths, rows.shape[0], p)
@@ -177,6 +180,7 @@ class AutoRegressiveHMM(HMM):
         p = emission.order
         d = emission.n_features_of(params.emission)
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=p + 1)
+        check_sequence_size(model, params, n_samples)
         currstate = self._check_currstate(currstate)
         if initial is None:
             initial = np.zeros((p, d))
@@ -189,3 +193,18 @@ class AutoRegressiveHMM(HMM):
         states = model.chain(params, int(n_samples) - p, rng, currstate)
         X = emission.sample_sequence(params.emission, states, initial, rng)
         return X, states
+
+
+def _refuse_missing(X: np.ndarray, order: int) -> None:
+    """A clear error for NaN, naming the estimators that accept it as missing."""
+    nan = np.isnan(X)
+    if nan.any():
+        i, j = (int(v) for v in np.argwhere(nan)[0])
+        raise ValueError(
+            f"AutoRegressiveHMM does not accept missing values, but X contains NaN (first "
+            f"at row {i}, column {j}): a missing row would also be a lag of the next {order} "
+            "step(s). Impute or drop them first, or use an estimator that takes NaN as "
+            "missing: GaussianHMM, GMMHMM, PoissonHMM or CategoricalHMM (hidden states), "
+            "LinearGaussianSSM (linear autoregressive dynamics of a hidden state), or "
+            "MissingDataGaussianMixture (no time structure)"
+        )

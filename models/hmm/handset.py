@@ -17,7 +17,7 @@ from emframe.models.hmm.model import HMMModel, HMMParams
 
 from emframe.core.exceptions import not_fitted_error
 from emframe.core.params import Params
-from emframe.core.validation import check_random_state, check_scalar
+from emframe.core.validation import check_output_size, check_random_state, check_scalar
 
 __all__ = ["HandSetParameters", "given_model", "stationary_distribution"]
 
@@ -119,6 +119,7 @@ class HandSetParameters:
         """
         model, params = self._fitted_or_given()
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        check_sequence_size(model, params, n_samples)
         currstate = self._check_currstate(currstate)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         return model.sample(params, int(n_samples), rng, currstate)
@@ -156,3 +157,13 @@ class HandSetParameters:
         check_scalar(currstate, "currstate", (int, np.integer), min_value=0,
                      max_value=int(self.n_components) - 1)
         return int(currstate)
+
+
+def check_sequence_size(model: Any, params: Params, n_samples: int) -> None:
+    """Refuse ``n_samples`` whose draws (float64 rows and int64 states) cannot be held."""
+    width = model.emission.n_features_of(params.emission) or 1  # type: ignore[attr-defined]
+    check_output_size(
+        n_samples, "n_samples", 8 * (width + 1),
+        what=f"a sequence of {n_samples} steps of {width} features and its states",
+        fix="draw a shorter sequence, or several (continue one with currstate=)",
+    )

@@ -451,6 +451,7 @@ class NoiseOption:
             return super().sample(n_samples, random_state)  # type: ignore[misc]
         model = self._model_for_scoring()  # type: ignore[attr-defined]
         check_scalar(n_samples, "n_samples", (int, np.integer), min_value=1)
+        self._check_sample_size(n_samples)  # type: ignore[attr-defined]
         rng = check_random_state(self.random_state if random_state is None else random_state)
         base, pi0 = model.split(self.params_)  # type: ignore[attr-defined]
         w = np.append((1.0 - pi0) * np.asarray(base.weights), pi0)

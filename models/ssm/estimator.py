@@ -11,7 +11,7 @@ from emframe.models.hmm.external import lazy, sequence_source, sequence_total
 from emframe.models.hmm.model import Sequences
 from emframe.models.ssm.model import LinearGaussianSSMModel
 from emframe.models.ssm.params import FIELDS, SSMParams, check_covariance, shapes
-from emframe.models.ssm.predict import predictive_log_densities, propagate, simulate
+from emframe.models.ssm.predict import check_horizon, predictive_log_densities, propagate, simulate
 
 from emframe.core.data import DataSource
 from emframe.core.engine import IterationInfo
@@ -477,7 +477,7 @@ class LinearGaussianSSM(EMEstimator):
         """
         check_scalar(n_steps, "n_steps", (int, np.integer), min_value=0)
         s = self._check_data(Y, lengths)
-        system = self._system()
+        system = check_horizon(self._system(), len(s.lengths), n_steps)
         f = kalman_filter(s.X, system, s.lengths, backend=self.backend)
         last = np.cumsum(s.lengths) - 1
         out = propagate(system, f.filtered_means[last], f.filtered_covs[last], int(n_steps))

@@ -72,6 +72,12 @@ def _principal_loadings(Yf: np.ndarray, mean: np.ndarray, var: np.ndarray, m: in
     lam, V = np.linalg.eigh(Z.T @ Z / Z.shape[0])
     order = np.argsort(lam)[::-1]
     lam, V = np.maximum(lam[order], 0.0), V[:, order]
+    # an eigenvector's sign is arbitrary, and eigh's choice can change with the data's
+    # scale: make each column's first clearly non-zero entry positive, so rescaled data
+    # rescale C. Not the largest entry: standardised data make ties common (p = 2 gives
+    # (1, 1) / sqrt(2) and (1, -1) / sqrt(2) always), which rounding would break.
+    first = np.argmax(np.abs(V) > 1e-6, axis=0)
+    V = V * np.where(V[first, np.arange(p)] < 0, -1.0, 1.0)
     k = min(m, p)
     C = np.zeros((p, m))
     C[:, :k] = V[:, :k] * np.sqrt(lam[:k] / 2.0)

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from emframe.core.validation import check_output_size
 from emframe.inference.kalman import FilterResult, LinearGaussianSystem
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -97,7 +98,7 @@ def predictive_log_densities(
 def simulate(
     system: LinearGaussianSystem, n_steps: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One sequence drawn from the model.
+    """One sequence drawn from the model (refused if over ``MAX_OUTPUT_BYTES``).
 
     Returns
     -------
@@ -106,6 +107,11 @@ def simulate(
         The states.
     """
     m, p = system.n_dim_state, system.n_dim_obs
+    check_output_size(
+        n_steps, "n_steps", 8 * (p + m),
+        what=f"{n_steps} steps of {p} observed and {m} state variables",
+        fix="simulate fewer steps",
+    )
     Lq, Lr, L0 = (np.linalg.cholesky(v) for v in (system.Q, system.R, system.S0))
     w = rng.standard_normal((n_steps, m)) @ Lq.T
     v = rng.standard_normal((n_steps, p)) @ Lr.T
@@ -115,3 +121,20 @@ def simulate(
     for t in range(1, n_steps):
         X[t] = A @ X[t - 1] + b + w[t - 1]
     return X @ system.C.T + system.d + v, X
+
+
+
+def check_horizon(
+    system: LinearGaussianSystem, n_seq: int, n_steps: int
+) -> LinearGaussianSystem:
+    """Refuse a horizon whose forecast moments cannot be held, before any filtering;
+    return ``system`` unchanged."""
+    m, p = system.n_dim_state, system.n_dim_obs
+    # the predicted states' moments are computed whether or not they are returned
+    check_output_size(
+        n_steps, "n_steps", 8 * n_seq * (p + p * p + m + m * m),
+        what=(f"the forecast means and covariances of {n_seq} sequence(s), {p} observed "
+              f"and {m} state variables, for {n_steps} steps"),
+        fix="forecast a shorter horizon",
+    )
+    return system

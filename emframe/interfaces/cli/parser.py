@@ -296,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a closed pipe shows here, not at exit
             return status
     except InputError as exc:
+        if os.environ.get("EMFRAME_DEBUG") and exc.__cause__ is not None:
+            raise exc.__cause__ from None  # the estimator's own error, with its traceback
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

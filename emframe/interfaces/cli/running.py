@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import numpy as np
 
+from emframe.inference.compiled import caused_by_interrupt
 from emframe.interfaces.cli.specs import PROG, InputError, ModelSpec
 from emframe.interfaces.cli.statespace import ssm_kwargs, ssm_options_given
 from emframe.interfaces.cli.tables import Data, _pyplot
@@ -210,7 +212,20 @@ def make_estimator(spec: ModelSpec, args: argparse.Namespace, n_components: int 
         value = getattr(args, opt)
         if value is not None:
             kwargs[opt] = value
-    return cls(**kwargs)
+    with refusals(cls.__name__):
+        return cls(**kwargs)
+
+
+@contextlib.contextmanager
+def refusals(name: str) -> Iterator[None]:
+    """An estimator's ValueError or TypeError as an :class:`InputError` (exit status 2,
+    one line): by the estimators' contract it means a value they refuse, and what to do."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        if caused_by_interrupt(exc):
+            raise
+        raise InputError(f"{name}: {' '.join(str(exc).split())}") from exc
 
 
 def _order(est: Any) -> int:
@@ -274,7 +289,7 @@ def fit_estimator(est: Any, spec: ModelSpec | None, data: Data | np.ndarray,
                   progress: Progress) -> Any:
     """Fit ``est`` on the data with ``progress`` as its callback."""
     X = data if isinstance(data, np.ndarray) else data.X
-    with progress.configure(est):
+    with refusals(type(est).__name__), progress.configure(est):
         if spec is not None and spec.sequential:
             return est.fit(X, data.lengths, callbacks=[progress])
         return est.fit(X, callbacks=[progress])

@@ -240,3 +240,10 @@ def test_ssm_warm_start_after_a_change_of_settings_says_so(change):
                                          r"set warm_start=False"):
         est.set_params(**change).fit(Y)
     assert est.params_ is before
+
+
+def test_a_huge_n_init_is_refused_before_its_seeds_are_drawn():
+    from emframe.core.engine import MAX_N_INIT
+
+    with pytest.raises(ValueError, match=rf"n_init must be <= {MAX_N_INIT}, got 1{'0' * 20}$"):
+        GaussianMixture(2, n_init=10**20).fit(np.random.default_rng(0).normal(size=(20, 2)))

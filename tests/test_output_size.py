@@ -80,3 +80,18 @@ def test_output_size_limit_is_inclusive_and_names_the_largest_size():
     check_output_size(MAX_OUTPUT_BYTES // 24, "n", 24, what="w", fix="f")
     with pytest.raises(ValueError, match=rf"n <= {MAX_OUTPUT_BYTES // 24} here\); f$"):
         check_output_size(MAX_OUTPUT_BYTES // 24 + 1, "n", 24, what="w", fix="f")
+
+
+@pytest.mark.parametrize("est", [MissingDataGaussianMixture(2), GaussianHMM(2)],
+                         ids=lambda e: type(e).__name__)
+def test_sample_imputations_of_a_huge_count_is_refused_before_drawing(est):
+    Xm = X.copy()
+    Xm[::5, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.set_params(random_state=0, max_iter=3).fit(Xm)
+    with pytest.raises(ValueError, match=r"n_imputations=100000000000 is too large: "
+                                         r"100000000000 completed copies of the 40 x 2 data "
+                                         r"would take .* GiB.*; draw fewer at a time"):
+        est.sample_imputations(Xm, n_imputations=10**11)
+    assert est.sample_imputations(Xm, n_imputations=2, random_state=0).shape == (2, 40, 2)

@@ -168,6 +168,10 @@ def as_source(
                       transform=transform)
 
 
+#: Most restarts ``fit_em`` accepts (their seeds are drawn at once, 8 bytes each).
+MAX_N_INIT = 10**6
+
+
 def fit_em(
     model: EMModel,
     data: Any,
@@ -270,7 +274,8 @@ def fit_em(
     _check_tol(tol)
     init_sample_size = _check_init_sample_size(init_sample_size)
     check_scalar(max_iter, "max_iter", (int, np.integer), min_value=0)
-    check_scalar(n_init, "n_init", (int, np.integer), min_value=1)
+    # the restart seeds are drawn up front: a mistyped 10**20 fails here, not in numpy
+    check_scalar(n_init, "n_init", (int, np.integer), min_value=1, max_value=MAX_N_INIT)
     _check_accelerate(accelerate)
     if method not in ("batch", "online"):
         raise ValueError(f"unknown method={method!r}; use 'batch' or 'online'")

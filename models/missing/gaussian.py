@@ -22,7 +22,7 @@ from emframe.core.executors import as_external, lazy_rows
 from emframe.core.model import EMModel
 from emframe.core.numerics import cholesky_lower, triangular_inverse
 from emframe.core.params import Params, Stats
-from emframe.core.validation import check_random_state, check_scalar
+from emframe.core.validation import check_output_size, check_random_state, check_scalar
 from emframe.inference.gaussian.conditional import (
     GaussianConditionals,
     conditional_gaussian,
@@ -316,6 +316,12 @@ class MissingDataEstimator:
             Observed entries equal ``X`` in every draw.
         """
         check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
+        shape = np.shape(X)
+        if len(shape) == 2:  # other shapes get their own error from the validation
+            n, d = shape
+            check_output_size(int(n_imputations), "n_imputations", 8.0 * n * d,
+                              what=f"{n_imputations} completed copies of the {n} x {d} data",
+                              fix="draw fewer at a time (a different random_state for each)")
         rng = check_random_state(random_state)
         return self._draw_imputations(X, int(n_imputations), rng)
 

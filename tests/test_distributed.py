@@ -388,6 +388,27 @@ def test_lazy_predictions_equal_in_memory(client):
         GaussianMixture(2).predict(dX)
 
 
+@pytest.mark.parametrize("make", [lambda: MissingDataGaussian(),
+                                  lambda: MissingDataGaussianMixture(2, random_state=0)],
+                         ids=["MissingDataGaussian", "MissingDataGaussianMixture"])
+def test_sample_imputations_on_dask_are_lazy_and_equal_the_in_memory_draws(make):
+    # each row's random numbers depend on the seed and the row's number only: the draws
+    # are made partition by partition where the data are, the same for any chunking
+    Xm = _gauss(seed=14, missing=0.2)
+    est = _fit(make(), Xm)
+    expected = est.sample_imputations(Xm, 3, random_state=5)
+    for rows in (64, 101, len(Xm)):
+        got = est.sample_imputations(da.from_array(Xm, chunks=(rows, -1)), 3, random_state=5)
+        assert isinstance(got, da.Array) and got.shape == expected.shape
+        np.testing.assert_array_equal(got.compute(scheduler="sync"), expected)
+    # a different seed draws differently; observed entries are the data in every draw
+    other = est.sample_imputations(Xm, 3, random_state=6)
+    missing = np.isnan(Xm)
+    assert not np.any(other[:, missing] == expected[:, missing])
+    np.testing.assert_array_equal(other[:, ~missing],
+                                  np.broadcast_to(Xm[~missing], other[:, ~missing].shape))
+
+
 def test_lazy_sequence_results():
     X = _gauss(seed=13, missing=0.05)
     dX = da.from_array(X, chunks=(64, -1))

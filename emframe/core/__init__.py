@@ -18,6 +18,7 @@ module                          what it holds
 ``executors``                   registry of executors for data held elsewhere (Dask)
 ``estimator``                   :class:`EMEstimator`, scikit-learn's surface
 ``fitted_attributes``           assigning a fitted attribute replaces it in ``params_``
+``row_random``                  random numbers tied to row numbers (any chunking)
 ``serialization``               writing the pickle-free model file
 ``numerics``, ``reparam``       log-space helpers, Cholesky, unconstrained coordinates
 ``validation``, ``exceptions``  input checks and error types

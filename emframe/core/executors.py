@@ -86,11 +86,13 @@ class Executor(ABC):
 
     @abstractmethod
     def map_rows(self, func: Callable[..., Any], data: Any,
-                 outputs: Sequence[RowOutput]) -> Any:
+                 outputs: Sequence[RowOutput], *, first_row: bool = False) -> Any:
         """``func(block)`` on every row partition, as lazy arrays of the executor's kind.
 
         ``func`` returns one array with one row per input row (or a tuple of them,
         one per entry of ``outputs``). Returns one lazy array, or a tuple of them.
+        With ``first_row``, ``func(block, first)`` also gets the number of the block's
+        first row in the whole data (for draws tied to rows).
         """
 
     @abstractmethod
@@ -268,7 +270,7 @@ def _check_ready(estimator: Any, ext: External) -> None:
 
 
 def lazy_rows(method: Callable[..., Any], data: Any, *outputs: RowOutput,
-              estimator: Any = None) -> Any:
+              estimator: Any = None, first_row: bool = False) -> Any:
     """``method`` on every row partition of external ``data``, lazily; None for other data.
 
     ``method`` is a fitted estimator's bound method (``est.predict``; pass
@@ -276,13 +278,15 @@ def lazy_rows(method: Callable[..., Any], data: Any, *outputs: RowOutput,
     ``method(block)``, so it equals the in-memory result. ``outputs`` give the shape
     after the row axis and dtype of each array ``method`` returns (default: one float
     per row). Whether the estimator is fitted and the width of ``data`` are checked
-    at once.
+    at once. With ``first_row``, ``method(block, first)`` also gets the number of the
+    block's first row.
     """
     ext = as_external(data)
     if ext is None:
         return None
     _check_ready(getattr(method, "__self__", None) if estimator is None else estimator, ext)
-    return ext.executor.map_rows(method, ext.data, outputs or (((), np.float64),))
+    return ext.executor.map_rows(method, ext.data, outputs or (((), np.float64),),
+                                 first_row=first_row)
 
 
 def lazy_sequences(

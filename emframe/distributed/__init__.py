@@ -81,10 +81,11 @@ class DaskExecutor(Executor):
         return DaskSource(data, sample_weight=sample_weight, transform=transform,
                           lengths=lengths, row_data=row_data, **opts)
 
-    def map_rows(self, func: Callable[..., Any], data: Any, outputs: Sequence[Any]) -> Any:
+    def map_rows(self, func: Callable[..., Any], data: Any, outputs: Sequence[Any], *,
+                 first_row: bool = False) -> Any:
         from .lazy import map_rows
 
-        return map_rows(func, data, outputs)
+        return map_rows(func, data, outputs, first_row=first_row)
 
     def map_sequences(self, func: Callable[..., Any], data: Any, lengths: np.ndarray,
                       outputs: Sequence[Any], *, row_data: Sequence[Any] = (),

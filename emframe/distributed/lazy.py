@@ -48,7 +48,8 @@ def _assemble(results: list[Any], outputs: Sequence[Any], rows: list[int]) -> An
     return arrays[0] if single else tuple(arrays)
 
 
-def map_rows(func: Callable[..., Any], X: Any, outputs: Sequence[Any]) -> Any:
+def map_rows(func: Callable[..., Any], X: Any, outputs: Sequence[Any], *,
+             first_row: bool = False) -> Any:
     """``func(block)`` on every row partition of ``X``, as lazy Dask arrays.
 
     Parameters
@@ -60,6 +61,8 @@ def map_rows(func: Callable[..., Any], X: Any, outputs: Sequence[Any]) -> Any:
         Columns are rechunked into one chunk when needed.
     outputs : sequence of (shape, dtype)
         For each array ``func`` returns: its shape after the row axis, its dtype.
+    first_row : bool, default False
+        Call ``func(block, first)`` with the number of the block's first row in ``X``.
 
     Returns
     -------
@@ -69,7 +72,13 @@ def map_rows(func: Callable[..., Any], X: Any, outputs: Sequence[Any]) -> Any:
     X = prepare_rows(X)
     rows = [int(c) for c in X.chunks[0]]
     fn = literal(func)
-    results = [delayed(_call, pure=False)(fn, block) for block in X.to_delayed().ravel()]
+    blocks = X.to_delayed().ravel()
+    if first_row:
+        firsts = np.concatenate([[0], np.cumsum(rows)[:-1]]).tolist()
+        results = [delayed(_call, pure=False)(fn, block, first)
+                   for block, first in zip(blocks, firsts, strict=True)]
+    else:
+        results = [delayed(_call, pure=False)(fn, block) for block in blocks]
     return _assemble(results, outputs, rows)
 
 

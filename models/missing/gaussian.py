@@ -22,7 +22,8 @@ from emframe.core.executors import as_external, lazy_rows
 from emframe.core.model import EMModel
 from emframe.core.numerics import cholesky_lower, triangular_inverse
 from emframe.core.params import Params, Stats
-from emframe.core.validation import check_output_size, check_random_state, check_scalar
+from emframe.core.row_random import row_normals, row_uniforms, stream_key
+from emframe.core.validation import check_output_size, check_scalar
 from emframe.inference.gaussian.conditional import (
     GaussianConditionals,
     conditional_gaussian,
@@ -301,11 +302,13 @@ class MissingDataEstimator:
         Each draw replaces the missing entries of every row by a sample from
         their conditional distribution given the row's observed entries, under
         the fitted parameters (which are not redrawn: this is not a full Bayesian
-        posterior draw).
+        posterior draw). Each row's random numbers depend only on ``random_state``
+        and the row's number, so a Dask array gives, lazily and partition by
+        partition, exactly the draws of the same data in memory, whatever its chunks.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a Dask array
             Data with NaN for missing entries; not modified.
         n_imputations : int, default 5
         random_state : None, int or numpy Generator, optional
@@ -313,24 +316,38 @@ class MissingDataEstimator:
         Returns
         -------
         ndarray of shape (n_imputations, n_samples, n_features)
-            Observed entries equal ``X`` in every draw.
+            Observed entries equal ``X`` in every draw (a Dask array for Dask input).
         """
         check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
+        m = int(n_imputations)
+        key = stream_key(random_state)
+        if as_external(X) is not None:
+            self._check_is_fitted()  # type: ignore[attr-defined]
+            out = ((m, self.n_features_in_), np.float64)  # type: ignore[attr-defined]
+            rows_first = lazy_rows(functools.partial(self._draws_by_row, m, key), X, out,
+                                   estimator=self, first_row=True)
+            return rows_first.transpose(1, 0, 2)
         shape = np.shape(X)
         if len(shape) == 2:  # other shapes get their own error from the validation
             n, d = shape
-            check_output_size(int(n_imputations), "n_imputations", 8.0 * n * d,
-                              what=f"{n_imputations} completed copies of the {n} x {d} data",
+            check_output_size(m, "n_imputations", 8.0 * n * d,
+                              what=f"{m} completed copies of the {n} x {d} data",
                               fix="draw fewer at a time (a different random_state for each)")
-        rng = check_random_state(random_state)
-        return self._draw_imputations(X, int(n_imputations), rng)
+        return self._draw_imputations(X, m, key, 0)
+
+    def _draws_by_row(self, n_imputations: int, key: int, X: Any, first_row: int
+                      ) -> np.ndarray:
+        """A block's draws, rows first: shape (n_rows, n_imputations, n_features)."""
+        return self._draw_imputations(X, n_imputations, key, first_row).transpose(1, 0, 2)
 
     def _imputed(self, X: Any, return_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """The conditional means of ``X`` and, with ``return_std``, the variances."""
         raise NotImplementedError
 
-    def _draw_imputations(self, X: Any, n_imputations: int, rng: np.random.Generator) -> np.ndarray:
-        """``n_imputations`` completed copies of ``X``, shape (n_imputations, n, d)."""
+    def _draw_imputations(self, X: Any, n_imputations: int, key: int, first_row: int
+                          ) -> np.ndarray:
+        """``n_imputations`` completed copies of ``X``, shape (n_imputations, n, d), with
+        the random numbers of rows ``first_row, ...`` of the stream ``key``."""
         raise NotImplementedError
 
     def transform(self, X: Any) -> np.ndarray:
@@ -461,6 +478,10 @@ class MissingDataGaussian(MissingDataEstimator, EMEstimator):
         X, cond = self._conditionals(X)
         return cond.imputed(X), cond.conditional_variance() if return_std else None
 
-    def _draw_imputations(self, X: Any, n_imputations: int, rng: np.random.Generator) -> np.ndarray:
+    def _draw_imputations(self, X: Any, n_imputations: int, key: int, first_row: int
+                          ) -> np.ndarray:
         X, cond = self._conditionals(X)
-        return cond.sample(X, n_imputations, rng)
+        n, d = X.shape
+        u = row_uniforms(key, first_row, n, n_imputations * d)
+        normals = row_normals(u).reshape(n, n_imputations, d).transpose(1, 0, 2)
+        return cond.sample_from_normals(X, normals)

@@ -28,6 +28,7 @@ from emframe.models.mixtures.gaussian import (
 )
 
 from emframe.core.numerics import log_normalize, safe_log
+from emframe.core.row_random import row_normals, row_uniforms
 from emframe.inference.gaussian import GaussianMoments
 from emframe.inference.gaussian.conditional import (
     GaussianConditionals,
@@ -207,28 +208,39 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
         return np.where(missing, mix, X), np.where(missing, var, 0.0)
 
     def sample_imputations(
-        self, params: GaussianMixtureParams, X: np.ndarray, n_draws: int,
-        rng: np.random.Generator,
+        self, params: GaussianMixtureParams, X: np.ndarray, uniforms: np.ndarray,
     ) -> np.ndarray:
         """Draws of ``X`` with missing entries from their conditional mixture.
 
         Each draw picks a component per row from its posterior given the observed
         entries, then the missing entries from that component's conditional.
 
+        Parameters
+        ----------
+        params : GaussianMixtureParams
+        X : ndarray of shape (n_samples, n_features)
+        uniforms : ndarray of shape (n_samples, n_draws * (1 + n_features))
+            Each row's own uniform numbers in (0, 1) (see
+            :func:`~emframe.core.row_random.row_uniforms`): the first ``n_draws`` pick
+            the components, the rest give the normal numbers.
+
         Returns
         -------
         ndarray of shape (n_draws, n_samples, n_features)
         """
+        n, d = X.shape
+        n_draws = uniforms.shape[1] // (1 + d)
         conds = self.conditionals(params, X)
         post = np.exp(log_normalize(self._log_weighted(params, conds), axis=1)[0])
         cum = np.cumsum(post, axis=1)
-        u = rng.random((n_draws, len(X), 1))
+        u = uniforms[:, :n_draws].T[:, :, None]  # (n_draws, n, 1)
         labels = np.minimum((u > cum[None]).sum(axis=2), self.n_components - 1)
+        normals = row_normals(uniforms[:, n_draws:]).reshape(n, n_draws, d).transpose(1, 0, 2)
         out = np.empty((n_draws,) + X.shape)
         for k, c in enumerate(conds):
             chosen = labels == k
             if chosen.any():
-                out[chosen] = c.sample(X, n_draws, rng)[chosen]
+                out[chosen] = c.sample_from_normals(X, normals)[chosen]
         return out
 
 
@@ -273,6 +285,9 @@ class MissingDataGaussianMixture(MissingDataEstimator, GaussianMixture):
         model, X = self._checked(X)
         return model.impute(self.params_, X)
 
-    def _draw_imputations(self, X: Any, n_imputations: int, rng: np.random.Generator) -> np.ndarray:
+    def _draw_imputations(self, X: Any, n_imputations: int, key: int, first_row: int
+                          ) -> np.ndarray:
         model, X = self._checked(X)
-        return model.sample_imputations(self.params_, X, n_imputations, rng)
+        n, d = X.shape
+        uniforms = row_uniforms(key, first_row, n, n_imputations * (1 + d))
+        return model.sample_imputations(self.params_, X, uniforms)

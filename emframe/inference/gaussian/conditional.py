@@ -291,6 +291,27 @@ class GaussianConditionals:
             out[:, g.rows[:, None], g.row_missing] += noise
         return out
 
+    def sample_from_normals(self, X: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """:meth:`sample` with given standard normal numbers, a row's own for each row.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+        normals : ndarray of shape (n_draws, n_samples, n_features)
+            Row ``i`` of draw ``s`` uses ``normals[s, i, :m]`` for its ``m`` missing
+            entries, so a row's draws do not depend on the other rows.
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples, n_features)
+        """
+        out = np.repeat(self.imputed(X)[None], normals.shape[0], axis=0)
+        for g, root in zip(self.patterns.groups, self.cond_sqrt, strict=True):
+            z = normals[:, g.rows, : g.n_missing]
+            noise = np.einsum("rij,srj->sri", root[g.row_pattern], z)
+            out[:, g.rows[:, None], g.row_missing] += noise
+        return out
+
 
 def conditional_gaussian(
     X: np.ndarray,

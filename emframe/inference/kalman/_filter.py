@@ -1,27 +1,39 @@
-"""Kalman filter and Rauch-Tung-Striebel smoother (numpy reference, numba dispatch).
+"""Square-root Kalman filter and Rauch-Tung-Striebel smoother (numpy reference, numba dispatch).
 
-Filter step, with ``o`` the observed coordinates of ``y_t`` (NaN entries are missing)::
+Every covariance is carried as a factor ``L`` with ``P = L L'`` and updated by an
+orthogonal triangularisation (:func:`tria`: ``L = tria(M)`` is the lower-triangular
+``L`` with ``L L' = M M'``, from a QR factorisation of ``M'``), the array form of the
+filter. Filter step, with ``o`` the observed coordinates of ``y_t`` (NaN entries are
+missing), ``L`` the factor of the predicted covariance and ``F_R`` one of ``R_oo``::
 
-    S = C_o P C_o' + R_oo                  innovation covariance, Cholesky-factorised
-    K = P C_o' S^{-1}                      by two triangular solves, no inverse
-    m_f = m + K (y_o - C_o m - d_o)
-    P_f = (I - K C_o) P (I - K C_o)' + K R_oo K'      Joseph form
+    [ F_R  C_o L ]           [ X  0  ]     X X' = S = C_o P C_o' + R_oo   (innovation)
+    [ 0    L     ]  tria ->  [ Y  L_f]     L_f L_f' = P_f,  K = Y X^{-1}
 
-The Joseph form is a sum of positive semi-definite terms, so rounding cannot make the
-filtered covariance indefinite (the textbook ``(I - K C) P`` can, when ``R`` is nearly
-singular); every covariance is also symmetrised exactly. A step with nothing observed
-is a pure prediction.
+    m_f = m + Y X^{-1} e,   e = y_o - C_o m - d_o,
+    log p(y_o | past) = -1/2 (|o| log 2 pi + 2 sum log|X_ii| + |X^{-1} e|^2)
 
-Smoother step (``P_p = A P_f A' + Q`` is the predicted covariance of the next step)::
+and the time update ``L_p = tria([A L_f, F_Q])``, ``m_p = A m_f + b`` (``F_Q F_Q' = Q``).
+A step with nothing observed is a pure prediction. No covariance is ever formed by a
+subtraction: ``X``, ``L_f`` and ``L_p`` come out of orthogonal transformations of their
+inputs, so the innovation covariance ``X X'`` is positive semi-definite by construction
+and its factor is accurate relative to the rows it is computed from, even when the
+predicted covariance is many orders of magnitude larger than its observed part (an
+explosive transition, nearly noiseless observations), where the covariance form
+``C P C' + R`` loses every digit and may come out indefinite. A diagonal entry of ``X``
+at rounding level against its row (an observed coordinate exactly determined by the
+others and the past) is a clear ValueError.
 
-    J = P_f A' P_p^{-1}                    Cholesky solve; pseudo-inverse if P_p is singular
+Smoother step (``P_p = A P_f A' + Q``, the predicted covariance of the next step)::
+
+    J = P_f A' P_p^{-1}                    two triangular solves with L_p; pseudo-inverse
+                                           if P_p is singular
     m_s = m_f + J (m_s[t+1] - m_p[t+1])
-    P_s = (I - J A) P_f (I - J A)' + J (Q + P_s[t+1]) J'
+    L_s = tria([(I - J A) L_f,  J F_Q,  J L_s[t+1]])
     Cov(x_{t+1}, x_t | Y) = P_s[t+1] J'
 
-The smoothed covariance is written in the same Joseph-like form (it equals the textbook
-``P_f + J (P_s[t+1] - P_p) J'`` because ``J P_p = P_f A'``), again a sum of positive
-semi-definite terms.
+``P_s = L_s L_s'`` equals the textbook ``P_f + J (P_s[t+1] - P_p) J'`` (because
+``J P_p = P_f A'``); it is a sum of positive semi-definite terms, and every covariance
+returned is formed as ``L L'`` and symmetrised exactly.
 """
 
 from __future__ import annotations
@@ -124,63 +136,117 @@ def missing_patterns(observed: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]
     return pattern.reshape(-1).astype(np.int64), idx
 
 
-class _Potrf:
-    """Cholesky factor / solve on small matrices via LAPACK, without scipy's wrappers'
-    per-call checks (which cost more than the factorisation at these sizes)."""
+#: A diagonal entry of a triangular factor at most this fraction of the norm of its row
+#: (the entry's conditional standard deviation given the earlier coordinates, against
+#: its marginal one) is not resolved by float64: the factor is treated as singular.
+RANK_RTOL = 100.0 * float(np.finfo(np.float64).eps)
+
+
+class _Lapack:
+    """QR, Cholesky and triangular solves on small matrices via LAPACK, without scipy's
+    wrappers' per-call checks (which cost more than the factorisation at these sizes)."""
 
     def __init__(self) -> None:
-        self.potrf, self.potrs = lapack.get_lapack_funcs(("potrf", "potrs"), dtype=np.float64)
+        self.geqrf, self.potrf, self.trtrs = lapack.get_lapack_funcs(
+            ("geqrf", "potrf", "trtrs"), dtype=np.float64)
 
-    def factor(self, a: np.ndarray) -> np.ndarray | None:
-        c, info = self.potrf(a, lower=1, clean=1)
-        return c if info == 0 else None
+    def tria(self, M: np.ndarray) -> np.ndarray:
+        """Lower-triangular ``L`` (n, n) with ``L L' = M M'`` for ``M`` (n, k), ``k >= n``."""
+        n = M.shape[0]
+        r = self.geqrf(M.T)[0]
+        return np.tril(r[:n].T)
 
-    def solve(self, c: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        x, info = self.potrs(c, rhs, lower=1)
-        if info != 0:  # pragma: no cover - potrs only fails on bad arguments
-            raise RuntimeError(f"LAPACK potrs failed (info={info})")
+    def solve(self, L: np.ndarray, rhs: np.ndarray, trans: int = 0) -> np.ndarray:
+        """``L^{-1} rhs`` (``L'^{-1} rhs`` with ``trans=1``) for a lower-triangular ``L``."""
+        x, info = self.trtrs(L, rhs, lower=1, trans=trans)
+        if info != 0:  # pragma: no cover - callers check the diagonal first
+            raise RuntimeError(f"LAPACK trtrs failed (info={info})")
         return x
+
+
+def psd_factor(V: np.ndarray) -> np.ndarray:
+    """A square factor ``F`` with ``F F' = V`` of a symmetric positive semi-definite ``V``.
+
+    The Cholesky factor when ``V`` is positive definite; otherwise ``U diag(sqrt(w))``
+    from the eigendecomposition, negative eigenvalues of rounding size taken as zero.
+
+    Parameters
+    ----------
+    V : ndarray, shape (n, n)
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+        C-contiguous float64.
+    """
+    try:
+        F = linalg.cholesky(V, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        w, U = np.linalg.eigh(V)
+        F = U * np.sqrt(np.maximum(w, 0.0))
+    return np.ascontiguousarray(F, dtype=np.float64)
+
+
+def _resolved(L: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether every diagonal entry of the triangular ``L`` is above rounding level
+    against the norm of its row in the pre-array ``rows``."""
+    d = np.abs(np.diagonal(L))
+    return bool(np.all(d > RANK_RTOL * np.linalg.norm(rows, axis=1)))
+
+
+def _singular_innovation(t: int, post: np.ndarray) -> ValueError:
+    if not np.all(np.isfinite(post)):
+        return ValueError(
+            f"the filter overflowed at row {t} (non-finite covariances); the system is "
+            "probably unstable over long stretches of missing data"
+        )
+    return ValueError(
+        f"the innovation covariance C P C' + R at row {t} is singular: an observed "
+        "coordinate there is exactly determined by the others and the past (to float64 "
+        "precision); make R or the state covariances nonsingular"
+    )
 
 
 def _filter_sequence(
     Y: np.ndarray, pattern: np.ndarray, pats: list[Any], sys: LinearGaussianSystem,
-    first: int, n: int, out: tuple[np.ndarray, ...], chol: _Potrf,
+    factors: tuple[np.ndarray, np.ndarray], first: int, n: int,
+    out: tuple[np.ndarray, ...], la: _Lapack,
 ) -> float:
-    """Filter one sequence in place into ``out``; return its log-likelihood."""
-    pm, pP, fm, fP = out
-    A, b, Q = sys.A, sys.b, sys.Q
-    eye = np.eye(sys.n_dim_state)
+    """Filter one sequence in place into ``out`` (means and covariance factors); return
+    its log-likelihood."""
+    pm, pL, fm, fL = out
+    A, b = sys.A, sys.b
+    L0, FQ = factors
+    md = sys.n_dim_state
     terms = np.zeros(n)
-    mf = Pf = None
+    mf = Lf = None
     for i, t in enumerate(range(first, first + n)):
         if i == 0:
-            m, P = sys.mu0, sys.S0
+            m, L = sys.mu0, L0
         else:
             m = A @ mf + b
-            P = _sym(A @ Pf @ A.T + Q)
-        pm[t], pP[t] = m, P
-        o, Co, do, Roo = pats[pattern[t]]
-        if o.size == 0:
-            mf, Pf = m, P
+            L = la.tria(np.hstack([A @ Lf, FQ]))
+        pm[t], pL[t] = m, L
+        o, Co, do, Ro = pats[pattern[t]]
+        k = o.size
+        if k == 0:
+            mf, Lf = m, L
         else:
-            W = P @ Co.T
-            S = _sym(Co @ W + Roo)
-            c = chol.factor(S)
-            if c is None:
-                raise ValueError(
-                    f"the innovation covariance C P C' + R at row {t} is not positive definite "
-                    "(the observed coordinates there have a degenerate distribution); make R or "
-                    "the state covariances nonsingular"
-                )
+            pre = np.zeros((k + md, k + md))
+            pre[:k, :k] = Ro
+            pre[:k, k:] = Co @ L
+            pre[k:, k:] = L
+            post = la.tria(pre)
+            X = post[:k, :k]
+            if not _resolved(X, pre[:k]):
+                raise _singular_innovation(t, post)
             e = Y[t, o] - Co @ m - do
-            sol = chol.solve(c, np.column_stack([W.T, e]))
-            K = sol[:, :-1].T
-            mf = m + K @ e
-            IKC = eye - K @ Co
-            Pf = _sym(IKC @ P @ IKC.T + K @ Roo @ K.T)
-            logdet = 2.0 * np.sum(np.log(np.diagonal(c)))
-            terms[i] = -0.5 * (o.size * _LOG_2PI + logdet + e @ sol[:, -1])
-        fm[t], fP[t] = mf, Pf
+            z = la.solve(X, e)
+            mf = m + post[k:, :k] @ z
+            Lf = post[k:, k:]
+            logdet = 2.0 * np.sum(np.log(np.abs(np.diagonal(X))))
+            terms[i] = -0.5 * (k * _LOG_2PI + logdet + z @ z)
+        fm[t], fL[t] = mf, Lf
     return math.fsum(terms)
 
 
@@ -193,23 +259,34 @@ def _prepare(Y: ArrayLike, system: LinearGaussianSystem, lengths: ArrayLike | No
     return y, lens, starts
 
 
+def _factors(system: LinearGaussianSystem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Square factors of ``S0``, ``Q`` and ``R`` (see :func:`psd_factor`)."""
+    return psd_factor(system.S0), psd_factor(system.Q), psd_factor(system.R)
+
+
 def _filter_numpy(y, system, lens, starts, seqs, out, seq_ll) -> None:
     observed = ~np.isnan(y)
     pattern, idx = missing_patterns(observed)
-    pats = [(o, system.C[o], system.d[o], system.R[np.ix_(o, o)]) for o in idx]
-    chol = _Potrf()
+    la = _Lapack()
+    L0, FQ, FR = _factors(system)
+    # a triangular factor of R_oo for each pattern: R_oo = F_R[o] F_R[o]'
+    pats = [(o, system.C[o], system.d[o], la.tria(FR[o]) if o.size else None) for o in idx]
     for s in seqs:
-        seq_ll[s] = _filter_sequence(y, pattern, pats, system, starts[s], lens[s], out, chol)
+        seq_ll[s] = _filter_sequence(y, pattern, pats, system, (L0, FQ), starts[s], lens[s],
+                                     out, la)
 
 
 def _filter_arrays(y, system, lens, starts, backend):
+    """Filter every sequence; ``out`` holds the predicted and filtered means and the
+    factors of their covariances, ``(pm, pL, fm, fL)``."""
     T, m = y.shape[0], system.n_dim_state
     seq_ll = np.zeros(lens.size)
     if use_numba(backend):
         from . import _numba
 
-        args = (y, ~np.isnan(y), starts, lens, system.A, system.b, system.Q,
-                system.C, system.d, system.R, system.mu0, system.S0)
+        L0, FQ, FR = _factors(system)
+        args = (y, ~np.isnan(y), starts, lens, system.A, system.b, FQ,
+                system.C, system.d, FR, system.mu0, L0)
         *out, seq_ll, failed = call_interruptible(_numba.kalman_filter, *args)
         if failed.any():
             # the reference path raises the explanatory error
@@ -224,6 +301,12 @@ def _filter_arrays(y, system, lens, starts, backend):
             "the system is probably unstable over long stretches of missing data"
         )
     return out, seq_ll, total
+
+
+def _outer(L: np.ndarray) -> np.ndarray:
+    """``L L'`` for a stack of factors (T, m, m), exactly symmetric."""
+    P = L @ np.swapaxes(L, -1, -2)
+    return 0.5 * (P + np.swapaxes(P, -1, -2))
 
 
 def kalman_filter(
@@ -255,51 +338,57 @@ def kalman_filter(
     Raises
     ------
     ValueError
-        Bad shapes, infinite values, lengths not summing to ``T``, an innovation
-        covariance that is not positive definite, or overflow.
+        Bad shapes, infinite values, lengths not summing to ``T``, a singular
+        innovation covariance (an observed coordinate exactly determined by the others
+        and the past), or overflow.
     """
     y, lens, starts = _prepare(Y, system, lengths)
-    (pm, pP, fm, fP), seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
-    return FilterResult(pm, pP, fm, fP, total, seq_ll)
+    (pm, pL, fm, fL), seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
+    return FilterResult(pm, _outer(pL), fm, _outer(fL), total, seq_ll)
 
 
-def _smoother_gain(Pp: np.ndarray, APf: np.ndarray, chol: _Potrf) -> np.ndarray:
-    """``J' = Pp^{-1} A Pf``; the pseudo-inverse when ``Pp`` is singular, which is the
-    exact conditional-Gaussian formula (the range of ``A Pf`` lies in that of ``Pp``)."""
-    c = chol.factor(Pp)
-    if c is not None:
-        return chol.solve(c, APf)
-    return linalg.pinvh(Pp) @ APf
+def _smoother_gain(Lp: np.ndarray, APf: np.ndarray, la: _Lapack) -> np.ndarray:
+    """``J' = Pp^{-1} A Pf`` with ``Pp = Lp Lp'``; the pseudo-inverse when ``Pp`` is
+    singular, which is the exact conditional-Gaussian formula (the range of ``A Pf``
+    lies in that of ``Pp``)."""
+    if _resolved(Lp, Lp):
+        return la.solve(Lp, la.solve(Lp, APf), trans=1)
+    return linalg.pinvh(Lp @ Lp.T) @ APf
 
 
-def _smooth_sequence(A, Q, filt, first, n, out, chol) -> None:
-    pm, pP, fm, fP = filt
+def _smooth_sequence(A, FQ, filt, first, n, out, la) -> None:
+    pm, pL, fm, fL = filt
     ms, Ps, lag = out
     last = first + n - 1
-    ms[last], Ps[last], lag[last] = fm[last], fP[last], 0.0
-    eye = np.eye(A.shape[0])
+    Ls = fL[last]
+    ms[last], Ps[last], lag[last] = fm[last], _outer(Ls), 0.0
     for t in range(last - 1, first - 1, -1):
-        J = _smoother_gain(pP[t + 1], A @ fP[t], chol).T
+        Lf = fL[t]
+        G = A @ Lf
+        Jt = _smoother_gain(pL[t + 1], G @ Lf.T, la)
+        J = Jt.T
         ms[t] = fm[t] + J @ (ms[t + 1] - pm[t + 1])
-        IJA = eye - J @ A
-        Ps[t] = _sym(IJA @ fP[t] @ IJA.T + J @ (Q + Ps[t + 1]) @ J.T)
-        lag[t] = Ps[t + 1] @ J.T
+        Ls = la.tria(np.hstack([Lf - J @ G, J @ FQ, J @ Ls]))
+        Ps[t] = _outer(Ls)
+        lag[t] = Ps[t + 1] @ Jt
 
 
 def _smooth_arrays(system, filt, lens, starts, backend):
+    """Smooth every sequence from :func:`_filter_arrays`' output; ``(ms, Ps, lag)``."""
+    FQ = psd_factor(system.Q)
     if use_numba(backend):
         from . import _numba
 
-        *out, failed = call_interruptible(_numba.rts_smoother, system.A, system.Q, *filt,
+        *out, failed = call_interruptible(_numba.rts_smoother, system.A, FQ, *filt,
                                           starts, lens)
         seqs = np.flatnonzero(failed)  # singular predicted covariance: pseudo-inverse
     else:
         T, m = filt[0].shape
         out = [np.empty((T, m)), np.empty((T, m, m)), np.empty((T, m, m))]
         seqs = range(lens.size)
-    chol = _Potrf()
+    la = _Lapack()
     for s in seqs:
-        _smooth_sequence(system.A, system.Q, filt, starts[s], lens[s], out, chol)
+        _smooth_sequence(system.A, FQ, filt, starts[s], lens[s], out, la)
     return out
 
 

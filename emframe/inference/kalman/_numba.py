@@ -1,16 +1,17 @@
-"""Optional numba kernels for the Kalman filter and RTS smoother.
+"""Optional numba kernels for the square-root Kalman filter and RTS smoother.
 
 Importing this module imports numba; :mod:`._filter` only does so when numba is
 installed and the backend asks for it. The kernels compute the same formulas as the
-numpy reference in ``_filter`` (see there) with explicit loops, so that a step costs
-no Python overhead; at small dimensions that overhead is most of the reference's time.
-All array arguments must be C-contiguous float64 (bool for the mask, int64 for
+numpy reference in ``_filter`` (see there: covariances carried as factors, updated by
+Householder triangularisation of the pre-arrays) with explicit loops, so that a step
+costs no Python overhead; at small dimensions that overhead is most of the reference's
+time. All array arguments must be C-contiguous float64 (bool for the mask, int64 for
 ``starts`` and ``lengths``) so that each kernel compiles once; compiled code is cached
 on disk (``cache=True``).
 
-A kernel that meets a matrix that is not positive definite marks the sequence as
-failed and moves on; the caller recomputes failed sequences with the numpy reference,
-which raises the explanatory error (filter) or uses a pseudo-inverse (smoother).
+A kernel that meets a singular factor marks the sequence as failed and moves on; the
+caller recomputes failed sequences with the numpy reference, which raises the
+explanatory error (filter) or uses a pseudo-inverse (smoother).
 """
 
 from __future__ import annotations
@@ -21,100 +22,107 @@ import numba
 import numpy as np
 
 _LOG_2PI = math.log(2.0 * math.pi)
+#: as ``_filter.RANK_RTOL`` (not imported: this module imports numba only)
+_RANK_RTOL = 100.0 * 2.220446049250313e-16
 
 
 @numba.njit(cache=True)
-def _cholesky(a, n, L):
-    """Lower Cholesky factor of ``a[:n, :n]`` into ``L``; False if not positive definite."""
-    for j in range(n):
-        s = a[j, j]
-        for k in range(j):
-            s -= L[j, k] * L[j, k]
-        if not s > 0.0:
+def _tria(W, nr, nc):
+    """Householder reflections from the right turn ``W[:nr, :nc]`` (``nc >= nr``) into
+    ``[L, 0]`` in place, ``L`` lower triangular with a non-negative diagonal and
+    ``L L' = W W'`` (an LQ factorisation, the transpose of QR)."""
+    for i in range(nr):
+        x0 = W[i, i]
+        tail = 0.0
+        for k in range(i + 1, nc):
+            tail += W[i, k] * W[i, k]
+        if tail == 0.0:
+            if x0 < 0.0:
+                for r in range(i, nr):
+                    W[r, i] = -W[r, i]
+            continue
+        alpha = math.sqrt(x0 * x0 + tail)
+        beta = -alpha if x0 >= 0.0 else alpha
+        v0 = x0 - beta
+        vv = v0 * v0 + tail
+        for r in range(i + 1, nr):
+            s = v0 * W[r, i]
+            for k in range(i + 1, nc):
+                s += W[i, k] * W[r, k]
+            f = 2.0 * s / vv
+            W[r, i] -= f * v0
+            for k in range(i + 1, nc):
+                W[r, k] -= f * W[i, k]
+        W[i, i] = beta
+        for k in range(i + 1, nc):
+            W[i, k] = 0.0
+        if beta < 0.0:
+            for r in range(i, nr):
+                W[r, i] = -W[r, i]
+
+
+@numba.njit(cache=True)
+def _row_norms(W, nr, nc, out):
+    for i in range(nr):
+        s = 0.0
+        for k in range(nc):
+            s += W[i, k] * W[i, k]
+        out[i] = math.sqrt(s)
+
+
+@numba.njit(cache=True)
+def _resolved(W, n, norms):
+    """Every ``|W[i, i]|`` (i < n) above rounding level against ``norms[i]``."""
+    for i in range(n):
+        if not abs(W[i, i]) > _RANK_RTOL * norms[i]:
             return False
-        d = math.sqrt(s)
-        L[j, j] = d
-        for i in range(j + 1, n):
-            s = a[i, j]
-            for k in range(j):
-                s -= L[i, k] * L[j, k]
-            L[i, j] = s / d
     return True
 
 
 @numba.njit(cache=True)
-def _cho_solve(L, n, B, ncol):
-    """Overwrite ``B[:n, :ncol]`` with ``(L L')^{-1} B``."""
-    for c in range(ncol):
-        for i in range(n):
-            s = B[i, c]
-            for k in range(i):
-                s -= L[i, k] * B[k, c]
-            B[i, c] = s / L[i, i]
-        for i in range(n - 1, -1, -1):
-            s = B[i, c]
-            for k in range(i + 1, n):
-                s -= L[k, i] * B[k, c]
-            B[i, c] = s / L[i, i]
-
-
-@numba.njit(cache=True)
-def _symmetrise(a):
-    n = a.shape[0]
+def _outer(L, out):
+    """``out = L L'``, exactly symmetric (each entry computed once)."""
+    n = L.shape[0]
     for i in range(n):
-        for j in range(i + 1, n):
-            v = 0.5 * (a[i, j] + a[j, i])
-            a[i, j] = v
-            a[j, i] = v
-
-
-@numba.njit(cache=True)
-def _sandwich(M, P, N, out, tmp):
-    """``out = M P N'`` for square M, P, N of the same size; ``tmp`` is workspace."""
-    n = P.shape[0]
-    for i in range(n):
-        for j in range(n):
+        for j in range(i + 1):
             s = 0.0
             for k in range(n):
-                s += M[i, k] * P[k, j]
-            tmp[i, j] = s
-    for i in range(n):
-        for j in range(n):
-            s = 0.0
-            for k in range(n):
-                s += tmp[i, k] * N[j, k]
+                s += L[i, k] * L[j, k]
             out[i, j] = s
+            out[j, i] = s
 
 
 @numba.njit(cache=True)
-def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
+def kalman_filter(Y, observed, starts, lengths, A, b, FQ, C, d, FR, mu0, L0):
     """Filter every sequence; see ``_filter`` for the formulas.
+
+    ``FQ``, ``FR`` and ``L0`` are square factors of ``Q``, ``R`` and ``S0``
+    (``F F' = V``); the rows ``FR[o]`` factor ``R_oo``.
 
     Returns
     -------
-    pm, pP, fm, fP : ndarrays, shapes (T, m), (T, m, m), (T, m), (T, m, m)
+    pm, pL, fm, fL : ndarrays, shapes (T, m), (T, m, m), (T, m), (T, m, m)
+        Means and factors of the covariances (lower triangular, except ``L0`` at a
+        sequence's start and at the steps that follow it with nothing observed).
     seq_ll : ndarray, shape (n_seq,)
     failed : ndarray of bool, shape (n_seq,)
-        Sequences where an innovation covariance was not positive definite (their
+        Sequences where an innovation covariance was singular or not finite (their
         outputs are meaningless).
     """
     T, p = Y.shape
     m = A.shape[0]
     n_seq = lengths.shape[0]
     pm = np.empty((T, m))
-    pP = np.empty((T, m, m))
+    pL = np.empty((T, m, m))
     fm = np.empty((T, m))
-    fP = np.empty((T, m, m))
+    fL = np.empty((T, m, m))
     seq_ll = np.zeros(n_seq)
     failed = np.zeros(n_seq, dtype=np.bool_)
     idx = np.empty(p, dtype=np.int64)
-    S = np.empty((p, p))
-    L = np.zeros((p, p))
-    rhs = np.empty((p, m + 1))  # [W' | e], overwritten by S^{-1} [W' | e]
+    pre = np.empty((p + m, p + m))  # [[F_R[o], C_o L], [0, L]]
+    tw = np.empty((m, 2 * m))  # [A L_f, F_Q]
+    norms = np.empty(p)
     z = np.empty(p)
-    K = np.empty((m, p))
-    IKC = np.empty((m, m))
-    work = np.empty((m, m))
     for s in range(n_seq):
         first = starts[s]
         ll = 0.0
@@ -122,19 +130,24 @@ def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
         for t in range(first, first + lengths[s]):
             if t == first:
                 pm[t] = mu0
-                pP[t] = S0
+                pL[t] = L0
             else:
                 for i in range(m):
                     v = b[i]
                     for k in range(m):
                         v += A[i, k] * fm[t - 1, k]
                     pm[t, i] = v
-                _sandwich(A, fP[t - 1], A, pP[t], work)
+                    for j in range(m):
+                        v = 0.0
+                        for k in range(m):
+                            v += A[i, k] * fL[t - 1, k, j]
+                        tw[i, j] = v
+                        tw[i, m + j] = FQ[i, j]
+                _tria(tw, m, 2 * m)
                 for i in range(m):
                     for j in range(m):
-                        pP[t, i, j] += Q[i, j]
-                _symmetrise(pP[t])
-            P = pP[t]
+                        pL[t, i, j] = tw[i, j]
+            L = pL[t]
             n_obs = 0
             for j in range(p):
                 if observed[t, j]:
@@ -142,41 +155,42 @@ def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
                     n_obs += 1
             if n_obs == 0:
                 fm[t] = pm[t]
-                fP[t] = P
+                fL[t] = L
                 continue
-            # rhs[:, :m] = W' = C_o P, rhs[:, m] = e
+            nr, nc = n_obs + m, p + m
             for a in range(n_obs):
                 r = idx[a]
+                for j in range(p):
+                    pre[a, j] = FR[r, j]
                 for j in range(m):
                     v = 0.0
                     for k in range(m):
-                        v += C[r, k] * P[k, j]
-                    rhs[a, j] = v
+                        v += C[r, k] * L[k, j]
+                    pre[a, p + j] = v
                 v = Y[t, r] - d[r]
                 for k in range(m):
                     v -= C[r, k] * pm[t, k]
-                rhs[a, m] = v
                 z[a] = v
-            for a in range(n_obs):
-                for c in range(n_obs):
-                    v = R[idx[a], idx[c]]
-                    for k in range(m):
-                        v += rhs[a, k] * C[idx[c], k]
-                    S[a, c] = v
-            for a in range(n_obs):
-                for c in range(a + 1, n_obs):
-                    v = 0.5 * (S[a, c] + S[c, a])
-                    S[a, c] = v
-                    S[c, a] = v
-            if not _cholesky(S, n_obs, L):
+            for i in range(m):
+                for j in range(p):
+                    pre[n_obs + i, j] = 0.0
+                for j in range(m):
+                    pre[n_obs + i, p + j] = L[i, j]
+            _row_norms(pre, n_obs, nc, norms)
+            _tria(pre, nr, nc)
+            if not _resolved(pre, n_obs, norms):
                 failed[s] = True
                 break
-            _cho_solve(L, n_obs, rhs, m + 1)
+            # z = X^{-1} e, X = pre[:n_obs, :n_obs]
             quad = 0.0
             logdet = 0.0
             for a in range(n_obs):
-                quad += z[a] * rhs[a, m]
-                logdet += math.log(L[a, a])
+                v = z[a]
+                for c in range(a):
+                    v -= pre[a, c] * z[c]
+                z[a] = v / pre[a, a]
+                quad += z[a] * z[a]
+                logdet += math.log(pre[a, a])
             term = -0.5 * (n_obs * _LOG_2PI + 2.0 * logdet + quad)
             yk = term - comp
             tk = ll + yk
@@ -185,40 +199,24 @@ def kalman_filter(Y, observed, starts, lengths, A, b, Q, C, d, R, mu0, S0):
             for i in range(m):
                 v = pm[t, i]
                 for a in range(n_obs):
-                    K[i, a] = rhs[a, i]
-                    v += rhs[a, i] * z[a]
+                    v += pre[n_obs + i, a] * z[a]
                 fm[t, i] = v
-            for i in range(m):
                 for j in range(m):
-                    v = 1.0 if i == j else 0.0
-                    for a in range(n_obs):
-                        v -= K[i, a] * C[idx[a], j]
-                    IKC[i, j] = v
-            _sandwich(IKC, P, IKC, fP[t], work)
-            for i in range(m):
-                for j in range(m):
-                    v = 0.0
-                    for a in range(n_obs):
-                        ka = 0.0
-                        for c in range(n_obs):
-                            ka += K[i, c] * R[idx[c], idx[a]]
-                        v += ka * K[j, a]
-                    fP[t, i, j] += v
-            _symmetrise(fP[t])
+                    fL[t, i, j] = pre[n_obs + i, n_obs + j]
         seq_ll[s] = ll
-    return pm, pP, fm, fP, seq_ll, failed
+    return pm, pL, fm, fL, seq_ll, failed
 
 
 @numba.njit(cache=True)
-def rts_smoother(A, Q, pm, pP, fm, fP, starts, lengths):
-    """Smooth every sequence; see ``_filter`` for the formulas.
+def rts_smoother(A, FQ, pm, pL, fm, fL, starts, lengths):
+    """Smooth every sequence from the filter's factors; see ``_filter`` for the formulas.
 
     Returns
     -------
     ms, Ps, lag : ndarrays, shapes (T, m), (T, m, m), (T, m, m)
     failed : ndarray of bool, shape (n_seq,)
-        Sequences with a predicted covariance that is not positive definite (to be
-        recomputed with a pseudo-inverse).
+        Sequences with a singular predicted covariance (to be recomputed with a
+        pseudo-inverse).
     """
     T, m = fm.shape
     n_seq = lengths.shape[0]
@@ -226,48 +224,68 @@ def rts_smoother(A, Q, pm, pP, fm, fP, starts, lengths):
     Ps = np.empty((T, m, m))
     lag = np.zeros((T, m, m))
     failed = np.zeros(n_seq, dtype=np.bool_)
-    L = np.zeros((m, m))
+    G = np.empty((m, m))  # A L_f
     Jt = np.empty((m, m))  # J' = Pp^{-1} A Pf
-    IJA = np.empty((m, m))
-    QP = np.empty((m, m))
-    tmp = np.empty((m, m))
-    work = np.empty((m, m))
+    pre = np.empty((m, 3 * m))  # [(I - J A) L_f, J F_Q, J L_s[t+1]], then L_s[t]
+    Ls = np.empty((m, m))  # factor of P_s[t+1]
+    norms = np.empty(m)
     for s in range(n_seq):
         last = starts[s] + lengths[s] - 1
         ms[last] = fm[last]
-        Ps[last] = fP[last]
+        Ls[:, :] = fL[last]
+        _outer(Ls, Ps[last])
         for t in range(last - 1, starts[s] - 1, -1):
-            if not _cholesky(pP[t + 1], m, L):
+            Lp = pL[t + 1]
+            Lf = fL[t]
+            _row_norms(Lp, m, m, norms)
+            if not _resolved(Lp, m, norms):
                 failed[s] = True
                 break
             for i in range(m):
                 for j in range(m):
                     v = 0.0
                     for k in range(m):
-                        v += A[i, k] * fP[t, k, j]
+                        v += A[i, k] * Lf[k, j]
+                    G[i, j] = v
+            for i in range(m):
+                for j in range(m):
+                    v = 0.0
+                    for k in range(m):
+                        v += G[i, k] * Lf[j, k]
                     Jt[i, j] = v
-            _cho_solve(L, m, Jt, m)
+            # Jt <- Lp'^{-1} Lp^{-1} Jt
+            for c in range(m):
+                for i in range(m):
+                    v = Jt[i, c]
+                    for k in range(i):
+                        v -= Lp[i, k] * Jt[k, c]
+                    Jt[i, c] = v / Lp[i, i]
+                for i in range(m - 1, -1, -1):
+                    v = Jt[i, c]
+                    for k in range(i + 1, m):
+                        v -= Lp[k, i] * Jt[k, c]
+                    Jt[i, c] = v / Lp[i, i]
             for i in range(m):
                 v = fm[t, i]
                 for k in range(m):
                     v += Jt[k, i] * (ms[t + 1, k] - pm[t + 1, k])
                 ms[t, i] = v
-            for i in range(m):
                 for j in range(m):
-                    v = 1.0 if i == j else 0.0
+                    v1 = Lf[i, j]
+                    v2 = 0.0
+                    v3 = 0.0
                     for k in range(m):
-                        v -= Jt[k, i] * A[k, j]
-                    IJA[i, j] = v
-                    QP[i, j] = Q[i, j] + Ps[t + 1, i, j]
-            _sandwich(IJA, fP[t], IJA, Ps[t], work)
+                        v1 -= Jt[k, i] * G[k, j]
+                        v2 += Jt[k, i] * FQ[k, j]
+                        v3 += Jt[k, i] * Ls[k, j]
+                    pre[i, j] = v1
+                    pre[i, m + j] = v2
+                    pre[i, 2 * m + j] = v3
+            _tria(pre, m, 3 * m)
             for i in range(m):
                 for j in range(m):
-                    tmp[i, j] = Jt[j, i]
-            _sandwich(tmp, QP, tmp, IJA, work)  # IJA reused as J (Q + Ps') J'
-            for i in range(m):
-                for j in range(m):
-                    Ps[t, i, j] += IJA[i, j]
-            _symmetrise(Ps[t])
+                    Ls[i, j] = pre[i, j]
+            _outer(Ls, Ps[t])
             for i in range(m):
                 for j in range(m):
                     v = 0.0

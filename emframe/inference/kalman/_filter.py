@@ -39,6 +39,7 @@ returned is formed as ``L L'`` and symmetrised exactly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -58,28 +59,47 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class FilterResult:
     """Output of :func:`kalman_filter` (``T`` steps, state dimension ``m``).
 
+    The covariances are formed from their factors on first access (``L L'``, exactly
+    symmetric), so a caller that needs only the log-likelihood never pays for them.
+
     Attributes
     ----------
     predicted_means : ndarray, shape (T, m)
         ``E[x_t | y_1..y_{t-1}]`` within each sequence (``mu0`` at a sequence's start).
-    predicted_covs : ndarray, shape (T, m, m)
-        ``Cov(x_t | y_1..y_{t-1})`` (``S0`` at a sequence's start).
+    predicted_factors : ndarray, shape (T, m, m)
+        ``L`` with ``L L' = Cov(x_t | y_1..y_{t-1})``: lower triangular, except at a
+        sequence's start (a factor of ``S0``, see :func:`psd_factor`).
     filtered_means : ndarray, shape (T, m)
         ``E[x_t | y_1..y_t]``.
-    filtered_covs : ndarray, shape (T, m, m)
-        ``Cov(x_t | y_1..y_t)``.
+    filtered_factors : ndarray, shape (T, m, m)
+        ``L`` with ``L L' = Cov(x_t | y_1..y_t)`` (the predicted one at a step with
+        nothing observed).
     log_likelihood : float
         Log-density of all observed entries, summed over sequences.
     seq_log_likelihood : ndarray, shape (n_seq,)
         The same per sequence (0.0 for a sequence with nothing observed).
+    predicted_covs : ndarray, shape (T, m, m)
+        ``Cov(x_t | y_1..y_{t-1})`` (``S0`` at a sequence's start, to rounding).
+    filtered_covs : ndarray, shape (T, m, m)
+        ``Cov(x_t | y_1..y_t)``.
     """
 
     predicted_means: np.ndarray
-    predicted_covs: np.ndarray
+    predicted_factors: np.ndarray
     filtered_means: np.ndarray
-    filtered_covs: np.ndarray
+    filtered_factors: np.ndarray
     log_likelihood: float
     seq_log_likelihood: np.ndarray
+
+    @functools.cached_property
+    def predicted_covs(self) -> np.ndarray:
+        """``Cov(x_t | y_1..y_{t-1})``, shape (T, m, m)."""
+        return _outer(self.predicted_factors)
+
+    @functools.cached_property
+    def filtered_covs(self) -> np.ndarray:
+        """``Cov(x_t | y_1..y_t)``, shape (T, m, m)."""
+        return _outer(self.filtered_factors)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -304,7 +324,12 @@ def _filter_arrays(y, system, lens, starts, backend):
 
 
 def _outer(L: np.ndarray) -> np.ndarray:
-    """``L L'`` for a stack of factors (T, m, m), exactly symmetric."""
+    """``L L'`` for a stack of factors (T, m, m), exactly symmetric (by the numba
+    kernel when numba is installed: numpy's batched products of tiny matrices are slow)."""
+    if L.ndim == 3 and use_numba("auto"):
+        from . import _numba
+
+        return _numba.outer_products(np.ascontiguousarray(L))
     P = L @ np.swapaxes(L, -1, -2)
     return 0.5 * (P + np.swapaxes(P, -1, -2))
 
@@ -344,7 +369,7 @@ def kalman_filter(
     """
     y, lens, starts = _prepare(Y, system, lengths)
     (pm, pL, fm, fL), seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
-    return FilterResult(pm, _outer(pL), fm, _outer(fL), total, seq_ll)
+    return FilterResult(pm, pL, fm, fL, total, seq_ll)
 
 
 def _smoother_gain(Lp: np.ndarray, APf: np.ndarray, la: _Lapack) -> np.ndarray:

@@ -93,6 +93,15 @@ def _outer(L, out):
 
 
 @numba.njit(cache=True)
+def outer_products(L):
+    """``L[t] L[t]'`` for every ``t`` of a stack of factors (T, m, m), exactly symmetric."""
+    P = np.empty_like(L)
+    for t in range(L.shape[0]):
+        _outer(L[t], P[t])
+    return P
+
+
+@numba.njit(cache=True)
 def kalman_filter(Y, observed, starts, lengths, A, b, FQ, C, d, FR, mu0, L0):
     """Filter every sequence; see ``_filter`` for the formulas.
 

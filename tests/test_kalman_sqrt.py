@@ -112,3 +112,51 @@ def test_psd_factor_reproduces_singular_covariances(seed, n, rank):
     F = psd_factor(V)
     assert F.shape == (n, n) and F.flags.c_contiguous
     np.testing.assert_allclose(F @ F.T, V, rtol=0, atol=1e-12 * max(1.0, np.abs(V).max()))
+
+
+def _exact_local_level(a, q, r, s0, y):
+    """Scalar filter and RTS smoother in rational arithmetic: the sums of
+    ``Cov(w_t | Y)`` and ``Cov(w_t, x_t | Y)`` and ``sum E[w_t^2 | Y]``."""
+    a, q, r = Fraction(a), Fraction(q), Fraction(r)
+    m, P = Fraction(0), Fraction(s0)
+    pm, pP, fm, fP = [], [], [], []
+    for v in y:
+        pm.append(m)
+        pP.append(P)
+        K = P / (P + r)
+        m, P = m + K * (Fraction(float(v)) - m), P - K * P
+        fm.append(m)
+        fP.append(P)
+        m, P = a * m, a * a * P + q
+    n = len(y)
+    ms, Ps, lag = fm[:], fP[:], [Fraction(0)] * n
+    for t in range(n - 2, -1, -1):
+        J = fP[t] * a / pP[t + 1]
+        ms[t] = fm[t] + J * (ms[t + 1] - pm[t + 1])
+        Ps[t] = fP[t] + J * J * (Ps[t + 1] - pP[t + 1])
+        lag[t] = Ps[t + 1] * J
+    ww = sum(Ps[t + 1] - 2 * a * lag[t] + a * a * Ps[t] for t in range(n - 1))
+    wx = sum(lag[t] - a * Ps[t] for t in range(n - 1))
+    ee = ww + sum((ms[t + 1] - a * ms[t]) ** 2 for t in range(n - 1))
+    return float(ww), float(wx), float(ee)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_transition_residual_covariance_keeps_its_digits_when_q_is_tiny(backend):
+    # a nearly constant level: Cov(w_t | Y) ~ Q = 1e-12 while the smoothed variances are
+    # ~0.025; the four-term form P_s[t+1] - 2 A L + A^2 P_s[t] kept only ~5 digits
+    from emframe.inference.kalman import _filter, expected_statistics
+
+    a, q, r, s0 = 1.0, 1e-12, 1.0, 1.0
+    Y = np.random.default_rng(0).normal(size=(40, 1)) + 5.0
+    ww, wx, ee = _exact_local_level(a, q, r, s0, Y[:, 0])
+    s = LinearGaussianSystem(A=[[a]], C=[[1.0]], Q=[[q]], R=[[r]], mu0=[0.0], S0=[[s0]])
+    lens, starts = np.array([40]), np.array([0])
+    filt, _, _ = _filter._filter_arrays(Y, s, lens, starts, backend)
+    (_, Ps, lag), got_ww, got_wx = _filter._smooth_arrays(s, filt, lens, starts, backend)
+    np.testing.assert_allclose(got_ww[0, 0, 0], ww, rtol=1e-12)
+    np.testing.assert_allclose(got_wx[0, 0, 0], wx, rtol=1e-12)
+    np.testing.assert_allclose(expected_statistics(Y, s, backend=backend).ee_trans[0, 0], ee,
+                               rtol=1e-12)
+    four_term = Ps[1:].sum() - 2 * a * lag[:-1].sum() + a * a * Ps[:-1].sum()
+    assert abs(four_term / ww - 1) > 1e-9  # what the former formula lost

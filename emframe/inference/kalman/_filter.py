@@ -1,7 +1,7 @@
 """Square-root Kalman filter and Rauch-Tung-Striebel smoother (numpy reference, numba dispatch).
 
 Every covariance is carried as a factor ``L`` with ``P = L L'`` and updated by an
-orthogonal triangularisation (:func:`tria`: ``L = tria(M)`` is the lower-triangular
+orthogonal triangularisation (``L = tria(M)`` is the lower-triangular
 ``L`` with ``L L' = M M'``, from a QR factorisation of ``M'``), the array form of the
 filter. Filter step, with ``o`` the observed coordinates of ``y_t`` (NaN entries are
 missing), ``L`` the factor of the predicted covariance and ``F_R`` one of ``R_oo``::
@@ -28,12 +28,32 @@ Smoother step (``P_p = A P_f A' + Q``, the predicted covariance of the next step
     J = P_f A' P_p^{-1}                    two triangular solves with L_p; pseudo-inverse
                                            if P_p is singular
     m_s = m_f + J (m_s[t+1] - m_p[t+1])
-    L_s = tria([(I - J A) L_f,  J F_Q,  J L_s[t+1]])
+    M_c = [(I - J A) L_f,  J F_Q]          M_c M_c' = Sigma_c = Cov(x_t | x_{t+1}, Y)
+    P_s = M_c M_c' + (J L_s[t+1]) (J L_s[t+1])'
+    L_s = chol(P_s), or tria([M_c, J L_s[t+1]]) when P_s is singular
     Cov(x_{t+1}, x_t | Y) = P_s[t+1] J'
 
-``P_s = L_s L_s'`` equals the textbook ``P_f + J (P_s[t+1] - P_p) J'`` (because
-``J P_p = P_f A'``); it is a sum of positive semi-definite terms, and every covariance
-returned is formed as ``L L'`` and symmetrised exactly.
+``P_s`` equals the textbook ``P_f + J (P_s[t+1] - P_p) J'`` (because ``J P_p = P_f A'``);
+it is formed as the Gram matrix ``K K'`` of the pre-array ``K = [M_c, J L_s[t+1]]``,
+positive semi-definite up to the rounding of ``P_s`` itself, and symmetrised exactly.
+The factor for the next step comes from a Cholesky factorisation of ``P_s``, about a
+tenth of the cost of triangularising ``K``, which is the fallback when ``P_s`` is
+singular.
+
+The smoother also sums the posterior covariances of the transition residuals
+``w_t = x_{t+1} - A x_t - b`` for the M-step. Given ``Y`` the states are backward
+Markov, ``x_t = J x_{t+1} + c_t + eta_t`` with ``eta_t ~ N(0, Sigma_c)`` independent of
+``x_{t+1}`` and ``Sigma_c = M_c M_c'``, so with ``D = I - A J = Q P_p^{-1}`` (formed
+as the latter: the former cancels when ``Q`` is small)::
+
+    Cov(w_t | Y)      = D P_s[t+1] D' + A Sigma_c A'
+    Cov(w_t, x_t | Y) = D Cov(x_{t+1}, x_t | Y) - A Sigma_c
+
+summed over the steps (the ``A Sigma_c`` terms as ``A (sum Sigma_c) A'`` and
+``A sum Sigma_c``). Every term is of the size of ``Q``: the four-term form
+``P_s[t+1] - A L' - L A' + A P_s[t] A'`` (``L`` the lag-one covariance) subtracts terms
+of the size of the state's posterior covariance and loses the digits of a ``Q`` far
+below it.
 """
 
 from __future__ import annotations
@@ -175,6 +195,11 @@ class _Lapack:
         n = M.shape[0]
         r = self.geqrf(M.T)[0]
         return np.tril(r[:n].T)
+
+    def cholesky(self, V: np.ndarray) -> np.ndarray | None:
+        """Lower Cholesky factor of ``V``, or None if it is not positive definite."""
+        c, info = self.potrf(V, lower=1, clean=1)
+        return c if info == 0 else None
 
     def solve(self, L: np.ndarray, rhs: np.ndarray, trans: int = 0) -> np.ndarray:
         """``L^{-1} rhs`` (``L'^{-1} rhs`` with ``trans=1``) for a lower-triangular ``L``."""
@@ -372,49 +397,74 @@ def kalman_filter(
     return FilterResult(pm, pL, fm, fL, total, seq_ll)
 
 
-def _smoother_gain(Lp: np.ndarray, APf: np.ndarray, la: _Lapack) -> np.ndarray:
-    """``J' = Pp^{-1} A Pf`` with ``Pp = Lp Lp'``; the pseudo-inverse when ``Pp`` is
-    singular, which is the exact conditional-Gaussian formula (the range of ``A Pf``
-    lies in that of ``Pp``)."""
+def _smoother_gains(Lp: np.ndarray, APf: np.ndarray, Q: np.ndarray, la: _Lapack):
+    """``J' = Pp^{-1} A Pf`` and ``D' = Pp^{-1} Q`` with ``Pp = Lp Lp'``; the
+    pseudo-inverse when ``Pp`` is singular, which is the exact conditional-Gaussian
+    formula (the ranges of ``A Pf`` and ``Q`` lie in that of ``Pp``)."""
+    rhs = np.hstack([APf, Q])
     if _resolved(Lp, Lp):
-        return la.solve(Lp, la.solve(Lp, APf), trans=1)
-    return linalg.pinvh(Lp @ Lp.T) @ APf
+        sol = la.solve(Lp, la.solve(Lp, rhs), trans=1)
+    else:
+        sol = linalg.pinvh(Lp @ Lp.T) @ rhs
+    m = Lp.shape[0]
+    return sol[:, :m], sol[:, m:]
 
 
-def _smooth_sequence(A, FQ, filt, first, n, out, la) -> None:
+def _smooth_sequence(A, Q, FQ, filt, first, n, out, la) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth one sequence in place into ``out``; return its transition residual
+    covariance sums ``(sum Cov(w_t | Y), sum Cov(w_t, x_t | Y))``."""
     pm, pL, fm, fL = filt
     ms, Ps, lag = out
+    md = A.shape[0]
+    ww, wx, Sc = np.zeros((md, md)), np.zeros((md, md)), np.zeros((md, md))
     last = first + n - 1
     Ls = fL[last]
     ms[last], Ps[last], lag[last] = fm[last], _outer(Ls), 0.0
     for t in range(last - 1, first - 1, -1):
         Lf = fL[t]
         G = A @ Lf
-        Jt = _smoother_gain(pL[t + 1], G @ Lf.T, la)
-        J = Jt.T
+        Jt, Dt = _smoother_gains(pL[t + 1], G @ Lf.T, Q, la)
+        J, D = Jt.T, Dt.T
         ms[t] = fm[t] + J @ (ms[t + 1] - pm[t + 1])
-        Ls = la.tria(np.hstack([Lf - J @ G, J @ FQ, J @ Ls]))
-        Ps[t] = _outer(Ls)
         lag[t] = Ps[t + 1] @ Jt
+        Mc = np.hstack([Lf - J @ G, J @ FQ])  # factor of Sigma_c = Cov(x_t | x_{t+1}, Y)
+        K = J @ Ls
+        Sigma = Mc @ Mc.T
+        Sc += Sigma
+        Ps[t] = _sym(Sigma + K @ K.T)
+        H = D @ Ps[t + 1]
+        ww += H @ D.T
+        wx += H @ Jt
+        Ls = la.cholesky(Ps[t])
+        if Ls is None:  # singular P_s: its factor from the pre-array
+            Ls = la.tria(np.hstack([Mc, K]))
+    ASc = A @ Sc  # the A Sigma_c terms, summed over the sequence
+    ww += ASc @ A.T
+    wx -= ASc
+    return ww, wx
 
 
 def _smooth_arrays(system, filt, lens, starts, backend):
-    """Smooth every sequence from :func:`_filter_arrays`' output; ``(ms, Ps, lag)``."""
+    """Smooth every sequence from :func:`_filter_arrays`' output; ``(ms, Ps, lag)`` and
+    the transition residual covariance sums per sequence ``(ww, wx)``, each
+    (n_seq, m, m)."""
     FQ = psd_factor(system.Q)
     if use_numba(backend):
         from . import _numba
 
-        *out, failed = call_interruptible(_numba.rts_smoother, system.A, FQ, *filt,
-                                          starts, lens)
+        *out, ww, wx, failed = call_interruptible(_numba.rts_smoother, system.A, system.Q,
+                                                  FQ, *filt, starts, lens)
         seqs = np.flatnonzero(failed)  # singular predicted covariance: pseudo-inverse
     else:
         T, m = filt[0].shape
         out = [np.empty((T, m)), np.empty((T, m, m)), np.empty((T, m, m))]
+        ww, wx = np.zeros((lens.size, m, m)), np.zeros((lens.size, m, m))
         seqs = range(lens.size)
     la = _Lapack()
     for s in seqs:
-        _smooth_sequence(system.A, FQ, filt, starts[s], lens[s], out, la)
-    return out
+        ww[s], wx[s] = _smooth_sequence(system.A, system.Q, FQ, filt, starts[s], lens[s],
+                                        out, la)
+    return out, ww, wx
 
 
 def rts_smoother(
@@ -447,5 +497,5 @@ def rts_smoother(
     """
     y, lens, starts = _prepare(Y, system, lengths)
     filt, seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
-    ms, Ps, lag = _smooth_arrays(system, filt, lens, starts, backend)
+    (ms, Ps, lag), _, _ = _smooth_arrays(system, filt, lens, starts, backend)
     return SmootherResult(ms, Ps, lag, total, seq_ll)

@@ -217,12 +217,36 @@ def kalman_filter(Y, observed, starts, lengths, A, b, FQ, C, d, FR, mu0, L0):
 
 
 @numba.njit(cache=True)
-def rts_smoother(A, FQ, pm, pL, fm, fL, starts, lengths):
+def _cholesky(a, n, L):
+    """Lower Cholesky factor of ``a[:n, :n]`` into ``L``; False if not positive definite."""
+    for j in range(n):
+        s = a[j, j]
+        for k in range(j):
+            s -= L[j, k] * L[j, k]
+        if not s > 0.0:
+            return False
+        d = math.sqrt(s)
+        L[j, j] = d
+        for i in range(j + 1, n):
+            s = a[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            L[i, j] = s / d
+        for i in range(j):
+            L[i, j] = 0.0
+    return True
+
+
+@numba.njit(cache=True)
+def rts_smoother(A, Q, FQ, pm, pL, fm, fL, starts, lengths):
     """Smooth every sequence from the filter's factors; see ``_filter`` for the formulas.
 
     Returns
     -------
     ms, Ps, lag : ndarrays, shapes (T, m), (T, m, m), (T, m, m)
+    ww, wx : ndarrays, shape (n_seq, m, m)
+        Per sequence, ``sum_t Cov(w_t | Y)`` and ``sum_t Cov(w_t, x_t | Y)`` of the
+        transition residuals ``w_t = x_{t+1} - A x_t - b`` (see ``_filter``).
     failed : ndarray of bool, shape (n_seq,)
         Sequences with a singular predicted covariance (to be recomputed with a
         pseudo-inverse).
@@ -232,20 +256,27 @@ def rts_smoother(A, FQ, pm, pL, fm, fL, starts, lengths):
     ms = np.empty((T, m))
     Ps = np.empty((T, m, m))
     lag = np.zeros((T, m, m))
+    ww = np.zeros((n_seq, m, m))
+    wx = np.zeros((n_seq, m, m))
     failed = np.zeros(n_seq, dtype=np.bool_)
     G = np.empty((m, m))  # A L_f
-    Jt = np.empty((m, m))  # J' = Pp^{-1} A Pf
-    pre = np.empty((m, 3 * m))  # [(I - J A) L_f, J F_Q, J L_s[t+1]], then L_s[t]
+    Jt = np.empty((m, 2 * m))  # [J', D'] = Pp^{-1} [A Pf, Q]
+    pre = np.empty((m, 3 * m))  # [M_c, J L_s[t+1]], M_c = [(I - J A) L_f, J F_Q]
+    H = np.empty((m, m))  # D P_s[t+1]
+    Sc = np.empty((m, m))  # sum of Sigma_c = M_c M_c' over a sequence
     Ls = np.empty((m, m))  # factor of P_s[t+1]
     norms = np.empty(m)
     for s in range(n_seq):
         last = starts[s] + lengths[s] - 1
         ms[last] = fm[last]
         Ls[:, :] = fL[last]
+        Sc[:, :] = 0.0
         _outer(Ls, Ps[last])
         for t in range(last - 1, starts[s] - 1, -1):
             Lp = pL[t + 1]
             Lf = fL[t]
+            Pn = Ps[t + 1]
+            P = Ps[t]
             _row_norms(Lp, m, m, norms)
             if not _resolved(Lp, m, norms):
                 failed[s] = True
@@ -262,8 +293,9 @@ def rts_smoother(A, FQ, pm, pL, fm, fL, starts, lengths):
                     for k in range(m):
                         v += G[i, k] * Lf[j, k]
                     Jt[i, j] = v
-            # Jt <- Lp'^{-1} Lp^{-1} Jt
-            for c in range(m):
+                    Jt[i, m + j] = Q[i, j]
+            # [J', D'] <- Lp'^{-1} Lp^{-1} [A Pf, Q]
+            for c in range(2 * m):
                 for i in range(m):
                     v = Jt[i, c]
                     for k in range(i):
@@ -290,15 +322,55 @@ def rts_smoother(A, FQ, pm, pL, fm, fL, starts, lengths):
                     pre[i, j] = v1
                     pre[i, m + j] = v2
                     pre[i, 2 * m + j] = v3
-            _tria(pre, m, 3 * m)
+            # Sigma_c = M_c M_c' (summed), P_s[t] = Sigma_c + (J L_s)(J L_s)'
             for i in range(m):
-                for j in range(m):
-                    Ls[i, j] = pre[i, j]
-            _outer(Ls, Ps[t])
+                for j in range(i + 1):
+                    v = 0.0
+                    for k in range(2 * m):
+                        v += pre[i, k] * pre[j, k]
+                    Sc[i, j] += v
+                    for k in range(2 * m, 3 * m):
+                        v += pre[i, k] * pre[j, k]
+                    P[i, j] = v
+                    P[j, i] = v
+            # lag = P_s[t+1] J'; D P_s[t+1] D' and D lag summed (A Sigma_c at the end)
             for i in range(m):
                 for j in range(m):
                     v = 0.0
+                    w = 0.0
                     for k in range(m):
-                        v += Ps[t + 1, i, k] * Jt[k, j]
-                    lag[t, i, j] = v
-    return ms, Ps, lag, failed
+                        v += Jt[k, m + i] * Pn[k, j]
+                        w += Pn[i, k] * Jt[k, j]
+                    H[i, j] = v
+                    lag[t, i, j] = w
+            for i in range(m):
+                for j in range(m):
+                    v = 0.0
+                    w = 0.0
+                    for k in range(m):
+                        v += H[i, k] * Jt[k, m + j]
+                        w += H[i, k] * Jt[k, j]
+                    ww[s, i, j] += v
+                    wx[s, i, j] += w
+            if not _cholesky(P, m, Ls):
+                _tria(pre, m, 3 * m)  # singular P_s: its factor from the pre-array
+                for i in range(m):
+                    for j in range(m):
+                        Ls[i, j] = pre[i, j]
+        for i in range(m):
+            for j in range(i):
+                Sc[j, i] = Sc[i, j]
+        for i in range(m):
+            for j in range(m):
+                v = 0.0
+                for k in range(m):
+                    v += A[i, k] * Sc[k, j]
+                G[i, j] = v  # A Sigma_c, summed
+                wx[s, i, j] -= v
+        for i in range(m):
+            for j in range(m):
+                v = 0.0
+                for k in range(m):
+                    v += G[i, k] * A[j, k]
+                ww[s, i, j] += v
+    return ms, Ps, lag, ww, wx, failed

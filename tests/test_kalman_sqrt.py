@@ -97,7 +97,7 @@ def test_exactly_determined_observation_is_a_clear_error(backend):
     s = LinearGaussianSystem(A=0.5 * np.eye(2), C=[[1.0, 0.0], [1.0, 0.0]], Q=np.eye(2),
                              R=np.zeros((2, 2)), mu0=np.zeros(2), S0=np.eye(2))
     Y = np.array([[0.3, np.nan], [0.1, 0.2], [0.0, 0.0]])
-    with pytest.raises(ValueError, match="at row 1 is singular: an observed coordinate"):
+    with pytest.raises(ValueError, match="at row 1 is singular to float64 precision: an observed"):
         kalman_filter(Y, s, backend=backend)
     Y[:, 1] = np.nan  # one copy observed per step: well defined
     assert np.isfinite(kalman_filter(Y, s, backend=backend).log_likelihood)

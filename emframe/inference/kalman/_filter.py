@@ -246,9 +246,11 @@ def _singular_innovation(t: int, post: np.ndarray) -> ValueError:
             "probably unstable over long stretches of missing data"
         )
     return ValueError(
-        f"the innovation covariance C P C' + R at row {t} is singular: an observed "
-        "coordinate there is exactly determined by the others and the past (to float64 "
-        "precision); make R or the state covariances nonsingular"
+        f"the innovation covariance C P C' + R at row {t} is singular to float64 precision: "
+        "an observed coordinate there is determined by the others and the past (its "
+        f"conditional standard deviation is below {RANK_RTOL:.1e} of its standard "
+        "deviation: R is singular there, or far too small against C P C'); make R "
+        "nonsingular or the state covariances smaller"
     )
 
 

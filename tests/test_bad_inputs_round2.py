@@ -168,11 +168,12 @@ def test_categorical_hmm_with_every_symbol_missing_and_n_features_given():
 def test_ssm_numerically_singular_covariance_is_not_called_a_positive_eigenvalue():
     from emframe.models.ssm.params import check_covariance
     # formerly "must be positive definite; its smallest eigenvalue is 8.63e+68"
-    # (the seed picks a start from which the first M-step reaches that covariance)
+    # (the seed picks a start from which the first M-step reaches C ~ 1e-16, S0 ~ 1e136 and
+    # R ~ 1e-6; the square-root filter's second E-step finds R lost against C S0 C')
     est = LinearGaussianSSM(2, max_iter=3, random_state=2,
                             initial_state_covariance_init=np.eye(2) * 1e200)
-    with pytest.raises(ValueError, match=r"observation_covariance must be positive definite; "
-                                         r"it is singular to working precision"):
+    with pytest.raises(ValueError, match=r"innovation covariance C P C' \+ R at row 0 is "
+                                         r"singular to float64 precision"):
         est.fit(Y)
     with pytest.raises(ValueError, match="its smallest eigenvalue is -1"):
         check_covariance(-np.eye(2), "R")

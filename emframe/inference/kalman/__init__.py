@@ -12,8 +12,11 @@ holds and validates the matrices; :func:`kalman_filter`, :func:`rts_smoother`,
 with NaN for missing entries (any pattern: single entries, whole steps, whole
 sequences) and hmmlearn-style ``lengths`` for several independent sequences.
 
-Each step uses its observed coordinates only; covariance updates are in Joseph form
-and symmetrised, with Cholesky solves throughout (see ``_filter``). The numpy path is
+Each step uses its observed coordinates only. The filter is in square-root (array)
+form: covariances are carried as factors and updated by orthogonal triangularisation,
+so no innovation covariance can come out indefinite; the smoother forms its covariances
+as Gram matrices of its factors, and sums the transition residuals' posterior
+covariances without cancellation (see ``_filter``). The numpy path is
 the reference; optional numba kernels (``pip install "emframe[fast]"``) compute the
 same quantities without per-step Python overhead and are used by ``backend="auto"``
 whenever numba can be imported.

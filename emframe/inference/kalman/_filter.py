@@ -1,32 +1,65 @@
-"""Kalman filter and Rauch-Tung-Striebel smoother (numpy reference, numba dispatch).
+"""Square-root Kalman filter and Rauch-Tung-Striebel smoother (numpy reference, numba dispatch).
 
-Filter step, with ``o`` the observed coordinates of ``y_t`` (NaN entries are missing)::
+Every covariance is carried as a factor ``L`` with ``P = L L'`` and updated by an
+orthogonal triangularisation (``L = tria(M)`` is the lower-triangular
+``L`` with ``L L' = M M'``, from a QR factorisation of ``M'``), the array form of the
+filter. Filter step, with ``o`` the observed coordinates of ``y_t`` (NaN entries are
+missing), ``L`` the factor of the predicted covariance and ``F_R`` one of ``R_oo``::
 
-    S = C_o P C_o' + R_oo                  innovation covariance, Cholesky-factorised
-    K = P C_o' S^{-1}                      by two triangular solves, no inverse
-    m_f = m + K (y_o - C_o m - d_o)
-    P_f = (I - K C_o) P (I - K C_o)' + K R_oo K'      Joseph form
+    [ F_R  C_o L ]           [ X  0  ]     X X' = S = C_o P C_o' + R_oo   (innovation)
+    [ 0    L     ]  tria ->  [ Y  L_f]     L_f L_f' = P_f,  K = Y X^{-1}
 
-The Joseph form is a sum of positive semi-definite terms, so rounding cannot make the
-filtered covariance indefinite (the textbook ``(I - K C) P`` can, when ``R`` is nearly
-singular); every covariance is also symmetrised exactly. A step with nothing observed
-is a pure prediction.
+    m_f = m + Y X^{-1} e,   e = y_o - C_o m - d_o,
+    log p(y_o | past) = -1/2 (|o| log 2 pi + 2 sum log|X_ii| + |X^{-1} e|^2)
 
-Smoother step (``P_p = A P_f A' + Q`` is the predicted covariance of the next step)::
+and the time update ``L_p = tria([A L_f, F_Q])``, ``m_p = A m_f + b`` (``F_Q F_Q' = Q``).
+A step with nothing observed is a pure prediction. No covariance is ever formed by a
+subtraction: ``X``, ``L_f`` and ``L_p`` come out of orthogonal transformations of their
+inputs, so the innovation covariance ``X X'`` is positive semi-definite by construction
+and its factor is accurate relative to the rows it is computed from, even when the
+predicted covariance is many orders of magnitude larger than its observed part (an
+explosive transition, nearly noiseless observations), where the covariance form
+``C P C' + R`` loses every digit and may come out indefinite. A diagonal entry of ``X``
+at rounding level against its row (an observed coordinate exactly determined by the
+others and the past) is a clear ValueError.
 
-    J = P_f A' P_p^{-1}                    Cholesky solve; pseudo-inverse if P_p is singular
+Smoother step (``P_p = A P_f A' + Q``, the predicted covariance of the next step)::
+
+    J = P_f A' P_p^{-1}                    two triangular solves with L_p; pseudo-inverse
+                                           if P_p is singular
     m_s = m_f + J (m_s[t+1] - m_p[t+1])
-    P_s = (I - J A) P_f (I - J A)' + J (Q + P_s[t+1]) J'
+    M_c = [(I - J A) L_f,  J F_Q]          M_c M_c' = Sigma_c = Cov(x_t | x_{t+1}, Y)
+    P_s = M_c M_c' + (J L_s[t+1]) (J L_s[t+1])'
+    L_s = chol(P_s), or tria([M_c, J L_s[t+1]]) when P_s is singular
     Cov(x_{t+1}, x_t | Y) = P_s[t+1] J'
 
-The smoothed covariance is written in the same Joseph-like form (it equals the textbook
-``P_f + J (P_s[t+1] - P_p) J'`` because ``J P_p = P_f A'``), again a sum of positive
-semi-definite terms.
+``P_s`` equals the textbook ``P_f + J (P_s[t+1] - P_p) J'`` (because ``J P_p = P_f A'``);
+it is formed as the Gram matrix ``K K'`` of the pre-array ``K = [M_c, J L_s[t+1]]``,
+positive semi-definite up to the rounding of ``P_s`` itself, and symmetrised exactly.
+The factor for the next step comes from a Cholesky factorisation of ``P_s``, about a
+tenth of the cost of triangularising ``K``, which is the fallback when ``P_s`` is
+singular.
+
+The smoother also sums the posterior covariances of the transition residuals
+``w_t = x_{t+1} - A x_t - b`` for the M-step. Given ``Y`` the states are backward
+Markov, ``x_t = J x_{t+1} + c_t + eta_t`` with ``eta_t ~ N(0, Sigma_c)`` independent of
+``x_{t+1}`` and ``Sigma_c = M_c M_c'``, so with ``D = I - A J = Q P_p^{-1}`` (formed
+as the latter: the former cancels when ``Q`` is small)::
+
+    Cov(w_t | Y)      = D P_s[t+1] D' + A Sigma_c A'
+    Cov(w_t, x_t | Y) = D Cov(x_{t+1}, x_t | Y) - A Sigma_c
+
+summed over the steps (the ``A Sigma_c`` terms as ``A (sum Sigma_c) A'`` and
+``A sum Sigma_c``). Every term is of the size of ``Q``: the four-term form
+``P_s[t+1] - A L' - L A' + A P_s[t] A'`` (``L`` the lag-one covariance) subtracts terms
+of the size of the state's posterior covariance and loses the digits of a ``Q`` far
+below it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -46,28 +79,47 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class FilterResult:
     """Output of :func:`kalman_filter` (``T`` steps, state dimension ``m``).
 
+    The covariances are formed from their factors on first access (``L L'``, exactly
+    symmetric), so a caller that needs only the log-likelihood never pays for them.
+
     Attributes
     ----------
     predicted_means : ndarray, shape (T, m)
         ``E[x_t | y_1..y_{t-1}]`` within each sequence (``mu0`` at a sequence's start).
-    predicted_covs : ndarray, shape (T, m, m)
-        ``Cov(x_t | y_1..y_{t-1})`` (``S0`` at a sequence's start).
+    predicted_factors : ndarray, shape (T, m, m)
+        ``L`` with ``L L' = Cov(x_t | y_1..y_{t-1})``: lower triangular, except at a
+        sequence's start (a factor of ``S0``, see :func:`psd_factor`).
     filtered_means : ndarray, shape (T, m)
         ``E[x_t | y_1..y_t]``.
-    filtered_covs : ndarray, shape (T, m, m)
-        ``Cov(x_t | y_1..y_t)``.
+    filtered_factors : ndarray, shape (T, m, m)
+        ``L`` with ``L L' = Cov(x_t | y_1..y_t)`` (the predicted one at a step with
+        nothing observed).
     log_likelihood : float
         Log-density of all observed entries, summed over sequences.
     seq_log_likelihood : ndarray, shape (n_seq,)
         The same per sequence (0.0 for a sequence with nothing observed).
+    predicted_covs : ndarray, shape (T, m, m)
+        ``Cov(x_t | y_1..y_{t-1})`` (``S0`` at a sequence's start, to rounding).
+    filtered_covs : ndarray, shape (T, m, m)
+        ``Cov(x_t | y_1..y_t)``.
     """
 
     predicted_means: np.ndarray
-    predicted_covs: np.ndarray
+    predicted_factors: np.ndarray
     filtered_means: np.ndarray
-    filtered_covs: np.ndarray
+    filtered_factors: np.ndarray
     log_likelihood: float
     seq_log_likelihood: np.ndarray
+
+    @functools.cached_property
+    def predicted_covs(self) -> np.ndarray:
+        """``Cov(x_t | y_1..y_{t-1})``, shape (T, m, m)."""
+        return _outer(self.predicted_factors)
+
+    @functools.cached_property
+    def filtered_covs(self) -> np.ndarray:
+        """``Cov(x_t | y_1..y_t)``, shape (T, m, m)."""
+        return _outer(self.filtered_factors)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -124,63 +176,124 @@ def missing_patterns(observed: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]
     return pattern.reshape(-1).astype(np.int64), idx
 
 
-class _Potrf:
-    """Cholesky factor / solve on small matrices via LAPACK, without scipy's wrappers'
-    per-call checks (which cost more than the factorisation at these sizes)."""
+#: A diagonal entry of a triangular factor at most this fraction of the norm of its row
+#: (the entry's conditional standard deviation given the earlier coordinates, against
+#: its marginal one) is not resolved by float64: the factor is treated as singular.
+RANK_RTOL = 100.0 * float(np.finfo(np.float64).eps)
+
+
+class _Lapack:
+    """QR, Cholesky and triangular solves on small matrices via LAPACK, without scipy's
+    wrappers' per-call checks (which cost more than the factorisation at these sizes)."""
 
     def __init__(self) -> None:
-        self.potrf, self.potrs = lapack.get_lapack_funcs(("potrf", "potrs"), dtype=np.float64)
+        self.geqrf, self.potrf, self.trtrs = lapack.get_lapack_funcs(
+            ("geqrf", "potrf", "trtrs"), dtype=np.float64)
 
-    def factor(self, a: np.ndarray) -> np.ndarray | None:
-        c, info = self.potrf(a, lower=1, clean=1)
+    def tria(self, M: np.ndarray) -> np.ndarray:
+        """Lower-triangular ``L`` (n, n) with ``L L' = M M'`` for ``M`` (n, k), ``k >= n``."""
+        n = M.shape[0]
+        r = self.geqrf(M.T)[0]
+        return np.tril(r[:n].T)
+
+    def cholesky(self, V: np.ndarray) -> np.ndarray | None:
+        """Lower Cholesky factor of ``V``, or None if it is not positive definite."""
+        c, info = self.potrf(V, lower=1, clean=1)
         return c if info == 0 else None
 
-    def solve(self, c: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        x, info = self.potrs(c, rhs, lower=1)
-        if info != 0:  # pragma: no cover - potrs only fails on bad arguments
-            raise RuntimeError(f"LAPACK potrs failed (info={info})")
+    def solve(self, L: np.ndarray, rhs: np.ndarray, trans: int = 0) -> np.ndarray:
+        """``L^{-1} rhs`` (``L'^{-1} rhs`` with ``trans=1``) for a lower-triangular ``L``."""
+        x, info = self.trtrs(L, rhs, lower=1, trans=trans)
+        if info != 0:  # pragma: no cover - callers check the diagonal first
+            raise RuntimeError(f"LAPACK trtrs failed (info={info})")
         return x
+
+
+def psd_factor(V: np.ndarray) -> np.ndarray:
+    """A square factor ``F`` with ``F F' = V`` of a symmetric positive semi-definite ``V``.
+
+    The Cholesky factor when ``V`` is positive definite; otherwise ``U diag(sqrt(w))``
+    from the eigendecomposition, negative eigenvalues of rounding size taken as zero.
+
+    Parameters
+    ----------
+    V : ndarray, shape (n, n)
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+        C-contiguous float64.
+    """
+    try:
+        F = linalg.cholesky(V, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        w, U = np.linalg.eigh(V)
+        F = U * np.sqrt(np.maximum(w, 0.0))
+    return np.ascontiguousarray(F, dtype=np.float64)
+
+
+def _resolved(L: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether every diagonal entry of the triangular ``L`` is above rounding level
+    against the norm of its row in the pre-array ``rows``."""
+    d = np.abs(np.diagonal(L))
+    return bool(np.all(d > RANK_RTOL * np.linalg.norm(rows, axis=1)))
+
+
+def _singular_innovation(t: int, post: np.ndarray) -> ValueError:
+    if not np.all(np.isfinite(post)):
+        return ValueError(
+            f"the filter overflowed at row {t} (non-finite covariances); the system is "
+            "probably unstable over long stretches of missing data"
+        )
+    return ValueError(
+        f"the innovation covariance C P C' + R at row {t} is singular to float64 precision: "
+        "an observed coordinate there is determined by the others and the past (its "
+        f"conditional standard deviation is below {RANK_RTOL:.1e} of its standard "
+        "deviation: R is singular there, or far too small against C P C'); make R "
+        "nonsingular or the state covariances smaller"
+    )
 
 
 def _filter_sequence(
     Y: np.ndarray, pattern: np.ndarray, pats: list[Any], sys: LinearGaussianSystem,
-    first: int, n: int, out: tuple[np.ndarray, ...], chol: _Potrf,
+    factors: tuple[np.ndarray, np.ndarray], first: int, n: int,
+    out: tuple[np.ndarray, ...], la: _Lapack,
 ) -> float:
-    """Filter one sequence in place into ``out``; return its log-likelihood."""
-    pm, pP, fm, fP = out
-    A, b, Q = sys.A, sys.b, sys.Q
-    eye = np.eye(sys.n_dim_state)
+    """Filter one sequence in place into ``out`` (means and covariance factors); return
+    its log-likelihood."""
+    pm, pL, fm, fL = out
+    A, b = sys.A, sys.b
+    L0, FQ = factors
+    md = sys.n_dim_state
     terms = np.zeros(n)
-    mf = Pf = None
+    mf = Lf = None
     for i, t in enumerate(range(first, first + n)):
         if i == 0:
-            m, P = sys.mu0, sys.S0
+            m, L = sys.mu0, L0
         else:
             m = A @ mf + b
-            P = _sym(A @ Pf @ A.T + Q)
-        pm[t], pP[t] = m, P
-        o, Co, do, Roo = pats[pattern[t]]
-        if o.size == 0:
-            mf, Pf = m, P
+            L = la.tria(np.hstack([A @ Lf, FQ]))
+        pm[t], pL[t] = m, L
+        o, Co, do, Ro = pats[pattern[t]]
+        k = o.size
+        if k == 0:
+            mf, Lf = m, L
         else:
-            W = P @ Co.T
-            S = _sym(Co @ W + Roo)
-            c = chol.factor(S)
-            if c is None:
-                raise ValueError(
-                    f"the innovation covariance C P C' + R at row {t} is not positive definite "
-                    "(the observed coordinates there have a degenerate distribution); make R or "
-                    "the state covariances nonsingular"
-                )
+            pre = np.zeros((k + md, k + md))
+            pre[:k, :k] = Ro
+            pre[:k, k:] = Co @ L
+            pre[k:, k:] = L
+            post = la.tria(pre)
+            X = post[:k, :k]
+            if not _resolved(X, pre[:k]):
+                raise _singular_innovation(t, post)
             e = Y[t, o] - Co @ m - do
-            sol = chol.solve(c, np.column_stack([W.T, e]))
-            K = sol[:, :-1].T
-            mf = m + K @ e
-            IKC = eye - K @ Co
-            Pf = _sym(IKC @ P @ IKC.T + K @ Roo @ K.T)
-            logdet = 2.0 * np.sum(np.log(np.diagonal(c)))
-            terms[i] = -0.5 * (o.size * _LOG_2PI + logdet + e @ sol[:, -1])
-        fm[t], fP[t] = mf, Pf
+            z = la.solve(X, e)
+            mf = m + post[k:, :k] @ z
+            Lf = post[k:, k:]
+            logdet = 2.0 * np.sum(np.log(np.abs(np.diagonal(X))))
+            terms[i] = -0.5 * (k * _LOG_2PI + logdet + z @ z)
+        fm[t], fL[t] = mf, Lf
     return math.fsum(terms)
 
 
@@ -193,23 +306,34 @@ def _prepare(Y: ArrayLike, system: LinearGaussianSystem, lengths: ArrayLike | No
     return y, lens, starts
 
 
+def _factors(system: LinearGaussianSystem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Square factors of ``S0``, ``Q`` and ``R`` (see :func:`psd_factor`)."""
+    return psd_factor(system.S0), psd_factor(system.Q), psd_factor(system.R)
+
+
 def _filter_numpy(y, system, lens, starts, seqs, out, seq_ll) -> None:
     observed = ~np.isnan(y)
     pattern, idx = missing_patterns(observed)
-    pats = [(o, system.C[o], system.d[o], system.R[np.ix_(o, o)]) for o in idx]
-    chol = _Potrf()
+    la = _Lapack()
+    L0, FQ, FR = _factors(system)
+    # a triangular factor of R_oo for each pattern: R_oo = F_R[o] F_R[o]'
+    pats = [(o, system.C[o], system.d[o], la.tria(FR[o]) if o.size else None) for o in idx]
     for s in seqs:
-        seq_ll[s] = _filter_sequence(y, pattern, pats, system, starts[s], lens[s], out, chol)
+        seq_ll[s] = _filter_sequence(y, pattern, pats, system, (L0, FQ), starts[s], lens[s],
+                                     out, la)
 
 
 def _filter_arrays(y, system, lens, starts, backend):
+    """Filter every sequence; ``out`` holds the predicted and filtered means and the
+    factors of their covariances, ``(pm, pL, fm, fL)``."""
     T, m = y.shape[0], system.n_dim_state
     seq_ll = np.zeros(lens.size)
     if use_numba(backend):
         from . import _numba
 
-        args = (y, ~np.isnan(y), starts, lens, system.A, system.b, system.Q,
-                system.C, system.d, system.R, system.mu0, system.S0)
+        L0, FQ, FR = _factors(system)
+        args = (y, ~np.isnan(y), starts, lens, system.A, system.b, FQ,
+                system.C, system.d, FR, system.mu0, L0)
         *out, seq_ll, failed = call_interruptible(_numba.kalman_filter, *args)
         if failed.any():
             # the reference path raises the explanatory error
@@ -224,6 +348,17 @@ def _filter_arrays(y, system, lens, starts, backend):
             "the system is probably unstable over long stretches of missing data"
         )
     return out, seq_ll, total
+
+
+def _outer(L: np.ndarray) -> np.ndarray:
+    """``L L'`` for a stack of factors (T, m, m), exactly symmetric (by the numba
+    kernel when numba is installed: numpy's batched products of tiny matrices are slow)."""
+    if L.ndim == 3 and use_numba("auto"):
+        from . import _numba
+
+        return _numba.outer_products(np.ascontiguousarray(L))
+    P = L @ np.swapaxes(L, -1, -2)
+    return 0.5 * (P + np.swapaxes(P, -1, -2))
 
 
 def kalman_filter(
@@ -255,52 +390,83 @@ def kalman_filter(
     Raises
     ------
     ValueError
-        Bad shapes, infinite values, lengths not summing to ``T``, an innovation
-        covariance that is not positive definite, or overflow.
+        Bad shapes, infinite values, lengths not summing to ``T``, a singular
+        innovation covariance (an observed coordinate exactly determined by the others
+        and the past), or overflow.
     """
     y, lens, starts = _prepare(Y, system, lengths)
-    (pm, pP, fm, fP), seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
-    return FilterResult(pm, pP, fm, fP, total, seq_ll)
+    (pm, pL, fm, fL), seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
+    return FilterResult(pm, pL, fm, fL, total, seq_ll)
 
 
-def _smoother_gain(Pp: np.ndarray, APf: np.ndarray, chol: _Potrf) -> np.ndarray:
-    """``J' = Pp^{-1} A Pf``; the pseudo-inverse when ``Pp`` is singular, which is the
-    exact conditional-Gaussian formula (the range of ``A Pf`` lies in that of ``Pp``)."""
-    c = chol.factor(Pp)
-    if c is not None:
-        return chol.solve(c, APf)
-    return linalg.pinvh(Pp) @ APf
+def _smoother_gains(Lp: np.ndarray, APf: np.ndarray, Q: np.ndarray, la: _Lapack):
+    """``J' = Pp^{-1} A Pf`` and ``D' = Pp^{-1} Q`` with ``Pp = Lp Lp'``; the
+    pseudo-inverse when ``Pp`` is singular, which is the exact conditional-Gaussian
+    formula (the ranges of ``A Pf`` and ``Q`` lie in that of ``Pp``)."""
+    rhs = np.hstack([APf, Q])
+    if _resolved(Lp, Lp):
+        sol = la.solve(Lp, la.solve(Lp, rhs), trans=1)
+    else:
+        sol = linalg.pinvh(Lp @ Lp.T) @ rhs
+    m = Lp.shape[0]
+    return sol[:, :m], sol[:, m:]
 
 
-def _smooth_sequence(A, Q, filt, first, n, out, chol) -> None:
-    pm, pP, fm, fP = filt
+def _smooth_sequence(A, Q, FQ, filt, first, n, out, la) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth one sequence in place into ``out``; return its transition residual
+    covariance sums ``(sum Cov(w_t | Y), sum Cov(w_t, x_t | Y))``."""
+    pm, pL, fm, fL = filt
     ms, Ps, lag = out
+    md = A.shape[0]
+    ww, wx, Sc = np.zeros((md, md)), np.zeros((md, md)), np.zeros((md, md))
     last = first + n - 1
-    ms[last], Ps[last], lag[last] = fm[last], fP[last], 0.0
-    eye = np.eye(A.shape[0])
+    Ls = fL[last]
+    ms[last], Ps[last], lag[last] = fm[last], _outer(Ls), 0.0
     for t in range(last - 1, first - 1, -1):
-        J = _smoother_gain(pP[t + 1], A @ fP[t], chol).T
+        Lf = fL[t]
+        G = A @ Lf
+        Jt, Dt = _smoother_gains(pL[t + 1], G @ Lf.T, Q, la)
+        J, D = Jt.T, Dt.T
         ms[t] = fm[t] + J @ (ms[t + 1] - pm[t + 1])
-        IJA = eye - J @ A
-        Ps[t] = _sym(IJA @ fP[t] @ IJA.T + J @ (Q + Ps[t + 1]) @ J.T)
-        lag[t] = Ps[t + 1] @ J.T
+        lag[t] = Ps[t + 1] @ Jt
+        Mc = np.hstack([Lf - J @ G, J @ FQ])  # factor of Sigma_c = Cov(x_t | x_{t+1}, Y)
+        K = J @ Ls
+        Sigma = Mc @ Mc.T
+        Sc += Sigma
+        Ps[t] = _sym(Sigma + K @ K.T)
+        H = D @ Ps[t + 1]
+        ww += H @ D.T
+        wx += H @ Jt
+        Ls = la.cholesky(Ps[t])
+        if Ls is None:  # singular P_s: its factor from the pre-array
+            Ls = la.tria(np.hstack([Mc, K]))
+    ASc = A @ Sc  # the A Sigma_c terms, summed over the sequence
+    ww += ASc @ A.T
+    wx -= ASc
+    return ww, wx
 
 
 def _smooth_arrays(system, filt, lens, starts, backend):
+    """Smooth every sequence from :func:`_filter_arrays`' output; ``(ms, Ps, lag)`` and
+    the transition residual covariance sums per sequence ``(ww, wx)``, each
+    (n_seq, m, m)."""
+    FQ = psd_factor(system.Q)
     if use_numba(backend):
         from . import _numba
 
-        *out, failed = call_interruptible(_numba.rts_smoother, system.A, system.Q, *filt,
-                                          starts, lens)
+        *out, ww, wx, failed = call_interruptible(_numba.rts_smoother, system.A, system.Q,
+                                                  FQ, *filt, starts, lens)
         seqs = np.flatnonzero(failed)  # singular predicted covariance: pseudo-inverse
     else:
         T, m = filt[0].shape
         out = [np.empty((T, m)), np.empty((T, m, m)), np.empty((T, m, m))]
+        ww, wx = np.zeros((lens.size, m, m)), np.zeros((lens.size, m, m))
         seqs = range(lens.size)
-    chol = _Potrf()
+    la = _Lapack()
     for s in seqs:
-        _smooth_sequence(system.A, system.Q, filt, starts[s], lens[s], out, chol)
-    return out
+        ww[s], wx[s] = _smooth_sequence(system.A, system.Q, FQ, filt, starts[s], lens[s],
+                                        out, la)
+    return out, ww, wx
 
 
 def rts_smoother(
@@ -333,5 +499,5 @@ def rts_smoother(
     """
     y, lens, starts = _prepare(Y, system, lengths)
     filt, seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
-    ms, Ps, lag = _smooth_arrays(system, filt, lens, starts, backend)
+    (ms, Ps, lag), _, _ = _smooth_arrays(system, filt, lens, starts, backend)
     return SmootherResult(ms, Ps, lag, total, seq_ll)

@@ -274,12 +274,13 @@ def expected_statistics(
     """
     y, lens, starts = _prepare(Y, system, lengths)
     filt, seq_ll, total = _filter_arrays(y, system, lens, starts, backend)
-    ms, Ps, lag = _smooth_arrays(system, filt, lens, starts, backend)
+    (ms, Ps, lag), ww, wx = _smooth_arrays(system, filt, lens, starts, backend)
     del filt
-    return _statistics(y, system, lens, starts, ms, Ps, lag, total)
+    return _statistics(y, system, lens, starts, ms, Ps, lag, total, ww.sum(axis=0),
+                       wx.sum(axis=0))
 
 
-def _statistics(y, system, lens, starts, ms, Ps, lag, total) -> KalmanStats:
+def _statistics(y, system, lens, starts, ms, Ps, lag, total, ww, wx) -> KalmanStats:
     lasts = starts + lens - 1
     has_next = np.ones(y.shape[0], dtype=bool)
     has_next[lasts] = False
@@ -317,11 +318,11 @@ def _statistics(y, system, lens, starts, ms, Ps, lag, total) -> KalmanStats:
         y_sum=Ey.sum(axis=0),
         yy_sum=_sym(yy),
         yx_sum=yx,
-        **_residual_moments(y, system, starts, prev, ms, Ps, lag),
+        **_residual_moments(y, system, starts, prev, ms, Ps, ww, wx),
     )
 
 
-def _residual_moments(y, system, starts, prev, ms, Ps, lag) -> dict[str, np.ndarray]:
+def _residual_moments(y, system, starts, prev, ms, Ps, ww, wx) -> dict[str, np.ndarray]:
     """The residual sums of :class:`KalmanStats` (``e_obs`` ... ``ee_first``).
 
     With ``r_t = y_o - C_o m_t - d_o`` on the observed coordinates ``o``, the missing
@@ -329,7 +330,10 @@ def _residual_moments(y, system, starts, prev, ms, Ps, lag) -> dict[str, np.ndar
     ``nu ~ N(0, R_c)`` independent of the state), so ``e_t = M e_o + nu`` with
     ``M = [I; G]``, ``E[e_t] = M r_t``, ``Cov(e_t) = K P_t K' + R_c`` and
     ``Cov(e_t, x_t) = -K P_t`` where ``K = M C_o``. No step subtracts two quantities of
-    the data's size: the means are differences formed step by step.
+    the data's size: the means are differences formed step by step. The transition
+    residuals' posterior covariances ``ww = sum Cov(w_t | Y)`` and
+    ``wx = sum Cov(w_t, x_t | Y)`` come from the smoother, formed without cancellation
+    (see ``_filter``).
     """
     A, b, C, d, R = system.A, system.b, system.C, system.d, system.R
     p, m = C.shape
@@ -357,14 +361,10 @@ def _residual_moments(y, system, starts, prev, ms, Ps, lag) -> dict[str, np.ndar
 
     nxt = prev + 1
     W = ms[nxt] - (ms[prev] @ A.T + b)
-    L = lag[prev].sum(axis=0)  # sum Cov(x_{t+1}, x_t | Y)
-    P_prev = Ps[prev].sum(axis=0)
-    AL = A @ L.T
-    ww = _sum_outer(W, W) + Ps[nxt].sum(axis=0) - AL - AL.T + A @ P_prev @ A.T
     F = ms[starts] - system.mu0
     return dict(
         e_obs=E.sum(axis=0), ee_obs=_sym(ee), ex_obs=ex,
-        e_trans=W.sum(axis=0), ee_trans=_sym(ww),
-        ex_trans=_sum_outer(W, ms[prev]) + L - A @ P_prev,
+        e_trans=W.sum(axis=0), ee_trans=_sym(_sum_outer(W, W) + ww),
+        ex_trans=_sum_outer(W, ms[prev]) + wx,
         e_first=F.sum(axis=0), ee_first=_sym(_sum_outer(F, F) + Ps[starts].sum(axis=0)),
     )

@@ -160,3 +160,17 @@ def test_transition_residual_covariance_keeps_its_digits_when_q_is_tiny(backend)
                                rtol=1e-12)
     four_term = Ps[1:].sum() - 2 * a * lag[:-1].sum() + a * a * Ps[:-1].sum()
     assert abs(four_term / ww - 1) > 1e-9  # what the former formula lost
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_per_step_log_densities_of_the_explosive_mode_sum_to_the_exact_likelihood(backend):
+    # LinearGaussianSSM.score_samples forms each step's innovation factor from the
+    # filter's factors: the covariance C P C' + R it used before was negative here
+    from emframe.models.ssm.predict import predictive_log_densities
+
+    Y = 0.1 * np.random.default_rng(0).normal(size=(T, 1))
+    ll, _, _ = _exact_filter(Y)
+    s = LinearGaussianSystem(A=A, C=C, Q=Q, R=R, mu0=MU0, S0=S0)
+    per_step = predictive_log_densities(Y, s, kalman_filter(Y, s, backend=backend))
+    assert np.all(np.isfinite(per_step))
+    assert per_step.sum() == pytest.approx(ll, rel=1e-11)

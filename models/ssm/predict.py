@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from emframe.core.validation import check_output_size
-from emframe.inference.kalman import FilterResult, LinearGaussianSystem
+from emframe.inference.kalman import FilterResult, LinearGaussianSystem, psd_factor
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -87,10 +87,14 @@ def predictive_log_densities(
         rows = np.flatnonzero(inverse == k)
         Co = C[o]
         e = Y[np.ix_(rows, o)] - filt.predicted_means[rows] @ Co.T - d[o]
-        S = Co @ filt.predicted_covs[rows] @ Co.T + R[np.ix_(o, o)]
-        L = np.linalg.cholesky(0.5 * (S + np.swapaxes(S, -1, -2)))
+        # A triangular factor of S = C P C' + R from the factors (the filter's own
+        # square-root form): S itself can lose its observed part to rounding when P is
+        # huge in a direction C barely sees.
+        Lr = np.broadcast_to(psd_factor(R[np.ix_(o, o)]), (rows.size, o.size, o.size))
+        pre = np.concatenate([Co @ filt.predicted_factors[rows], Lr], axis=-1)
+        L = np.swapaxes(np.linalg.qr(np.swapaxes(pre, -1, -2), mode="r"), -1, -2)
         z = np.linalg.solve(L, e[..., None])[..., 0]
-        logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+        logdet = 2.0 * np.log(np.abs(np.diagonal(L, axis1=-2, axis2=-1))).sum(axis=-1)
         out[rows] = -0.5 * (o.size * _LOG_2PI + logdet + np.sum(z**2, axis=-1))
     return out
 

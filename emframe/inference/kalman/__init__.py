@@ -22,7 +22,7 @@ same quantities without per-step Python overhead and are used by ``backend="auto
 whenever numba can be imported.
 """
 
-from ._filter import FilterResult, SmootherResult, kalman_filter, rts_smoother
+from ._filter import FilterResult, SmootherResult, kalman_filter, psd_factor, rts_smoother
 from ._stats import KalmanStats, expected_statistics, observation_moments
 from ._system import LinearGaussianSystem, has_numba
 
@@ -35,5 +35,6 @@ __all__ = [
     "rts_smoother",
     "expected_statistics",
     "observation_moments",
+    "psd_factor",
     "has_numba",
 ]

@@ -103,13 +103,18 @@ def test_the_assigned_array_is_copied_and_the_attribute_stays_read_only():
 @pytest.mark.parametrize("name, value, match", [
     ("means_", np.ones((3, 2)), r"means_ must have the shape of the fitted one, \(2, 2\)"),
     ("means_", [[np.nan, 0.0], [0.0, 1.0]], "invalid value for means_: .*non-finite"),
-    ("means_", [["a", "b"], ["c", "d"]], "means_ must be an array of numbers"),
+    ("means_", [["a", "b"], ["c", "d"]], "means_ must be an array of real numbers"),
     ("weights_", [0.3, 0.3], "invalid value for weights_: weights must be non-negative and "
                              "sum to 1"),
     ("covariances_", -np.stack([np.eye(2)] * 2), "invalid value for covariances_: .*not "
                                                  "positive definite"),
     ("covariances_", np.stack([[[1.0, 0.5], [0.0, 1.0]]] * 2), "invalid value for "
                                                                "covariances_: .*symmetric"),
+    ("precisions_cholesky_", np.stack([[[1.0, 0.0], [0.5, 1.0]]] * 2),
+     "precisions_cholesky_ must be the Cholesky factor U .*upper triangular"),
+    ("precisions_cholesky_", -np.stack([np.eye(2)] * 2), "invalid value for "
+                                                         "precisions_cholesky_"),
+    ("means_", np.ones((2, 2)) + 1j, "means_ must be an array of real numbers"),
 ])
 def test_bad_values_are_refused_and_leave_the_fit_unchanged(name, value, match):
     X = blobs()

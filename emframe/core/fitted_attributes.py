@@ -45,9 +45,11 @@ def same_shape(name: str, value: Any, current: Any) -> np.ndarray:
     """
     current = np.asarray(current)
     try:
+        if np.iscomplexobj(value):
+            raise TypeError  # float() would drop the imaginary part with only a warning
         arr = np.array(value, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers, got {value!r}") from None
+        raise ValueError(f"{name} must be an array of real numbers, got {value!r}") from None
     if arr.shape != current.shape:
         raise ValueError(
             f"{name} must have the shape of the fitted one, {current.shape}, got {arr.shape}; "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 __all__ = ["GaussianFamilyEstimator"]
 
 
@@ -77,6 +79,17 @@ class GaussianFamilyEstimator:
                                   precisions_cholesky=strategy.precisions_cholesky(cov))
 
         def from_factor(params: Any, pc: Any) -> Any:
+            # the factor's own precisions give it back only if it is the canonical one
+            # (upper triangular with a positive diagonal, as in scikit-learn)
+            with np.errstate(all="ignore"):
+                canonical = strategy.precisions_cholesky_from_precisions(
+                    strategy.precisions(pc))
+            if not np.allclose(canonical, pc, rtol=1e-8, atol=0.0):
+                raise ValueError(
+                    "precisions_cholesky_ must be the Cholesky factor U of each precision "
+                    "(U U^T = precision; upper triangular with a positive diagonal for "
+                    "covariance_type='full' or 'tied', positive for 'diag' and 'spherical'), "
+                    "as scikit-learn's; set precisions_ or covariances_ to give another form")
             return params.replace(
                 precisions_cholesky=pc,
                 covariances=strategy.covariances_from_precisions_cholesky(pc))

@@ -444,6 +444,14 @@ def test_lazy_sequence_results():
             np.testing.assert_allclose(lazy_out.compute(scheduler="sync"), ref, rtol=1e-12)
     np.testing.assert_allclose(ssm.impute(dY, LENGTHS).compute(scheduler="sync"),
                                ssm.impute(Y, LENGTHS), rtol=1e-12)
+    # forecasts: one horizon per sequence, lazily, with and without lengths and states
+    for lengths, states in ((LENGTHS, False), (LENGTHS, True), (None, True)):
+        got = ssm.forecast(dY, 4, lengths, states=states)
+        want = ssm.forecast(Y, 4, lengths, states=states)
+        assert all(isinstance(a, da.Array) for a in got) and len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a.compute(scheduler="sync"), b, rtol=1e-12)
 
 
 class _RunSpecCollisions(logging.Handler):

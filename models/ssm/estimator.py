@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from emframe.models.hmm.external import lazy, sequence_source, sequence_total
 from emframe.models.hmm.model import Sequences
+from emframe.models.ssm.external import lazy_forecast, lazy_results
 from emframe.models.ssm.model import LinearGaussianSSMModel
 from emframe.models.ssm.params import FIELDS, SSMParams, check_covariance, shapes
 from emframe.models.ssm.predict import check_horizon, predictive_log_densities, propagate, simulate
@@ -427,7 +428,7 @@ class LinearGaussianSSM(EMEstimator):
         means : ndarray, shape (n_steps, n_dim_state)
         covs : ndarray, shape (n_steps, n_dim_state, n_dim_state)
         """
-        out = self._lazy(self.filter, Y, lengths, 1, 2)
+        out = lazy_results(self, self.filter, Y, lengths, 1, 2)
         if out is not None:
             return out
         s = self._check_data(Y, lengths)
@@ -442,7 +443,7 @@ class LinearGaussianSSM(EMEstimator):
         means : ndarray, shape (n_steps, n_dim_state)
         covs : ndarray, shape (n_steps, n_dim_state, n_dim_state)
         """
-        out = self._lazy(self.smooth, Y, lengths, 1, 2)
+        out = lazy_results(self, self.smooth, Y, lengths, 1, 2)
         if out is not None:
             return out
         s = self._check_data(Y, lengths)
@@ -476,6 +477,9 @@ class LinearGaussianSSM(EMEstimator):
         state_covs : ndarray, shape ([n_sequences,] n_steps, n_dim_state, n_dim_state)
         """
         check_scalar(n_steps, "n_steps", (int, np.integer), min_value=0)
+        out = lazy_forecast(self, Y, int(n_steps), lengths, states)
+        if out is not None:
+            return out
         s = self._check_data(Y, lengths)
         system = check_horizon(self._system(), len(s.lengths), n_steps)
         f = kalman_filter(s.X, system, s.lengths, backend=self.backend)
@@ -503,7 +507,7 @@ class LinearGaussianSSM(EMEstimator):
         std : ndarray, shape (n_steps, n_obs)
             Only with ``return_std``.
         """
-        out = self._lazy(self.impute, Y, lengths, *([-1] * (1 + bool(return_std))),
+        out = lazy_results(self, self.impute, Y, lengths, *([-1] * (1 + bool(return_std))),
                          return_std=return_std)
         if out is not None:
             return out
@@ -527,16 +531,6 @@ class LinearGaussianSSM(EMEstimator):
             return sequence_total(self, ext, lengths, func=_LogLikelihood(self))
         s = self._check_data(Y, lengths)
         return self._log_likelihood(s), s.n_samples
-
-    def _lazy(self, method: Any, Y: Any, lengths: Any, *ranks: int, **kwargs: Any) -> Any:
-        """``method`` on a Dask array, lazily; outputs of rank 0, 1 or 2 in the state
-        dimension, or -1 for one value per observed variable. None for in-memory data."""
-        if as_external(Y) is None:
-            return None
-        self._check_is_fitted()
-        m, p = int(self.n_dim_state), int(self.n_features_in_)
-        outs = [((p,) if r < 0 else (m,) * r, np.float64) for r in ranks]
-        return lazy(self, method, Y, lengths, None, *outs, **kwargs)
 
     def _log_likelihood(self, s: Sequences) -> float:
         # the estimator's backend (set_params may have changed it since fit)
@@ -562,7 +556,7 @@ class LinearGaussianSSM(EMEstimator):
         ``log p(y_t | y_1..y_{t-1})`` within its sequence, 0 for a step with nothing
         observed; the terms sum to :meth:`score`. Shape (n_steps,).
         """
-        out = self._lazy(self.score_samples, Y, lengths, 0)
+        out = lazy_results(self, self.score_samples, Y, lengths, 0)
         if out is not None:
             return out
         s = self._check_data(Y, lengths)

@@ -17,7 +17,7 @@ from emframe.models.hmm.model import Sequences
 from emframe.models.ssm import LinearGaussianSSMModel
 from emframe.models.ssm.mstep import FLOOR
 from emframe.models.ssm.params import observation_floor
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_ssm_em import random_params, simulate
 
@@ -91,6 +91,9 @@ def test_noiseless_ar1_with_squarem_at_tight_tolerance(noise):
     missing=st.sampled_from([0.0, 0.2]), n_seq=st.integers(1, 2),
     accelerate=st.sampled_from([None, "squarem"]),
 )
+# nearly constant columns far from 0: R's floor once lost three digits to cancellation
+@example(seed=1195, m=1, p=2, log_scale=0, noise=1e-8, shift=1e3, duplicate=False,
+         missing=0.0, n_seq=1, accelerate=None)
 def test_monotone_and_valid_at_any_scale_and_noise_level(
     seed, m, p, log_scale, noise, shift, duplicate, missing, n_seq, accelerate
 ):
@@ -195,3 +198,19 @@ def test_statistics_about_other_references_add_and_give_the_same_m_step():
         model.e_step(p1, seqs)[0]), rtol=1e-12)
     half = total.scale(0.5)
     assert (half + half).allclose(total)
+
+
+def test_observation_floor_keeps_its_digits_for_columns_far_from_zero_in_any_chunks():
+    # the column sums are taken about a value in each column and moved exactly when
+    # statistics of chunks with different references are added
+    rng = np.random.default_rng(0)
+    Y = 1e6 + 1e-4 * rng.normal(size=(90, 2))
+    Y[rng.random(Y.shape) < 0.2] = np.nan
+    model = LinearGaussianSSMModel(1, 2)
+    params = model.initialize(Sequences(Y, np.array([90])), rng)
+    whole, _ = model.e_step(params, Sequences(Y, np.array([90])))
+    parts = [model.e_step(params, Sequences(Y[a:b], np.array([b - a])))[0]
+             for a, b in ((0, 20), (20, 57), (57, 90))]
+    expected = FLOOR * np.nanvar(Y, axis=0)
+    np.testing.assert_allclose(observation_floor(whole), expected, rtol=1e-9)
+    np.testing.assert_allclose(observation_floor(sum(parts[1:], parts[0])), expected, rtol=1e-9)

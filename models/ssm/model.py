@@ -29,6 +29,7 @@ from emframe.models.ssm.params import (
     check_covariance,
     data_floor,
     observation_floor,
+    observed_sums,
     shapes,
 )
 
@@ -170,10 +171,8 @@ class LinearGaussianSSMModel(EMModel[SSMParams, SSMStats]):
         refs = {"ref_" + k: getattr(params, k) for k in (
             "transition_matrix", "transition_offset", "observation_matrix",
             "observation_offset", "initial_state_mean")}
-        Y = np.asarray(X.X, dtype=float)
-        observed = np.where(np.isnan(Y), 0.0, Y)
-        return SSMStats(**ks.as_dict(), **refs, obs_sum=observed.sum(axis=0),
-                        obs_sumsq=np.einsum("ij,ij->j", observed, observed)
+        total, squares, ref = observed_sums(np.asarray(X.X, dtype=float))
+        return SSMStats(**ks.as_dict(), **refs, obs_sum=total, obs_sumsq=squares, ref_obs=ref
                         ), float(ks.log_likelihood)
 
     def log_likelihood(self, params: SSMParams, X: Sequences) -> float:

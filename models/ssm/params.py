@@ -77,7 +77,7 @@ _BLOCKS = {
                     ("ref_observation_matrix", "ref_observation_offset")),
 }
 _REFS = ("ref_transition_matrix", "ref_transition_offset", "ref_observation_matrix",
-         "ref_observation_offset", "ref_initial_state_mean")
+         "ref_observation_offset", "ref_initial_state_mean", "ref_obs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +99,13 @@ class SSMStats(Stats, KalmanStats):
     ref_initial_state_mean : ndarray, shape (m,)
         ``mu0`` of the first states' residuals.
     obs_sum : ndarray, shape (p,)
-        Sum of the observed entries of each column (the data only, whatever the
-        parameters: the scale of ``R``'s floor, see :func:`observation_floor`).
+        Sum of the observed entries of each column about ``ref_obs`` (the data only,
+        whatever the parameters: the scale of ``R``'s floor, see :func:`observation_floor`).
     obs_sumsq : ndarray, shape (p,)
-        Sum of their squares.
+        Sum of their squares about ``ref_obs``.
+    ref_obs : ndarray, shape (p,)
+        A value of each column near its entries (so their variance does not cancel
+        away in ``obs_sumsq / n - (obs_sum / n)**2``); moved like the other references.
     """
 
     ref_transition_matrix: np.ndarray
@@ -112,6 +115,7 @@ class SSMStats(Stats, KalmanStats):
     ref_initial_state_mean: np.ndarray
     obs_sum: np.ndarray
     obs_sumsq: np.ndarray
+    ref_obs: np.ndarray
 
     def block(self, name: str) -> BlockMoments:
         """The moments of block ``name`` ("initial", "transition" or "observation")."""
@@ -129,6 +133,12 @@ class SSMStats(Stats, KalmanStats):
     def about(self, refs: dict[str, np.ndarray]) -> SSMStats:
         """The same statistics about the references ``refs`` (``ref_*`` names), exactly."""
         changes: dict[str, Any] = {}
+        if "ref_obs" in refs and not np.array_equal(refs["ref_obs"], self.ref_obs):
+            shift = self.ref_obs - refs["ref_obs"]
+            changes.update(
+                obs_sum=self.obs_sum + self.n_observed * shift,
+                obs_sumsq=self.obs_sumsq + shift * (2.0 * self.obs_sum + self.n_observed * shift),
+                ref_obs=refs["ref_obs"])
         for name, ((e, ee, ez), _, (F, g)) in _BLOCKS.items():
             mom = self.block(name)
             F_new = mom.F_ref if F is None else refs[F]
@@ -157,6 +167,10 @@ class SSMStats(Stats, KalmanStats):
                 for r in refs:
                     if r is not None:
                         common[r] = wa * getattr(a, r) + (1.0 - wa) * getattr(b, r)
+            na, nb = a.n_observed, b.n_observed
+            with np.errstate(invalid="ignore", divide="ignore"):
+                wa = np.where(na + nb > 0, na / (na + nb), 0.5)
+            common["ref_obs"] = wa * a.ref_obs + (1.0 - wa) * b.ref_obs
             a, b = a.about(common), b.about(common)
         (sa, refs), (sb, _) = a._split(), b._split()
         return type(self)(**{k: sa[k] + sb[k] for k in sa}, **refs)
@@ -186,9 +200,18 @@ def observation_floor(stats: SSMStats) -> np.ndarray:
 
 def data_floor(Y: np.ndarray) -> np.ndarray:
     """:func:`observation_floor` of the observations ``Y`` (T, p), NaN missing."""
-    observed = np.where(np.isnan(Y), 0.0, Y)
-    return _floor((~np.isnan(Y)).sum(axis=0), observed.sum(axis=0),
-                  np.einsum("ij,ij->j", observed, observed))
+    total, squares, _ = observed_sums(Y)
+    return _floor((~np.isnan(Y)).sum(axis=0), total, squares)
+
+
+def observed_sums(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of the observed entries of each column of ``Y`` (T, p) and of their squares,
+    about a reference in the column (its first observed entry; 0 if none), returned third."""
+    observed = ~np.isnan(Y)
+    first = np.argmax(observed, axis=0)
+    ref = np.where(observed.any(axis=0), Y[first, np.arange(Y.shape[1])], 0.0)
+    centred = np.where(observed, Y - ref, 0.0)
+    return centred.sum(axis=0), np.einsum("ij,ij->j", centred, centred), ref
 
 
 def _floor(n_observed: Any, total: np.ndarray, squares: np.ndarray) -> np.ndarray:

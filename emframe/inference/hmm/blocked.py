@@ -44,9 +44,27 @@ import numpy as np
 
 from emframe.inference.hmm.common import _LOG_TINY, _MIN_SCALE, _Packing, _starts
 
-#: Sequences of at least this many steps use the blocked recursion (below it, the
-#: per-step recursion over all the sequences at once is as fast).
-BLOCK_MIN = 4096
+#: Sequences of at least this many steps may use the blocked recursion.
+BLOCK_MIN = 256
+
+#: The blocked recursion's operators cost ~K**3 per step and state row where the
+#: per-step recursion costs ~K**2 per step plus a fixed ~10 us of Python per time step,
+#: shared by all the sequences running at that step. So it pays when the sequences
+#: it takes hold at most ``_COST_RATIO / K**3`` times as many steps as the longest of
+#: them (measured: with K = 8, 10 sequences of 10,000 steps take as long either way).
+_COST_RATIO = 6000
+
+
+def selected(lengths: np.ndarray, n_states: int) -> np.ndarray:
+    """Which sequences the blocked recursion takes: bool, shape (n_seq,).
+
+    The sequences of at least :data:`BLOCK_MIN` steps, if together they are few
+    enough for the blocked recursion to be faster (see :data:`_COST_RATIO`); else none.
+    """
+    long = lengths >= BLOCK_MIN
+    if long.any() and int(lengths[long].sum()) * n_states**3 > _COST_RATIO * int(lengths.max()):
+        long[:] = False
+    return long
 
 #: Chunk length ``L = _CHUNK_FACTOR * sqrt(T)`` for the longest sequence ``T``
 #: (measured: K = 8, T = 1e5; the cost is flat within a factor 2 of the optimum).
@@ -56,6 +74,11 @@ _CHUNK_FACTOR = 1.0
 #: it, its first backward vector) and the boundary computed from the operators. Rounding
 #: gives ~1e-14; the identity check's tolerance is 1e-9.
 _CONSISTENCY_TOL = 1e-11
+
+
+#: Largest m * k * k of an (m, k) @ (k, k) product that OpenBLAS runs on one thread
+#: (its threshold is 4 * 65536).
+_BLAS_ONE_THREAD = 200_000
 
 
 def chunk_length(t_max: int) -> int:
@@ -74,6 +97,22 @@ def _emissions(log_emission: np.ndarray) -> np.ndarray:
     emis = np.exp(d, out=d)
     emis[flushed] = 0.0
     return emis
+
+
+def _times(x: np.ndarray, transmat: np.ndarray) -> np.ndarray:
+    """``x @ transmat`` in blocks of rows small enough for one BLAS thread.
+
+    OpenBLAS splits a larger product over threads; for these thin products (K columns)
+    that costs far more than it saves, 30x more on a busy machine (measured).
+    """
+    k = transmat.shape[0]
+    step = max(1, _BLAS_ONE_THREAD // (k * k))
+    if x.shape[0] <= step:
+        return x @ transmat
+    out = np.empty((x.shape[0], k))
+    for lo in range(0, x.shape[0], step):
+        np.matmul(x[lo : lo + step], transmat, out=out[lo : lo + step])
+    return out
 
 
 def _operators(
@@ -112,7 +151,7 @@ def _operators(
             n = n_act[t]
             nk = n * k
             if t:
-                p = r_mat[:nk] @ transmat
+                p = _times(r_mat[:nk], transmat)
                 p.reshape(n, k, k)[...] *= e[off[t] : off[t] + n, None, :]
             r = p @ ones
             if r.min() >= _MIN_SCALE:  # False for NaN

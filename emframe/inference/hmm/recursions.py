@@ -92,9 +92,9 @@ def _scaled_fb_numpy(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scaled forward-backward for all sequences at once.
 
-    Sequences of at least :data:`blocked.BLOCK_MIN` steps go through the blocked
-    recursion (:func:`blocked.blocked_fb`), the others, and any long sequence the
-    blocked recursion hands back, through the per-step recursion :func:`_scaled_fb_steps`.
+    Long sequences (:func:`blocked.selected`) go through the blocked recursion
+    (:func:`blocked.blocked_fb`); the others, and any long sequence the blocked
+    recursion hands back, through the per-step recursion :func:`_scaled_fb_steps`.
 
     Returns
     -------
@@ -107,7 +107,7 @@ def _scaled_fb_numpy(
     failed : ndarray of bool, shape (n_seq,)
         Sequences whose scaled recursion lost precision; recompute them in log space.
     """
-    long = lengths >= blocked.BLOCK_MIN
+    long = blocked.selected(lengths, startprob.shape[0])
     if not long.any():
         return _scaled_fb_steps(startprob, transmat, log_emission, lengths)[:4]
     n_seq = lengths.shape[0]

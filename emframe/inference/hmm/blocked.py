@@ -236,9 +236,12 @@ def _run(
     first[cstart] = True
     seq_of_chunk = np.repeat(np.arange(lengths.shape[0]), n_chunks)
 
-    r_mat, log_scale, odd = _operators(startprob, transmat, _emissions(log_emission), clen, first)
-    alpha_end, log_c, beta_end = _boundaries(r_mat, log_scale, cstart, n_chunks)
+    # A row of log_emission that is all -inf makes NaN, as in the per-step recursion,
+    # whose checks then fail the sequence.
     with np.errstate(all="ignore"):
+        r_mat, log_scale, odd = _operators(startprob, transmat, _emissions(log_emission), clen,
+                                           first)
+        alpha_end, log_c, beta_end = _boundaries(r_mat, log_scale, cstart, n_chunks)
         init = np.empty_like(alpha_end)
         init[first] = startprob
         follow = np.flatnonzero(~first)

@@ -173,33 +173,51 @@ def test_rows_that_die_cleanly_are_kept():
         clen[-1] = 36 - 5 * 7
         first = np.zeros(clen.shape[0], dtype=bool)
         first[0] = True
-        _, log_scale, odd = blocked._operators(start, trans, emis, clen, first)
-        assert np.isneginf(log_scale).any() and not odd.any()
+        _, log_scale, log_lost, odd = blocked._operators(start, trans, emis, clen, first)
+        assert np.isneginf(log_scale).any() and np.isneginf(log_lost).all() and not odd.any()
         with spy_blocked() as calls:
             got = fb_mod._scaled_fb_numpy(start, trans, le, lengths)
     assert calls[0].all()
     assert_same_as_reference(got, _reference(start, trans, le, lengths), lengths)
 
 
-def test_tiny_operator_scale_is_handed_back():
+def test_tiny_operator_scale_negligible_row_is_dropped():
     # Started in state 1, the chain stays there and every step costs 680 nats: the
     # operator row's scale falls to ~1e-295, below _MIN_SCALE, where products can be
-    # subnormal. The per-step recursion is fine (the chain is in state 0), so the
-    # sequence must be handed back to it; the ordinary sequence beside it is kept.
+    # subnormal. The row is dropped with a bound on its mass; here that bound is
+    # negligible (the chain is in state 0), so the sequence is kept.
     start = np.array([1.0, 0.0])
     trans = np.array([[0.5, 0.5], [0.0, 1.0]])
-    hard = np.tile([0.0, -680.0], (20, 1))
-    rng = np.random.default_rng(1)
-    easy = rng.normal(size=(25, 2))
-    le = np.vstack([easy, hard])
-    lengths = np.array([25, 20])
+    le = np.tile([0.0, -680.0], (20, 1))
+    lengths = np.array([20])
     assert np.exp(-680.0) < _MIN_SCALE
-    with forced_blocked(4):
+    clen, first = np.full(5, 4), np.arange(5) == 0
+    _, _, log_lost, _ = blocked._operators(start, trans, blocked._emissions(le), clen, first)
+    assert np.isfinite(log_lost[1:, 1]).all()
+    with forced_blocked(4), spy_blocked() as calls:
+        got = fb_mod._scaled_fb_numpy(start, trans, le, lengths)
+    assert calls[0].all()
+    assert_same_as_reference(got, _reference(start, trans, le, lengths), lengths)
+
+
+def test_dropped_row_that_matters_is_handed_back():
+    # Two disconnected states; state 1 is 645 nats less likely after step 0, then state 0
+    # loses 680 nats at step 2: the operator row of state 0 is dropped there, and the
+    # bound on what it held (~1e-290 against the chunk's likelihood ~1e-280) is too large.
+    # The per-step recursion is fine (every scale factor is ~1e-280 or more), so the
+    # sequence must be handed back to it; the ordinary sequence beside it is kept.
+    start = np.array([0.5, 0.5])
+    trans = np.eye(2)
+    hard = np.array([[0.0, -645.0], [0.0, 0.0], [-680.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    easy = np.random.default_rng(1).normal(size=(9, 2))
+    le = np.vstack([easy, hard])
+    lengths = np.array([9, 5])
+    want = _reference(start, trans, le, lengths)
+    assert not want[3].any()
+    with forced_blocked(2):
         assert blocked.blocked_fb(start, trans, le, lengths,
                                   fb_mod._scaled_fb_steps)[3].tolist() == [True, False]
         got = fb_mod._scaled_fb_numpy(start, trans, le, lengths)
-    want = _reference(start, trans, le, lengths)
-    assert not want[3].any()
     assert_same_as_reference(got, want, lengths)
 
 

@@ -44,6 +44,8 @@ import numpy as np
 
 from emframe.inference.hmm.common import _LOG_TINY, _MIN_SCALE, _Packing, _starts
 
+_LOG_MIN_SCALE = math.log(_MIN_SCALE)
+
 #: Sequences of at least this many steps may use the blocked recursion.
 BLOCK_MIN = 256
 
@@ -118,18 +120,23 @@ def _times(x: np.ndarray, transmat: np.ndarray) -> np.ndarray:
 def _operators(
     startprob: np.ndarray, transmat: np.ndarray, emis: np.ndarray, clen: np.ndarray,
     first: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Row-normalised transfer operators of the chunks.
 
     Returns
     -------
     R : ndarray, shape (n_chunks, K, K)
-        Each row sums to 1, or is zero (the row died: every path is impossible).
+        Each row sums to 1, or is zero (the row died).
     log_scale : ndarray, shape (n_chunks, K)
         ``P_b[i] = exp(log_scale[b, i]) * R[b, i]``; -inf for dead rows.
+    log_lost : ndarray, shape (n_chunks, K)
+        Log of a bound on the mass of ``P_b[i]`` dropped (-inf if none, in particular
+        when a row dies cleanly: every path out of it meets an exact zero). A row whose
+        scale falls below ``_MIN_SCALE`` otherwise is dropped, as its products may be
+        subnormal; its mass then was below ``exp(log_scale) * _MIN_SCALE`` and, if the
+        rows of ``transmat`` sum to at most 1, cannot grow in later steps.
     odd : ndarray of bool, shape (n_chunks,)
-        Chunks with a row whose scale fell below ``_MIN_SCALE`` without dying cleanly
-        (or became NaN): their operator may have lost precision.
+        Chunks where a row scale became NaN.
     """
     pk = _Packing(clen)
     e = pk.pack(emis)
@@ -142,6 +149,7 @@ def _operators(
     p = base * np.repeat(e[:n_c], k, axis=0)
     r_mat = np.empty_like(p)
     log_scale = np.zeros(n_c * k)
+    log_lost = np.full(n_c * k, -np.inf)
     odd_rows = np.zeros(n_c * k, dtype=bool)
     ones = np.ones(k)
     lr = np.empty(n_c * k)
@@ -157,24 +165,23 @@ def _operators(
             if r.min() >= _MIN_SCALE:  # False for NaN
                 np.divide(p, r[:, None], out=r_mat[:nk])
             else:
+                odd_rows[:nk] |= np.isnan(r)
                 low = ~(r >= _MIN_SCALE)
-                alive = log_scale[:nk] > -np.inf
-                # A row dies cleanly when every path out of it meets an exact zero
-                # (a zero transition or a flushed emission); otherwise its tiny scale
-                # may hide lost precision.
-                new = np.flatnonzero(low & alive)
+                new = np.flatnonzero(low & (log_scale[:nk] > -np.inf))
                 if new.size:
                     before = r_mat[new] @ transmat if t else base[new]
                     step_e = np.repeat(e[off[t] : off[t] + n], k, axis=0)[new]
-                    lost = ((before > 0) & (step_e > 0)).any(axis=1) | ~(r[new] == 0)
-                    odd_rows[new[lost]] = True
-                odd_rows[:nk] |= np.isnan(r)
+                    clean = (r[new] == 0) & ~((before > 0) & (step_e > 0)).any(axis=1)
+                    cut = new[~clean]
+                    log_lost[cut] = np.logaddexp(log_lost[cut], log_scale[cut] + _LOG_MIN_SCALE)
+                    p[cut] = 0.0
+                    r[cut] = 0.0
                 np.divide(p, np.where(low, 1.0, r)[:, None], out=r_mat[:nk])
             np.log(r, out=lr[:nk])
             log_scale[:nk] += lr[:nk]
     odd = odd_rows.reshape(n_c, k).any(axis=1)
     return (pk.per_sequence(r_mat.reshape(n_c, k, k)), pk.per_sequence(log_scale.reshape(n_c, k)),
-            pk.per_sequence(odd))
+            pk.per_sequence(log_lost.reshape(n_c, k)), pk.per_sequence(odd))
 
 
 def _boundaries(
@@ -221,6 +228,29 @@ def _boundaries(
     return alpha_end, log_c, beta_end
 
 
+def _log_lost_posterior(
+    transmat: np.ndarray, log_lost: np.ndarray, alpha_end: np.ndarray, log_c: np.ndarray,
+    beta_end: np.ndarray, clen: np.ndarray, follow: np.ndarray,
+) -> np.ndarray:
+    """Log of a bound on the posterior mass the dropped operator rows take away, per chunk.
+
+    Row ``i`` of chunk ``b`` is weighted by ``alpha_hat_{s-1}(i)`` and its end by at most
+    ``max(beta_hat_e)``, relative to the chunk's likelihood ``C_b``: the same bound holds
+    for what the forward boundary and the backward boundary lose. Transition rows summing
+    to more than 1 could let the dropped mass grow by ``max row sum ** L``.
+    """
+    log_w = np.full(log_lost.shape, -np.inf)
+    log_w[follow] = np.log(alpha_end[follow - 1])
+    log_w[~np.isin(np.arange(clen.shape[0]), follow), 0] = 0.0  # first chunks: one row
+    growth = clen * math.log(max(1.0, float(transmat.sum(axis=1).max())))
+    terms = log_w + log_lost
+    top = terms.max(axis=1)
+    finite = np.isfinite(top)
+    lost = np.full(clen.shape[0], -np.inf)
+    lost[finite] = top[finite] + np.log(np.exp(terms[finite] - top[finite, None]).sum(axis=1))
+    return lost - log_c + growth + np.log(beta_end.max(axis=1))
+
+
 def _run(
     startprob: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray, lengths: np.ndarray,
     steps: Callable[..., tuple[np.ndarray, ...]],
@@ -239,12 +269,15 @@ def _run(
     # A row of log_emission that is all -inf makes NaN, as in the per-step recursion,
     # whose checks then fail the sequence.
     with np.errstate(all="ignore"):
-        r_mat, log_scale, odd = _operators(startprob, transmat, _emissions(log_emission), clen,
-                                           first)
+        r_mat, log_scale, log_lost, odd = _operators(startprob, transmat,
+                                                     _emissions(log_emission), clen, first)
         alpha_end, log_c, beta_end = _boundaries(r_mat, log_scale, cstart, n_chunks)
+        follow = np.flatnonzero(~first)
+        if np.isfinite(log_lost).any():
+            odd |= ~(_log_lost_posterior(transmat, log_lost, alpha_end, log_c, beta_end, clen,
+                                         follow) <= math.log(_CONSISTENCY_TOL))
         init = np.empty_like(alpha_end)
         init[first] = startprob
-        follow = np.flatnonzero(~first)
         init[follow] = alpha_end[follow - 1] @ transmat
         gamma, trans_counts, chunk_ll, failed, first_w, last_alpha = steps(
             startprob, transmat, log_emission, clen, init, beta_end)

@@ -40,7 +40,14 @@ zero probability gets log-likelihood ``-inf``; see :class:`Posterior`.
 
 The numpy implementation is the reference. It is vectorised across sequences: they
 are stored time-major, longest first, so that at every step the sequences still
-running form a prefix, and one Python loop over time serves all of them. The optional
+running form a prefix, and one Python loop over time serves all of them. A few long
+sequences would leave that loop one Python iteration per time step; they go through the
+blocked recursion of :mod:`emframe.inference.hmm.blocked` instead: cut into chunks of
+about sqrt(T) steps, the chunks' transfer operators (K x K) give the exact forward and
+backward vectors at the chunk boundaries, and the same per-step recursion then runs on
+all the chunks at once, from those vectors, with the same checks. Its results are the
+per-step recursion's up to rounding, and anything unusual hands the sequence back to
+the per-step recursion. The optional
 numba kernels (``emframe.inference.hmm._numba``, installed with ``pip install "emframe[fast]"``)
 compute the same quantities with compiled loops and are used by ``backend="auto"``
 whenever numba can be imported. :func:`forward` and :func:`backward` take no backend

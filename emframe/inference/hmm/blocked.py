@@ -26,13 +26,16 @@ once, in ``O(L + B)`` Python iterations:
    transitions that cross a chunk boundary are added from the first and last steps of
    the chunks.
 
-A sequence is handed back to the per-step recursion (which then decides, as for any
-sequence, whether to recompute it in log space) whenever something is unusual: an
-operator row whose scale falls below ``_MIN_SCALE`` other than by dying cleanly (every
-path out of its state hits an exact zero), a non-finite boundary, a check of the rerun
-failing, or a rerun chunk whose last forward (or first backward) vector differs from the
-boundary computed from the operators by more than ``_CONSISTENCY_TOL``. So the blocked
-path never returns an answer the per-step recursion would not give, beyond rounding.
+An operator row whose scale falls below ``_MIN_SCALE`` (its products may be subnormal)
+is dropped, unless it dies cleanly (every path out of its state meets an exact zero),
+and a bound on the posterior mass it held is kept. A sequence is handed back to the
+per-step recursion (which then decides, as for any sequence, whether to recompute it in
+log space) whenever something is unusual: that bound above ``_CONSISTENCY_TOL``, a NaN,
+a non-finite boundary, a check of the rerun failing, or a rerun chunk whose last forward
+(or first backward) vector differs from the boundary computed from the operators by
+more than ``_CONSISTENCY_TOL`` (a second line of defence: the identity check already
+sees such differences). So the blocked path never returns an answer the per-step
+recursion would not give, beyond rounding.
 """
 
 from __future__ import annotations

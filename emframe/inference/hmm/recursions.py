@@ -40,7 +40,14 @@ zero probability gets log-likelihood ``-inf``; see :class:`Posterior`.
 
 The numpy implementation is the reference. It is vectorised across sequences: they
 are stored time-major, longest first, so that at every step the sequences still
-running form a prefix, and one Python loop over time serves all of them. The optional
+running form a prefix, and one Python loop over time serves all of them. A few long
+sequences would leave that loop one Python iteration per time step; they go through the
+blocked recursion of :mod:`emframe.inference.hmm.blocked` instead: cut into chunks of
+about sqrt(T) steps, the chunks' transfer operators (K x K) give the exact forward and
+backward vectors at the chunk boundaries, and the same per-step recursion then runs on
+all the chunks at once, from those vectors, with the same checks. Its results are the
+per-step recursion's up to rounding, and anything unusual hands the sequence back to
+the per-step recursion. The optional
 numba kernels (``emframe.inference.hmm._numba``, installed with ``pip install "emframe[fast]"``)
 compute the same quantities with compiled loops and are used by ``backend="auto"``
 whenever numba can be imported. :func:`forward` and :func:`backward` take no backend
@@ -56,6 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from emframe.inference.hmm import blocked
 from emframe.inference.hmm.common import (
     _IDENTITY_TOL,
     _LOG_TINY,
@@ -91,6 +99,10 @@ def _scaled_fb_numpy(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scaled forward-backward for all sequences at once.
 
+    Long sequences (:func:`blocked.selected`) go through the blocked recursion
+    (:func:`blocked.blocked_fb`); the others, and any long sequence the blocked
+    recursion hands back, through the per-step recursion :func:`_scaled_fb_steps`.
+
     Returns
     -------
     gamma : ndarray, shape (T, K)
@@ -101,6 +113,58 @@ def _scaled_fb_numpy(
         Log-likelihood per sequence (meaningless for failed sequences).
     failed : ndarray of bool, shape (n_seq,)
         Sequences whose scaled recursion lost precision; recompute them in log space.
+    """
+    long = blocked.selected(lengths, startprob.shape[0])
+    if not long.any():
+        return _scaled_fb_steps(startprob, transmat, log_emission, lengths)[:4]
+    n_seq = lengths.shape[0]
+    gamma = np.empty(log_emission.shape)
+    seq_ll = np.empty(n_seq)
+    failed = np.zeros(n_seq, dtype=bool)
+    rows = np.repeat(long, lengths)
+    sub = log_emission if long.all() else log_emission[rows]
+    g, trans_counts, ll, ok = blocked.blocked_fb(startprob, transmat, sub, lengths[long],
+                                                 _scaled_fb_steps)
+    gamma[rows], seq_ll[long] = g, ll
+    steps = ~long
+    steps[long] = ~ok  # handed back: the per-step recursion decides
+    if steps.any():
+        rows = np.repeat(steps, lengths)
+        g, tc, ll, failed[steps] = _scaled_fb_steps(
+            startprob, transmat, log_emission[rows], lengths[steps])[:4]
+        gamma[rows], seq_ll[steps] = g, ll
+        trans_counts = trans_counts + tc
+    return gamma, trans_counts, seq_ll, failed
+
+
+def _scaled_fb_steps(
+    startprob: np.ndarray,
+    transmat: np.ndarray,
+    log_emission: np.ndarray,
+    lengths: np.ndarray,
+    init: np.ndarray | None = None,
+    beta_last: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled forward-backward with one Python step per time step (the reference).
+
+    Parameters
+    ----------
+    init : ndarray, shape (n_seq, K), optional
+        Predictive probabilities of each sequence's first step, in place of
+        ``startprob`` (the blocked recursion runs its chunks as sequences that start
+        from the forward variables before them).
+    beta_last : ndarray, shape (n_seq, K), optional
+        Scaled backward variables of each sequence's last step, in place of ones.
+
+    Returns
+    -------
+    gamma, trans_counts, seq_ll, failed
+        As :func:`_scaled_fb_numpy`; ``seq_ll`` is the sum of the log scale factors
+        (and emission shifts) of each sequence's steps.
+    first_w : ndarray, shape (n_seq, K)
+        ``emis_t / c_t * beta_hat_t`` at each sequence's first step.
+    last_alpha : ndarray, shape (n_seq, K)
+        ``alpha_hat`` at each sequence's last step.
     """
     pk = _Packing(lengths)
     le = pk.pack(log_emission)
@@ -127,7 +191,8 @@ def _scaled_fb_numpy(
 
         alpha = np.empty_like(emis)
         scale = np.empty(n_rows)
-        a = startprob * emis[: n_act[0]]
+        init_r = startprob if init is None else init[pk.order]  # rank order
+        a = init_r * emis[: n_act[0]]
         c = a @ ones
         scale[: n_act[0]] = c
         np.divide(a, c[:, None], out=alpha[: n_act[0]])
@@ -143,14 +208,15 @@ def _scaled_fb_numpy(
         # expected transition counts are A * sum_t alpha_hat[t-1]^T w[t].
         emis /= scale[:, None]
         beta = np.empty_like(alpha)
-        beta[off[pk.t_max - 1] :] = 1.0
+        last_r = np.ones((lengths.shape[0], k)) if beta_last is None else beta_last[pk.order]
+        beta[off[pk.t_max - 1] :] = last_r[: n_act[pk.t_max - 1]]
         trans_t = np.ascontiguousarray(transmat.T)
         for t in range(pk.t_max - 2, -1, -1):
             n = n_act[t + 1]
             nlo = off[t + 1]
             w = emis[nlo : nlo + n] * beta[nlo : nlo + n]
             np.matmul(w, trans_t, out=beta[off[t] : off[t] + n])
-            beta[off[t] + n : off[t] + n_act[t]] = 1.0  # sequences ending at t
+            beta[off[t] + n : off[t] + n_act[t]] = last_r[n : n_act[t]]  # sequences ending at t
 
         # Posterior mass of the flushed cells: p(z_t = j | x) ~= alpha_hat_t(j) beta_hat_t(j)
         # with alpha_hat_t(j) = pred_t(j) * exp(d_tj) / c_t, all in log space.
@@ -162,7 +228,7 @@ def _scaled_fb_numpy(
             pred = np.where(
                 f_row >= off[1],
                 np.einsum("ni,ni->n", alpha[prev_of[f_row]], transmat[:, f_col].T),
-                startprob[f_col],
+                init_r[pk.rank_of_row[f_row], f_col] if init is not None else startprob[f_col],
             )
             lost = np.exp(np.log(pred) + f_d - np.log(scale[f_row]) + np.log(beta[f_row, f_col]))
             lost_rank = np.bincount(pk.rank_of_row[f_row], weights=lost, minlength=lengths.shape[0])
@@ -172,7 +238,8 @@ def _scaled_fb_numpy(
 
         # Failed sequences may hold NaN/inf: detect them, keep them out of the counts.
         s_check = w_all @ ones  # finite iff the row of w is
-        s_check[: off[1]] = 0.0  # w of a sequence's first step is never used
+        if init is None:
+            s_check[: off[1]] = 0.0  # w of a sequence's first step is then never used
         gamma = np.multiply(alpha, beta, out=beta)
         s = gamma @ ones
         bad_row = (
@@ -188,7 +255,11 @@ def _scaled_fb_numpy(
         gamma /= s[:, None]
         # reduceat sums pairwise: accurate for T = 1e6 steps of ~-1e4.
         seq_ll = np.add.reduceat(pk.unpack(np.log(scale) + shift), _starts(lengths))
-    return pk.unpack(gamma), trans_counts, seq_ll, pk.per_sequence(bad_rank)
+        first_w = pk.per_sequence(w_all[: off[1]])
+        last_row = pk.offsets[lengths[pk.order] - 1] + np.arange(lengths.shape[0])  # by rank
+        last_alpha = pk.per_sequence(alpha[last_row])
+    return (pk.unpack(gamma), trans_counts, seq_ll, pk.per_sequence(bad_rank), first_w,
+            last_alpha)
 
 
 # --------------------------------------------------------------------------------------

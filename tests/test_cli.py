@@ -536,9 +536,13 @@ def test_ctrl_c_during_an_hmm_fit_exits_130(tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "long.npy"
     np.save(data, rng.normal(size=(150_000, 2)))
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that (then
+    # Python installs no KeyboardInterrupt handler): restore the terminal's default, as
+    # for a command typed at a prompt, or the test depends on how the suite was started.
     p = subprocess.Popen([sys.executable, "-m", "emframe", "fit", "gaussian-hmm", data, "-k", "8",
                           "--max-iter", "1000", "--tol", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = p.stderr.readline()  # the first progress line: the fit is under way
         assert "iter" in first, first

@@ -5,10 +5,10 @@ Prints the median and minimum seconds per iteration, wall clock and process CPU 
 (stamped after every M-step; and the whole fit divided by the iterations,
 initialisation and final pass included) of emframe (numba and numpy backends) and of
 hmmlearn (if installed), on the same data and from the same initial parameters, their
-ratios, the load average and the BLAS thread setting. The "numba" case turns on the opt-in
-second thread (EMFRAME_HMM_THREADS=2: half of the E-step on a second core, the long
-sequence's backward halves or one of two groups of the short sequences); the long
-sequence is also timed on one thread ("numba, 1 thread", the default). The CPU time is the process's
+ratios, the load average and the BLAS thread setting. The "numba" case runs with the default
+second thread (half of the E-step on a second core, the long sequence's backward halves or
+one of two groups of the short sequences); both shapes are also timed on one thread
+("numba, 1 thread", EMFRAME_HMM_THREADS=1). The CPU time is the process's
 (both threads). The cases are timed round robin.
 Run: ``python bench/bench_hmm.py [--repeats N]``.
 """
@@ -26,7 +26,6 @@ from bench_gmm import blas_threads
 from emframe.models import GaussianHMM
 
 from emframe.inference.hmm import has_numba
-from emframe.inference.hmm.fused import _SPLIT_MIN
 
 K, D, N_ITER = 8, 4, 10
 
@@ -62,19 +61,18 @@ def initial_params(X: np.ndarray, seed: int = 1) -> dict[str, np.ndarray]:
 def time_emframe(X, lengths, p, backend: str, two_threads: bool = True
                  ) -> tuple[float, float, float, float]:
     """(median seconds per iteration from per-iteration stamps, its CPU time, whole fit /
-    N_ITER, loglik). ``two_threads``: with the opt-in EMFRAME_HMM_THREADS=2."""
-    if two_threads and os.environ.get("EMFRAME_HMM_THREADS") != "2":
-        os.environ["EMFRAME_HMM_THREADS"] = "2"  # the opt-in second thread
+    N_ITER, loglik). ``two_threads``: the default second thread; else EMFRAME_HMM_THREADS=1."""
+    wanted = "2" if two_threads else "1"
+    if os.environ.get("EMFRAME_HMM_THREADS") != wanted:
+        saved = os.environ.get("EMFRAME_HMM_THREADS")
+        os.environ["EMFRAME_HMM_THREADS"] = wanted
         try:
             return time_emframe(X, lengths, p, backend, two_threads)
         finally:
-            del os.environ["EMFRAME_HMM_THREADS"]
-    if not two_threads and os.environ.get("EMFRAME_HMM_THREADS"):
-        saved = os.environ.pop("EMFRAME_HMM_THREADS")  # the default: one thread
-        try:
-            return time_emframe(X, lengths, p, backend, two_threads)
-        finally:
-            os.environ["EMFRAME_HMM_THREADS"] = saved
+            if saved is None:
+                del os.environ["EMFRAME_HMM_THREADS"]
+            else:
+                os.environ["EMFRAME_HMM_THREADS"] = saved
     model = GaussianHMM(K, "diag", init_params="", tol=0.0, max_iter=N_ITER, reg_covar=0.0,
                         backend=backend)
     model.startprob_, model.transmat_ = p["startprob"], p["transmat"]
@@ -134,7 +132,7 @@ def main() -> None:
         X, lengths = make_data(n_seq, length)
         p = initial_params(X)
         cases = {f"emframe[{b}]": partial(time_emframe, X, lengths, p, b) for b in backends}
-        if "numba" in backends and length >= _SPLIT_MIN:
+        if "numba" in backends:
             cases["emframe[numba, 1 thread]"] = partial(time_emframe, X, lengths, p, "numba",
                                                         two_threads=False)
         if peer:

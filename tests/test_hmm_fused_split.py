@@ -287,10 +287,12 @@ def test_the_worker_thread_only_with_two_cores(monkeypatch):
     monkeypatch.setattr(fused.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
     assert fused._two_cores()
-    monkeypatch.delenv(fused.THREADS_ENV)  # off by default
+    monkeypatch.delenv(fused.THREADS_ENV)  # on by default
+    assert fused._two_cores()
+    monkeypatch.setenv(fused.THREADS_ENV, "1")  # the user's opt-out
     assert not fused._two_cores()
-    monkeypatch.setenv(fused.THREADS_ENV, "two")
-    assert not fused._two_cores()
+    monkeypatch.setenv(fused.THREADS_ENV, "two")  # not a number: the default
+    assert fused._two_cores()
     monkeypatch.setenv(fused.THREADS_ENV, "2")
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # the user's opt-out
     assert not fused._two_cores()

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emframe
+from emframe.exceptions import NotFittedError
 
 TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -207,3 +208,21 @@ def test_before_fit_an_attribute_is_a_plain_attribute():
     g.means_ = np.zeros((2, 2))  # nothing to write through to yet; fit replaces it
     g.fit(blobs())
     assert not np.array_equal(g.means_, np.zeros((2, 2)))
+
+
+def test_attributes_assigned_before_fit_get_a_message_saying_how_to_use_known_parameters():
+    # scikit-learn users build a mixture by assigning its attributes; here that needs a fit
+    g = GaussianMixture(2)
+    g.weights_, g.means_ = np.array([0.5, 0.5]), np.zeros((2, 2))
+    with pytest.raises(NotFittedError,
+                       match=r"Attributes assigned before a fit \(means_, weights_\) are not "
+                             r"used: .* initial values \(means_init, .*precisions_init, "
+                             r"weights_init\) and fit with max_iter=0"):
+        g.predict(np.zeros((3, 2)))
+    X = blobs()
+    known = GaussianMixture(2, weights_init=[0.5, 0.5], means_init=[[0, 0], [5, 5]],
+                            precisions_init=np.stack([np.eye(2)] * 2), max_iter=0).fit(X)
+    np.testing.assert_array_equal(known.means_, [[0, 0], [5, 5]])
+    with pytest.raises(NotFittedError, match=r"yet\. Call 'fit' with "
+                                                                r"appropriate arguments[^A]*$"):
+        GaussianMixture(2).predict(X)  # nothing assigned: the plain message

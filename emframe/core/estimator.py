@@ -242,10 +242,18 @@ class EMEstimator(WriteThroughAttributes):
     # -- fitting -------------------------------------------------------------
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "params_"):
-            raise not_fitted_error(
-                f"This {type(self).__name__} instance is not fitted yet. "
-                "Call 'fit' with appropriate arguments before using this estimator."
-            )
+            msg = (f"This {type(self).__name__} instance is not fitted yet. "
+                   "Call 'fit' with appropriate arguments before using this estimator.")
+            # scikit-learn users build a model by assigning means_ etc.: say how here
+            by_hand = sorted(k for k in vars(self) if k.endswith("_") and not k.startswith("_"))
+            if by_hand:
+                inits = [n for n in self._get_param_names()
+                         if n.endswith("_init") and n != "n_init"]
+                how = (f"give them as initial values ({', '.join(inits)}) and fit with "
+                       "max_iter=0" if inits else "fit")
+                msg += (f" Attributes assigned before a fit ({', '.join(by_hand)}) are not "
+                        f"used: to score with known parameters, {how}.")
+            raise not_fitted_error(msg)
 
     def _warm_params(self) -> Params | None:
         """Parameters to continue from under ``warm_start``, or None."""

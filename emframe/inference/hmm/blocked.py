@@ -34,8 +34,10 @@ log space) whenever something is unusual: that bound above ``_CONSISTENCY_TOL``,
 a non-finite boundary, a check of the rerun failing, or a rerun chunk whose last forward
 (or first backward) vector differs from the boundary computed from the operators by
 more than ``_CONSISTENCY_TOL`` (a second line of defence: the identity check already
-sees such differences). So the blocked path never returns an answer the per-step
-recursion would not give, beyond rounding.
+sees such differences). So the blocked path never returns an answer other than the
+exact one beyond rounding. It may succeed where the per-step recursion has to go to log
+space (a backward variable of an impossible state that overflows over many steps does
+not overflow within a short chunk); the tests then compare it with that log-space result.
 """
 
 from __future__ import annotations

@@ -80,6 +80,21 @@ def _as_float32(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _pow2_32(typingctx, n):
+    """``2**n`` as a float32 for a float32 integer ``-126 <= n <= 127``, written into the
+    exponent bits in 32-bit integer arithmetic (vectorised where 64-bit lanes are not)."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        k = builder.fptosi(args[0], i32)
+        bits = builder.shl(builder.add(k, ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def exp_normal32(x):
     """exp(x) in float32 for float32 ``-87 <= x <= 88`` (the caller clamps, and handles NaN).
@@ -97,4 +112,4 @@ def exp_normal32(x):
     p = p * r + _C32[2]
     p = p * r + _C32[1]
     p = p * r + _C32[0]
-    return p * _as_float32((numba.int64(n) + 127) << 23)
+    return p * _pow2_32(n)

@@ -56,6 +56,18 @@ EXP_FLUSH_32 = -87.0
 
 NB32 = 3
 
+DENSE_32 = False
+DENSE_BLOCK = 512
+DENSE_MODE = 3
+
+
+def _ranges(factors):
+    nz = np.swapaxes(factors, 1, 2) != 0
+    d = nz.shape[2]
+    lo = np.where(nz.any(axis=2), nz.argmax(axis=2), 0)
+    hi = np.where(nz.any(axis=2), d - nz[:, :, ::-1].argmax(axis=2), 0)
+    return lo.astype(np.int64), hi.astype(np.int64)
+
 #: :meth:`GaussianKernel.posteriors` of rows whose largest log-density is below this
 #: come from the differences of the log-densities (rounding error > 0.1 nat here).
 _FAR_LOG_DENSITY = -(2.0**50)
@@ -549,7 +561,20 @@ class GaussianKernel:
             dirs[i] = (u[:, :nb] * (sv[:nb] * (1.0 - 1e-6))).T
         dirs = dirs.astype(dt).astype(np.float64)  # the kernel's, rounded to its dtype
         off = np.einsum("ktd,kd->kt", dirs, self.means[self.direct] - self.centre.astype(dt))
-        G, Gd, loglik = call_interruptible(
+        if dt == np.float32 and not self.fast.size and DENSE_32:
+            from emframe.inference.gaussian import _numba_dense
+
+            Gd, loglik = call_interruptible(
+                _numba_dense.mixture_e_step_dense,
+                X, np.ascontiguousarray(self.direct_centres, dtype=dt),
+                np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),
+                np.ascontiguousarray(shift, dtype=dt), np.ascontiguousarray(self.const[self.direct]),
+                a, b, out, summed, self.nq, w, has_w, DENSE_BLOCK, flush, *_ranges(factors),
+                DENSE_MODE,
+            )
+            G = np.zeros((self.n_rows, 0))
+        else:
+          G, Gd, loglik = call_interruptible(
             _numba_kernels().mixture_e_step,
             X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
             np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),

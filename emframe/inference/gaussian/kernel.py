@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compiled import call_interruptible, use_numba
+from ..compiled import use_numba
+from .fused import best_first_e_step, dense_e_step
 from .moments import GaussianMoments
 
 if TYPE_CHECKING:
@@ -54,19 +55,9 @@ EXP_FLUSH = -500.0
 #: divides by, so this changes no parameter; it lets the kernel skip far more rows.
 EXP_FLUSH_32 = -87.0
 
-NB32 = 3
-
-DENSE_32 = False
-DENSE_BLOCK = 512
-DENSE_MODE = 3
-
-
-def _ranges(factors):
-    nz = np.swapaxes(factors, 1, 2) != 0
-    d = nz.shape[2]
-    lo = np.where(nz.any(axis=2), nz.argmax(axis=2), 0)
-    hi = np.where(nz.any(axis=2), d - nz[:, :, ::-1].argmax(axis=2), 0)
-    return lo.astype(np.int64), hi.astype(np.int64)
+#: With float32 arithmetic, every component about its own mean and at most this many
+#: features, every component is scored on every row (see ``fused``).
+DENSE_MAX_FEATURES_32 = 16
 
 #: :meth:`GaussianKernel.posteriors` of rows whose largest log-density is below this
 #: come from the differences of the log-densities (rounding error > 0.1 nat here).
@@ -85,13 +76,6 @@ def _use_numba(backend: str, n_rows: int | None = None) -> bool:
     compiled = use_numba(backend)
     return compiled if backend == "numba" else compiled and (n_rows is None
                                                             or n_rows >= FUSED_MIN_ROWS)
-
-
-def _numba_kernels() -> Any:
-    # Imported lazily: importing numba costs ~0.5 s and it is optional.
-    from emframe.inference.gaussian import _numba
-
-    return _numba
 
 
 #: Multiply-adds per matrix product on one block of rows. About 4e5 keeps a block
@@ -546,43 +530,17 @@ class GaussianKernel:
             dt = np.dtype(np.float64)
         X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype == np.float32 else np.float64)
         W = np.ascontiguousarray(self.W, dtype=dt)
-        a, b, out, summed = self.kind.feature_pairs(self.n_features)
         has_w = sample_weight is not None
         w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.zeros(0)
         flush = EXP_FLUSH_32 if dt == np.float32 else EXP_FLUSH
         factors = self._direct_factors()
         shift = np.einsum("kd,kde->ke", self.means[self.direct] - self.direct_centres, factors)
-        # leading principal directions of each precision M M' (the columns of U S, with
-        # M = U S V'), shrunk by a margin for rounding: the kernel's lower bounds
-        nb = min(NB32 if dt == np.float32 else 3, self.n_features)
-        dirs = np.empty((self.direct.size, nb, self.n_features))
-        for i, f in enumerate(factors):
-            u, sv, _ = np.linalg.svd(f)
-            dirs[i] = (u[:, :nb] * (sv[:nb] * (1.0 - 1e-6))).T
-        dirs = dirs.astype(dt).astype(np.float64)  # the kernel's, rounded to its dtype
-        off = np.einsum("ktd,kd->kt", dirs, self.means[self.direct] - self.centre.astype(dt))
-        if dt == np.float32 and not self.fast.size and DENSE_32:
-            from emframe.inference.gaussian import _numba_dense
-
-            Gd, loglik = call_interruptible(
-                _numba_dense.mixture_e_step_dense,
-                X, np.ascontiguousarray(self.direct_centres, dtype=dt),
-                np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),
-                np.ascontiguousarray(shift, dtype=dt), np.ascontiguousarray(self.const[self.direct]),
-                a, b, out, summed, self.nq, w, has_w, DENSE_BLOCK, flush, *_ranges(factors),
-                DENSE_MODE,
-            )
+        if dt == np.float32 and not self.fast.size and self.n_features <= DENSE_MAX_FEATURES_32:
             G = np.zeros((self.n_rows, 0))
+            Gd, loglik = dense_e_step(self, X, factors, shift, w, has_w, flush)
         else:
-          G, Gd, loglik = call_interruptible(
-            _numba_kernels().mixture_e_step,
-            X, self.centre.astype(dt), W, np.ascontiguousarray(self.direct_centres, dtype=dt),
-            np.ascontiguousarray(np.swapaxes(factors, 1, 2), dtype=dt),
-            np.ascontiguousarray(shift, dtype=dt), np.ascontiguousarray(self.const[self.direct]),
-            np.ascontiguousarray(dirs.reshape(-1, self.n_features), dtype=dt),
-            np.ascontiguousarray(off.reshape(self.direct.size, nb)),
-            a, b, out, summed, self.nq, w, has_w, self.block, flush, dt == np.float32,
-        )
+            G, Gd, loglik = best_first_e_step(self, X, W, factors, shift, dt, w, has_w,
+                                              flush)
         if np.isnan(loglik):
             # Rows so far out that the expansion overflowed (inf - inf), or invalid
             # input: the numpy path evaluates such rows directly, or reports them.

@@ -238,3 +238,48 @@ def test_the_fit_loop_uses_the_model_s_tolerance():
     model.declared = 0.0
     with pytest.raises(MonotonicityError):
         fit_em(model, X, tol=0.0, max_iter=30, random_state=0, strict=True)
+
+
+@settings(max_examples=15, deadline=None)
+@given(covariance_type=st.sampled_from(TYPES), K=st.integers(1, 6), d=st.integers(1, 6),
+       n=st.integers(20, 3000), spread=st.sampled_from([0.05, 0.5, 2.0]),
+       weighted=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_dense_float32_e_step_is_within_1e_4_of_float64_and_of_best_first(
+        covariance_type, K, d, n, spread, weighted, seed):
+    # Every component scored about its own mean on every row (the dense path, taken when
+    # none is expanded and d <= DENSE_MAX_FEATURES_32) against the float64 numpy path and
+    # the best-first path on the same numbers.
+    import emframe.inference.gaussian.fused as fused
+
+    rng = np.random.default_rng(seed)
+    strategy, means, pc, weights, X32 = separated_blobs(rng, covariance_type, K, d, n, spread,
+                                                        40.0)
+    w = rng.uniform(0.1, 3, size=n) if weighted else None
+    k64 = GaussianKernel(strategy, means, pc, weights=weights)
+    k32 = GaussianKernel(strategy, means, pc, weights=weights, dtype=np.float32)
+    ref, ll_ref = k64.mixture_e_step(X32.astype(np.float64), w, backend="numpy")
+    calls = []
+    real = fused.dense_e_step
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernel_mod, "dense_e_step", lambda *a: calls.append(1) or real(*a))
+        dense, ll_dense = k32.mixture_e_step(X32, w, backend="numba")
+        assert len(calls) == (0 if k32.fast.size else 1)
+        mp.setattr(kernel_mod, "DENSE_MAX_FEATURES_32", 0)
+        best, ll_best = k32.mixture_e_step(X32, w, backend="numba")
+        assert len(calls) <= 1
+    eps = np.finfo(np.float32).eps
+    bound = 8 * eps * (abs(ll_ref) + n) + n * kernel_mod.EXPANSION_MAX_DISTANCE_32 * eps
+    assert abs(ll_dense - ll_ref) <= bound
+    assert abs(ll_dense - ll_best) <= bound
+    model = GaussianMixtureModel(K, covariance_type=covariance_type)
+    live = ref.nk > 1e3 * NK_EPS
+    rows = (k64.posteriors(X32.astype(np.float64)) > 1e-6).sum(axis=0)
+    if np.any(live & (rows <= d)):
+        return  # a collapsing component: see the test above
+    a, b = model.m_step(ref), model.m_step(dense)
+    per_component = ("means",) if covariance_type == "tied" else ("means", "covariances")
+    for name in ("weights", "means", "covariances"):
+        x, y = getattr(b, name), getattr(a, name)
+        if name in per_component:
+            x, y = x[live], y[live]
+        assert np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(y)), name

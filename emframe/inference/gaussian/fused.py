@@ -13,14 +13,11 @@ and 32, components overlapping or apart); at d = 30, K = 4 best first is 5-20% f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..compiled import call_interruptible
-
-if TYPE_CHECKING:
-    from .kernel import GaussianKernel
 
 #: Principal directions per far component in the lower bounds of the best-first path.
 NB32 = 3
@@ -34,7 +31,7 @@ def dense_block_rows(K: int, d: int) -> int:
     return rows - 64 if rows & (rows - 1) == 0 else rows
 
 
-def dense_e_step(kernel: GaussianKernel, X: np.ndarray, factors: np.ndarray, shift: np.ndarray,
+def dense_e_step(kernel: Any, X: np.ndarray, factors: np.ndarray, shift: np.ndarray,
                  w: np.ndarray, has_w: bool, flush: float) -> tuple[np.ndarray, float]:
     """``(Gd, log_likelihood)`` of the float32 data ``X`` (n, d), as the compiled kernel
     returns them, every component scored about its float32 mean ``kernel.direct_centres``
@@ -53,7 +50,7 @@ def dense_e_step(kernel: GaussianKernel, X: np.ndarray, factors: np.ndarray, shi
     )
 
 
-def best_first_e_step(kernel: GaussianKernel, X: np.ndarray, W: np.ndarray, factors: np.ndarray,
+def best_first_e_step(kernel: Any, X: np.ndarray, W: np.ndarray, factors: np.ndarray,
                       shift: np.ndarray, dt: np.dtype, w: np.ndarray, has_w: bool,
                       flush: float) -> tuple[np.ndarray, np.ndarray, float]:
     """``(G, Gd, log_likelihood)`` from :func:`~emframe.inference.gaussian._numba.mixture_e_step`

@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=1, help="fits per library")
     parser.add_argument("--fit-iters", type=int, default=10, help="iterations of the whole fit")
+    parser.add_argument("--sections", default="1234",
+                        help="which sections to run, e.g. 4 for the float32 one alone")
     args = parser.parse_args()
 
     import sklearn
@@ -182,6 +184,14 @@ def main() -> None:
           f"{blas_threads()}")
     print(load())
 
+    if set(args.sections) & set("123"):
+        sections_1_to_3(X, init, args)
+    if "4" in args.sections:
+        section_4(X, init, args)
+
+
+def sections_1_to_3(X: np.ndarray, init: dict, args: argparse.Namespace) -> None:
+    """Sections 1-3: an iteration, a whole fit and the initialisation against scikit-learn."""
     time_emframe(X[:2000], args.k, 2, initial_params(X[:2000], args.k))  # compile/load numba
     em_w, em_c, sk_w, sk_c = [], [], [], []
     for _ in range(args.repeats):
@@ -229,26 +239,39 @@ def main() -> None:
     print(f"   sklearn  {np.median([t[0] for t in sk_i]):.4f} s "
           f"(CPU {np.median([t[1] for t in sk_i]):.4f})")
 
-    print("\n4. float32 data (emframe; same numbers as float64)")
+def section_4(X: np.ndarray, init: dict, args: argparse.Namespace) -> None:
+    """float32 input against the same numbers in float64; ``--repeats`` rounds, round robin."""
+    print(f"\n4. float32 data (emframe; same numbers as float64; {args.repeats} round(s), "
+          f"round robin, per-iteration medians over all rounds)")
     X32 = X.astype(np.float32)
+    X64 = X32.astype(np.float64)
     init32 = {k: v.astype(np.float32) for k, v in init.items()}
     warm = min(args.n, 20_000)  # the compiled kernel's float32 variants, loaded once
     time_emframe(X32[:warm], args.k, 2, initial_params(X[:warm], args.k), float32_arith=True)
     time_emframe(X32[:warm], args.k, 2, initial_params(X[:warm], args.k))
-    w64, c64, fit64 = time_emframe(X32.astype(np.float64), args.k, args.iters, init32)
-    w32, c32, fit32 = time_emframe(X32, args.k, args.iters, init32)
-    wa, ca, fita = time_emframe(X32, args.k, args.iters, init32, float32_arith=True)
-    for label, (w, c, f) in {"float64 data      ": (w64, c64, fit64),
-                             "float32, f64 arith": (w32, c32, fit32),
-                             "float32, f32 arith": (wa, ca, fita)}.items():
+    variants = {"float64 data      ": (X64, False), "float32, f64 arith": (X32, False),
+                "float32, f32 arith": (X32, True)}
+    runs: dict[str, list] = {label: [] for label in variants}
+    for _ in range(args.repeats):
+        for label, (data, f32) in variants.items():
+            runs[label].append(time_emframe(data, args.k, args.iters, init32, float32_arith=f32))
+    # per-iteration times of every round side by side: (rounds, iterations)
+    merged = {label: (np.array([r[0] for r in rs]), np.array([r[1] for r in rs]), rs[-1][2])
+              for label, rs in runs.items()}
+    c64_all, fit64 = merged["float64 data      "][1], merged["float64 data      "][2]
+    c64 = c64_all.ravel()
+    for label, (w_all, c_all, f) in merged.items():
+        w, c = w_all.ravel(), c_all.ravel()
         diff = max(float(np.max(np.abs(np.asarray(getattr(f, a), float) - getattr(fit64, a)))
                          / np.max(np.abs(getattr(fit64, a))))
                    for a in ("weights_", "means_", "covariances_"))
-        half = max(2, len(c) // 5)  # early iterations (overlapping components) and the rest
+        half = max(2, c_all.shape[1] // 5)  # early iterations (overlapping components), rest
+        early, late = c_all[:, 1:half].ravel(), c_all[:, half:].ravel()
+        early64, late64 = c64_all[:, 1:half].ravel(), c64_all[:, half:].ravel()
         print(f"   {label} {fmt(w, c)}; speed-up (CPU medians) "
               f"{np.median(c64) / np.median(c):.2f}x (iterations 2-{half}: "
-              f"{np.median(c64[1:half]) / np.median(c[1:half]):.2f}x, after: "
-              f"{np.median(c64[half:]) / np.median(c[half:]):.2f}x); rel. param. diff "
+              f"{np.median(early64) / np.median(early):.2f}x, after: "
+              f"{np.median(late64) / np.median(late):.2f}x); rel. param. diff "
               f"{diff:.1e}; dtype {f.means_.dtype}")
     print(f"   {load()}")
 

@@ -95,7 +95,8 @@ def time_emframe(X: np.ndarray, k: int, iters: int, init: dict, float32_arith: b
     from emframe.models import GaussianMixture
     from emframe.models.mixtures.gaussian import GaussianMixtureModel
 
-    GaussianMixtureModel.float32_arithmetic = float32_arith
+    saved = GaussianMixtureModel.float32_arithmetic
+    GaussianMixtureModel.float32_arithmetic = float32_arith  # forced either way
     try:
         gm = GaussianMixture(k, covariance_type="full", tol=0.0, max_iter=iters, **init)
         stamps = Stamps()
@@ -103,7 +104,7 @@ def time_emframe(X: np.ndarray, k: int, iters: int, init: dict, float32_arith: b
             warnings.simplefilter("ignore")
             gm.fit(X, callbacks=[stamps])
     finally:
-        GaussianMixtureModel.float32_arithmetic = False
+        GaussianMixtureModel.float32_arithmetic = saved
     wall, cpu = stamps.diffs()
     return wall, cpu, gm
 

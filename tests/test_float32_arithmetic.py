@@ -33,12 +33,13 @@ def compiled_kernel_on_small_data():
 
 
 @contextlib.contextmanager
-def float32_arithmetic():
-    GaussianMixtureModel.float32_arithmetic = True
+def float32_arithmetic(value=True):
+    saved = GaussianMixtureModel.float32_arithmetic
+    GaussianMixtureModel.float32_arithmetic = value
     try:
         yield
     finally:
-        GaussianMixtureModel.float32_arithmetic = False
+        GaussianMixtureModel.float32_arithmetic = saved
 
 
 def separated_blobs(rng, covariance_type, K, d, n, spread, offset):
@@ -211,6 +212,32 @@ def test_gaussian_mixture_declares_float32_precision_only_with_float32_arithmeti
     monkeypatch.setattr(GaussianMixtureModel, "float32_arithmetic", True)
     assert model.evaluation_rtol() == 8 * np.finfo(np.float32).eps
     assert monotone_rtol(model) == 8 * np.finfo(np.float32).eps
+
+
+def test_float32_data_get_float32_arithmetic_by_default_and_float64_data_never(monkeypatch):
+    # the default (None) follows the fitted data's dtype, as scikit-learn computes float32
+    # data in float32; the estimator records that dtype when it builds the model
+    from emframe.models import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    *_, X32 = separated_blobs(rng, "full", 3, 2, 1500, 0.5, 20.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = GaussianMixture(3, random_state=0).fit(X32.astype(np.float64))
+        b = GaussianMixture(3, random_state=0).fit(X32)
+    assert GaussianMixtureModel.float32_arithmetic is None
+    assert not a._model.uses_float32() and a._model.evaluation_rtol() == 0.0
+    assert b._model.uses_float32()
+    assert b._model.evaluation_rtol() == 8 * np.finfo(np.float32).eps
+    for name in ("weights_", "means_", "covariances_"):
+        x, y = getattr(b, name), getattr(a, name)
+        assert np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(y)), name
+    # forcing it off gives float64 arithmetic on float32 data again
+    monkeypatch.setattr(GaussianMixtureModel, "float32_arithmetic", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = GaussianMixture(3, random_state=0).fit(X32)
+    assert not c._model.uses_float32() and c._model.evaluation_rtol() == 0.0
 
 
 def test_the_fit_loop_uses_the_model_s_tolerance():

@@ -118,13 +118,21 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
     #: dtype of the fitted data (a float32 fit keeps float32 parameters, as scikit-learn).
     fit_dtype: np.dtype = np.dtype(np.float64)
     #: float32 features and products for float32 data (log-densities and moments summed
-    #: in float64 per block). Off by default: on W1 it is only about as fast as float64
-    #: arithmetic (docs/benchmarks.md). With it on, :meth:`evaluation_rtol` declares
-    #: float32 precision to the monotonicity guard. A row's log-density is then within
-    #: about 1e-5 nats, and a component that collapses onto d rows or fewer can be
-    #: reported as not positive definite where float64 arithmetic, with the same
-    #: ``reg_covar``, still fits it (its float32 second moments are indefinite by rounding).
-    float32_arithmetic: bool = False
+    #: in float64 per block), as scikit-learn computes float32 data in float32. None (the
+    #: default): on when the estimator fits float32 data (:attr:`fit_dtype`); True or
+    #: False force it. With it on, :meth:`evaluation_rtol` declares float32 precision to
+    #: the monotonicity guard. A row's log-density is then within about 1e-5 nats, the
+    #: M-step's parameters within 1e-4 relative of float64 arithmetic's, and a component
+    #: that collapses onto d rows or fewer can be reported as not positive definite where
+    #: float64 arithmetic, with the same ``reg_covar``, still fits it (its float32 second
+    #: moments are indefinite by rounding): fit ``X.astype(float)`` then.
+    float32_arithmetic: bool | None = None
+
+    def uses_float32(self) -> bool:
+        """Whether float32 data get float32 arithmetic (see :attr:`float32_arithmetic`)."""
+        if self.float32_arithmetic is None:
+            return self.fit_dtype == np.float32
+        return bool(self.float32_arithmetic)
 
     def __init__(
         self,
@@ -217,13 +225,13 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
         return GaussianMixtureParams(**start)
 
     def evaluation_rtol(self) -> float:
-        """``8 * eps(float32)`` (~1e-6) with :attr:`float32_arithmetic`, else 0.
+        """``8 * eps(float32)`` (~1e-6) with float32 arithmetic (:meth:`uses_float32`), else 0.
 
         float32 rounding moves the evaluated log-likelihood by ~1e-8 relative (measured
         on W1; a row's error is at most a few float32 units of its log-density), above the
         engine's float64 tolerance (1e-9) near convergence.
         """
-        return 8.0 * float(np.finfo(np.float32).eps) if self.float32_arithmetic else 0.0
+        return 8.0 * float(np.finfo(np.float32).eps) if self.uses_float32() else 0.0
 
     # -- EM ----------------------------------------------------------------
     def _kernel(self, params: GaussianMixtureParams) -> GaussianKernel:
@@ -264,7 +272,7 @@ class GaussianMixtureModel(CovariancePrior, MixtureModel[GaussianMixtureParams, 
             X = X.astype(np.float64, copy=False)
         kernel = GaussianKernel(
             self.strategy, params.means, params.precisions_cholesky, weights=params.weights,
-            dtype=X.dtype if self.float32_arithmetic else np.float64,
+            dtype=X.dtype if self.uses_float32() else np.float64,
         )
         return kernel.mixture_e_step(X, sample_weight)
 

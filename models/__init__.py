@@ -2,8 +2,8 @@
 
 - :mod:`emframe.models.mixtures`: :class:`GaussianMixture`, :class:`BernoulliMixture`;
 - :mod:`emframe.models.hmm`: :class:`GaussianHMM`, :class:`CategoricalHMM`,
-  :class:`PoissonHMM`, :class:`GMMHMM`, :class:`AutoRegressiveHMM` and the generic
-  :class:`HMM`;
+  :class:`PoissonHMM`, :class:`MultinomialHMM`, :class:`GMMHMM`,
+  :class:`AutoRegressiveHMM` and the generic :class:`HMM`;
 - :mod:`emframe.models.missing`: :class:`MissingDataGaussian`,
   :class:`MissingDataGaussianMixture`;
 - :mod:`emframe.models.robust`: :class:`StudentTMixture`;
@@ -16,6 +16,7 @@ from emframe.models.hmm import (
     AutoRegressiveHMM,
     CategoricalHMM,
     GaussianHMM,
+    MultinomialHMM,
     PoissonHMM,
 )
 from emframe.models.missing import MissingDataGaussian, MissingDataGaussianMixture
@@ -34,6 +35,7 @@ __all__ = [
     "LinearGaussianSSM",
     "MissingDataGaussian",
     "MissingDataGaussianMixture",
+    "MultinomialHMM",
     "PoissonHMM",
     "StudentTMixture",
 ]

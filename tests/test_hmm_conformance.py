@@ -25,12 +25,17 @@ def _data(kind, rng, lengths):
     n = int(np.sum(lengths))
     if kind == "categorical":
         return rng.integers(0, 4, size=(n, 1)).astype(float)
-    if kind == "poisson":
+    if kind.startswith("poisson"):
         return rng.poisson([2.0, 7.0], size=(n, 2)).astype(float)
+    if kind == "multinomial":
+        p = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])[rng.integers(0, 2, n)]
+        return np.stack([rng.multinomial(t, q) for t, q in zip(rng.integers(0, 8, n), p)]
+                        ).astype(float)
     return _gaussian_data(rng, n)
 
 
-KINDS = ["categorical", "poisson", *COVARIANCE_TYPES, *(f"gmm-{c}" for c in COVARIANCE_TYPES)]
+DISCRETE = ("categorical", "poisson", "poisson-prior", "multinomial")
+KINDS = [*DISCRETE, *COVARIANCE_TYPES, *(f"gmm-{c}" for c in COVARIANCE_TYPES)]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -66,7 +71,7 @@ def test_map_priors_monotone_and_additive(kind):
 def test_monotone_additive_valid_hypothesis(kind, lengths, k, seed, prior):
     rng = np.random.default_rng(seed)
     X = _data(kind, rng, lengths)
-    if kind not in ("categorical", "poisson") and X.shape[0] < 6:
+    if kind not in DISCRETE and X.shape[0] < 6:
         X = X + rng.normal(size=X.shape)  # no exact duplicates in tiny samples
     seqs = Sequences(X, lengths)
     model = HMMModel(emission(kind), k, transmat_prior=prior)

@@ -1,4 +1,4 @@
-"""The named HMM estimators: GaussianHMM, CategoricalHMM, PoissonHMM and GMMHMM.
+"""The named HMM estimators: GaussianHMM, CategoricalHMM, PoissonHMM, MultinomialHMM, GMMHMM.
 
 Each is the generic :class:`~emframe.models.hmm.HMM` with a fixed emission
 component built from its hyperparameters, and the emission parameters exposed
@@ -15,6 +15,7 @@ from emframe.models.hmm.emissions import (
     CategoricalEmission,
     GaussianEmission,
     GMMEmission,
+    MultinomialEmission,
     PoissonEmission,
     check_symbols,
 )
@@ -23,7 +24,7 @@ from emframe.models.hmm.estimator import HMM, _ParamAttribute, _store_args
 
 from emframe.core.validation import check_scalar
 
-__all__ = ["CategoricalHMM", "GaussianHMM", "GMMHMM", "PoissonHMM"]
+__all__ = ["CategoricalHMM", "GaussianHMM", "GMMHMM", "MultinomialHMM", "PoissonHMM"]
 
 _COMMON_DOC = """
     startprob_prior : float or array-like of shape (n_components,), default 1.0
@@ -222,6 +223,17 @@ class PoissonHMM(_FeatureCount, HMM):
     ----------
     n_components : int, default 1
         Number of hidden states.
+    lambdas_prior, lambdas_weight : float or array-like, default 0.0
+        A Gamma prior on every rate (hmmlearn's parameters), its density proportional
+        to ``lam ** lambdas_prior * exp(-lambdas_weight * lam)``: Gamma with shape
+        ``lambdas_prior + 1`` and rate ``lambdas_weight``. Numbers or arrays
+        broadcastable to (n_components, n_features) (a per-state value has shape
+        (n_components, 1)), >= 0; both 0 (the default) is maximum likelihood. The
+        M-step is the MAP update ``(lambdas_prior + S_k) / (lambdas_weight + N_k)``
+        (``N_k`` expected steps in state k, ``S_k`` their summed counts), and
+        ``loglik_history_`` includes the log prior density. (hmmlearn divides by
+        ``lambdas_weight + N`` with N the steps of all states, which equals this only
+        for one state.)
     {_COMMON_DOC}
 
     Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"l"`` lambdas_.
@@ -245,6 +257,8 @@ class PoissonHMM(_FeatureCount, HMM):
         self,
         n_components: int = 1,
         *,
+        lambdas_prior: Any = 0.0,
+        lambdas_weight: Any = 0.0,
         startprob_prior: Any = 1.0,
         transmat_prior: Any = 1.0,
         algorithm: str = "viterbi",
@@ -262,7 +276,85 @@ class PoissonHMM(_FeatureCount, HMM):
         _store_args(self, locals())
 
     def _make_emission(self, X: Any) -> PoissonEmission:
-        return PoissonEmission()
+        emission = PoissonEmission(self.lambdas_prior, self.lambdas_weight)
+        # checked here, against the data's width, rather than at the first M-step
+        if X is not None and np.ndim(X) == 2:
+            emission.check_prior(int(self.n_components), int(np.shape(X)[1]))
+        elif "n_features_in_" in self.__dict__:
+            emission.check_prior(int(self.n_components), int(self.n_features_in_))
+        return emission
+
+
+class MultinomialHMM(_FeatureCount, HMM):
+    __doc__ = f"""HMM with multinomial emissions: each row counts the trials of a step per category.
+
+    Row t holds non-negative integer counts over ``n_features`` categories; in state k
+    it is ``Multinomial(n_t, emissionprob_[k])`` with ``n_t`` the row's number of
+    trials. A row of NaN is a missing step (it counts only through the transitions);
+    a row with only some counts missing is refused.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    n_trials : int or None, default None
+        The number of trials of every step: every row of the data must sum to it
+        (checked). None takes each row's total as its number of trials, so rows may
+        differ (hmmlearn's likelihood; hmmlearn then stores the training totals in
+        ``n_trials``, emframe leaves the argument as given). ``sample``, ``impute`` and
+        ``sample_imputations`` need an int.
+    {_COMMON_DOC}
+
+    Letters: ``"s"`` startprob_, ``"t"`` transmat_, ``"e"`` emissionprob_.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    emissionprob_ : ndarray of shape (n_components, n_features)
+        Probability that a trial in state k falls in category j; rows sum to one.
+    n_features : int
+        Number of categories (columns of X), as in hmmlearn: ``n_features_in_`` after
+        ``fit``; before it, the value set or the width of ``emissionprob_`` set.
+    converged_, n_iter_, loglik_history_, params_
+
+    Notes
+    -----
+    The M-step is ``emissionprob_[k] ∝ sum_t gamma_tk x_t`` (closed form), as
+    hmmlearn's. A category of probability 0 in a state makes any row counting it
+    impossible there (log-likelihood -inf), and such zeros stay zero.
+    """
+
+    emissionprob_ = _ParamAttribute(
+        "emissionprob", "Category probabilities, shape (n_components, n_features)."
+    )
+    _width_field = "emissionprob"
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        n_trials: int | None = None,
+        *,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        algorithm: str = "viterbi",
+        init_params: str = "ste",
+        params: str = "ste",
+        tol: float = 1e-4,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        strict: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        _store_args(self, locals())
+
+    def _make_emission(self, X: Any) -> MultinomialEmission:
+        if self.n_trials is not None:
+            check_scalar(self.n_trials, "n_trials", (int, np.integer), min_value=1)
+        return MultinomialEmission(self.n_trials)
 
 
 class GaussianHMM(_FeatureCount, HMM):

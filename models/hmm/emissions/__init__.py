@@ -6,7 +6,8 @@ turn state posteriors into additive weighted statistics, and how to maximise the
 It holds no data and no fitted state, so one instance can serve many fits.
 
 Shipped: :class:`GaussianEmission` (four covariance types), :class:`CategoricalEmission`,
-:class:`PoissonEmission`, :class:`GMMEmission` (a Gaussian mixture per state) and
+:class:`PoissonEmission`, :class:`MultinomialEmission` (category counts),
+:class:`GMMEmission` (a Gaussian mixture per state) and
 :class:`AutoRegressiveEmission` (a vector autoregression per state).
 Any subclass of :class:`Emission` can be plugged into :class:`~emframe.models.hmm.HMM`.
 """
@@ -25,6 +26,11 @@ from emframe.models.hmm.emissions.categorical import (
 )
 from emframe.models.hmm.emissions.gaussian import GaussianEmission, GaussianParams
 from emframe.models.hmm.emissions.gmm import GMMEmission, GMMParams, GMMStats
+from emframe.models.hmm.emissions.multinomial import (
+    MultinomialEmission,
+    MultinomialParams,
+    MultinomialStats,
+)
 from emframe.models.hmm.emissions.poisson import PoissonEmission, PoissonParams, PoissonStats
 
 __all__ = [
@@ -39,6 +45,9 @@ __all__ = [
     "GMMStats",
     "GaussianEmission",
     "GaussianParams",
+    "MultinomialEmission",
+    "MultinomialParams",
+    "MultinomialStats",
     "PoissonEmission",
     "PoissonParams",
     "PoissonStats",

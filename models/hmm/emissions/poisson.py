@@ -193,12 +193,54 @@ class PoissonEmission(Emission):
     (0 if it has none); in the statistics a missing count of a step in state k is
     replaced by its conditional expectation, the rate ``lambdas[k, j]`` (features are
     independent given the state), and steps with no observed count are left out.
+
+    Parameters
+    ----------
+    lambdas_prior, lambdas_weight : float or array-like, default 0.0
+        Broadcastable to (n_components, n_features), non-negative.
+        A Gamma prior on every rate, with density proportional to
+        ``lam ** lambdas_prior * exp(-lambdas_weight * lam)`` (shape
+        ``lambdas_prior + 1``, rate ``lambdas_weight``); both 0 is no prior. The
+        M-step is the MAP update ``(lambdas_prior + S_k) / (lambdas_weight + N_k)``
+        with ``N_k`` the expected steps in state k and ``S_k`` their summed counts,
+        and :meth:`log_prior` adds the log density to the monitored objective. A
+        state with ``lambdas_weight + N_k = 0`` (unused, no prior rate) takes the
+        overall mean rate.
     """
 
     letters: ClassVar[Mapping[str, str]] = {"l": "lambdas"}
     param_constraints: Mapping[str, str] | None = {"lambdas": "positive"}
     attributes: ClassVar[Mapping[str, str]] = {"lambdas": "lambdas_"}
     supports_missing: ClassVar[bool] = True
+
+    def __init__(self, lambdas_prior: Any = 0.0, lambdas_weight: Any = 0.0) -> None:
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+
+    def _prior(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``lambdas_prior`` and ``lambdas_weight`` broadcast to ``shape`` (validated)."""
+        out = []
+        for name in ("lambdas_prior", "lambdas_weight"):
+            value = getattr(self, name)
+            try:
+                arr = np.broadcast_to(np.asarray(value, dtype=float), shape)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{name} must be a number or an array broadcastable to (n_components, "
+                    f"n_features) = {shape}, got {value!r}"
+                ) from None
+            if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                raise ValueError(
+                    f"{name} must be finite and non-negative (a Gamma prior "
+                    f"lam**lambdas_prior * exp(-lambdas_weight * lam); 0 is no prior), "
+                    f"got {value!r}"
+                )
+            out.append(arr)
+        return out[0], out[1]
+
+    def check_prior(self, n_components: int, n_features: int) -> None:
+        """Raise ``ValueError`` unless the prior is valid for these shapes."""
+        self._prior((n_components, n_features))
 
     def check_X(self, X: Any) -> np.ndarray:
         X = check_array(X, allow_nan=True)
@@ -283,11 +325,23 @@ class PoissonEmission(Emission):
         return np.where(np.isnan(X), draws, X)
 
     def m_step(self, stats: PoissonStats) -> PoissonParams:
-        post = stats.post[:, None]
-        # An unused state (zero posterior mass) gets the overall mean rate.
+        alpha, beta = self._prior(stats.obs.shape)
+        num = stats.obs + alpha
+        den = stats.post[:, None] + beta
+        # An unused state (zero posterior mass) without prior weight gets the overall mean rate.
         overall = stats.obs.sum(axis=0) / max(float(stats.post.sum()), np.finfo(float).tiny)
-        lam = np.where(post > 0, stats.obs / np.where(post > 0, post, 1.0), overall)
+        lam = np.where(den > 0, num / np.where(den > 0, den, 1.0), overall)
         return PoissonParams(lam)
+
+    def log_prior(self, params: PoissonParams) -> float:
+        lam = params.lambdas
+        alpha, beta = self._prior(lam.shape)
+        if not (np.any(alpha) or np.any(beta)):
+            return 0.0
+        # alpha * log(lam) is 0 where alpha is 0, also at a rate of 0
+        with np.errstate(divide="ignore"):
+            log_lam = np.where(alpha > 0, np.log(np.where(alpha > 0, lam, 1.0)), 0.0)
+        return float(np.sum(alpha * log_lam - beta * lam))
 
     def check_params(self, params: PoissonParams, n_components: int) -> None:
         lam = params.lambdas

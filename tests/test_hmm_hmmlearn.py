@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from emframe.models import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emframe.models import GMMHMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 from threadpoolctl import threadpool_limits
 
 from emframe.core.numerics import logsumexp
@@ -140,6 +140,49 @@ def test_poisson_hmm_equals_hmmlearn(start, n_features):
     _close(ours.transmat_, ref.transmat_)
     _close(ours.startprob_, ref.startprob_)
     _check_history(ours, ref)
+
+
+@pytest.mark.parametrize("n_trials", [None, 7])
+def test_multinomial_hmm_equals_hmmlearn(start, n_trials):
+    # n_trials=None: every row is its own number of trials, in both (hmmlearn stores the
+    # training totals in n_trials); rows of total 0 included
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(4), size=3)[np.repeat(rng.integers(0, 3, 30), 10)]
+    totals = rng.integers(0, 12, size=300) if n_trials is None else np.full(300, n_trials)
+    X = np.stack([rng.multinomial(t, q) for t, q in zip(totals, p)])
+    init = dict(start, emissionprob=rng.dirichlet(np.ones(4), size=K))
+    ours = _set(MultinomialHMM(K, n_trials, init_params="", tol=0.0, max_iter=N_ITER), **init)
+    ours.fit(X, LENGTHS)
+    ref = _set(hmm.MultinomialHMM(K, n_trials, init_params="", n_iter=N_ITER, tol=-np.inf),
+               **init)
+    _fit_hmmlearn(ref, X, LENGTHS)
+    _close(ours.emissionprob_, ref.emissionprob_)
+    _close(ours.transmat_, ref.transmat_)
+    _close(ours.startprob_, ref.startprob_)
+    _check_history(ours, ref)
+    _close(ours.score(X, LENGTHS), ref.score(X, LENGTHS), rtol=1e-10)
+    assert ours.n_parameters() == 2 + 6 + 9  # hmmlearn's count: 's', 't', 'e'
+
+
+@pytest.mark.parametrize("lambdas_prior, lambdas_weight", [
+    (3.0, 0.5), (np.array([[1.0, 4.0]]), np.array([[2.0, 0.1]])),
+])
+def test_poisson_prior_with_one_state_equals_hmmlearn(lambdas_prior, lambdas_weight):
+    # hmmlearn divides by lambdas_weight plus the steps of ALL states: with one state that
+    # is the state's own count, the MAP update emframe makes for any number of states
+    X = np.random.default_rng(6).poisson([3.0, 8.0], size=(300, 2))
+    init = {"startprob": np.array([1.0]), "transmat": np.array([[1.0]]),
+            "lambdas": np.array([[1.0, 2.0]])}
+    kw = dict(lambdas_prior=lambdas_prior, lambdas_weight=lambdas_weight, init_params="")
+    ours = _set(PoissonHMM(1, tol=0.0, max_iter=3, **kw), **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        ours.fit(X, LENGTHS)
+    ref = _set(hmm.PoissonHMM(1, n_iter=3, tol=-np.inf, **kw), **init)
+    _fit_hmmlearn(ref, X, LENGTHS)
+    _close(ours.lambdas_, ref.lambdas_)
+    expected = (lambdas_prior + X.sum(axis=0)) / (lambdas_weight + len(X))
+    _close(ours.lambdas_, np.broadcast_to(expected, (1, 2)), rtol=1e-12)
 
 
 def test_categorical_hmm_equals_hmmlearn(start):

@@ -83,7 +83,7 @@ class MultinomialEmission(Emission):
                 "total is its number of trials"
             )
         with np.errstate(invalid="ignore"):
-            bad = np.argwhere((X < 0) | (X != np.round(X)) | (X > MAX_COUNT))
+            bad = np.argwhere(((X < 0) | (X != np.round(X)) | (X > MAX_COUNT)) & ~nan)
         if bad.size:
             i, j = (int(v) for v in bad[0])
             raise ValueError(

@@ -29,8 +29,7 @@ def _data(kind, rng, lengths):
         return rng.poisson([2.0, 7.0], size=(n, 2)).astype(float)
     if kind == "multinomial":
         p = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])[rng.integers(0, 2, n)]
-        return np.stack([rng.multinomial(t, q) for t, q in zip(rng.integers(0, 8, n), p)]
-                        ).astype(float)
+        return rng.multinomial(rng.integers(0, 8, n), p).astype(float)
     return _gaussian_data(rng, n)
 
 

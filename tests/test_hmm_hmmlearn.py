@@ -149,7 +149,7 @@ def test_multinomial_hmm_equals_hmmlearn(start, n_trials):
     rng = np.random.default_rng(5)
     p = rng.dirichlet(np.ones(4), size=3)[np.repeat(rng.integers(0, 3, 30), 10)]
     totals = rng.integers(0, 12, size=300) if n_trials is None else np.full(300, n_trials)
-    X = np.stack([rng.multinomial(t, q) for t, q in zip(totals, p)])
+    X = rng.multinomial(totals, p)
     init = dict(start, emissionprob=rng.dirichlet(np.ones(4), size=K))
     ours = _set(MultinomialHMM(K, n_trials, init_params="", tol=0.0, max_iter=N_ITER), **init)
     ours.fit(X, LENGTHS)

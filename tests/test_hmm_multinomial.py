@@ -24,7 +24,7 @@ def _counts(seed=0, n=120, n_trials=None):
     regime = np.repeat(rng.integers(0, 2, size=n // 10), 10)
     p = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])[regime]
     totals = rng.integers(0, 9, size=n) if n_trials is None else np.full(n, n_trials)
-    return np.stack([rng.multinomial(t, q) for t, q in zip(totals, p)])
+    return rng.multinomial(totals, p)
 
 
 def _given(n_trials=None, **kw):

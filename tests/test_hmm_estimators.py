@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from emframe.models import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emframe.models import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 from emframe.models.hmm import Sequences
 from emframe.models.hmm.emissions import PoissonEmission
 
@@ -29,6 +29,12 @@ def _counts(seed=0, n=200):
     return rng.poisson(np.array([2.0, 9.0])[states])[:, None]
 
 
+def _category_counts(seed=0, n=200):
+    rng = np.random.default_rng(seed)
+    states = np.repeat(rng.integers(0, 2, size=n // 20), 20)
+    return rng.multinomial(6, np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])[states])
+
+
 def _symbols(seed=0, n=200):
     return np.random.default_rng(seed).integers(0, 4, size=(n, 1))
 
@@ -43,6 +49,9 @@ ESTIMATORS = {
     "gaussian": (lambda **kw: GaussianHMM(3, "full", **kw), _gauss),
     "categorical": (lambda **kw: CategoricalHMM(3, **kw), _symbols),
     "poisson": (lambda **kw: PoissonHMM(2, **kw), _counts),
+    "poisson-prior": (lambda **kw: PoissonHMM(2, lambdas_prior=1.0, lambdas_weight=0.2, **kw),
+                      _counts),
+    "multinomial": (lambda **kw: MultinomialHMM(2, 6, **kw), _category_counts),
     "gmm": (lambda **kw: GMMHMM(2, 2, "diag", **kw), _gauss),
 }
 

@@ -468,6 +468,11 @@ HMM_CASES = {
     "poisson-lengths": lambda: (_model("PoissonHMM")(2, random_state=1), _quakes(), [50, 57]),
     "categorical": lambda: (_model("CategoricalHMM")(2, random_state=0),
                            np.minimum(_quakes() // 10, 3), [60, 47]),
+    "multinomial": lambda: (_model("MultinomialHMM")(2, random_state=0),
+                            np.hstack([_quakes() % 3, _quakes() // 10]), [60, 47]),
+    "poisson-prior": lambda: (_model("PoissonHMM")(2, lambdas_prior=[[1.0], [2.0]],
+                                                   lambdas_weight=0.1, random_state=0),
+                              _quakes(), None),
     "gaussian": lambda: (_model("GaussianHMM")(2, random_state=0), _faithful(), [100, 172]),
     "gmmhmm": lambda: (_model("GMMHMM")(2, n_mix=2, random_state=0), _faithful(), None),
 }

@@ -131,7 +131,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     """``emframe decode``: the most likely hidden states under a saved HMM."""
     est, data = _model_and_data(args, "decode", "is not an HMM; decode needs a model saved "
-                                "by 'emframe fit gaussian-hmm|categorical-hmm|poisson-hmm|ar-hmm'")
+                                "by 'emframe fit gaussian-hmm|categorical-hmm|poisson-hmm|"
+                                "multinomial-hmm|ar-hmm'")
     logprob, states = est.decode(data.X, data.lengths, algorithm=args.algorithm)
     # one line per input row; the lags of an autoregressive HMM have no state: empty cells
     cells = ["" if z is None else int(z) for z in _aligned(states, state_rows(est, data))]

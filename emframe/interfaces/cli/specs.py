@@ -82,6 +82,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("poisson-hmm", "PoissonHMM", "hmm", ("startprob_", "transmat_", "lambdas_"),
                   values="counts", missing_ok=True,
                   help="hidden Markov model with Poisson emissions (counts; empty = missing)"),
+        ModelSpec("multinomial-hmm", "MultinomialHMM", "hmm",
+                  ("startprob_", "transmat_", "emissionprob_"), values="counts",
+                  help="hidden Markov model with multinomial emissions (each row counts the "
+                       "trials of a step per category; rows may have different totals)"),
         ModelSpec("ar-hmm", "AutoRegressiveHMM", "hmm",
                   ("startprob_", "transmat_", "coefs_", "intercepts_", "covars_"),
                   help="hidden Markov model whose states are vector autoregressions of "

@@ -23,6 +23,7 @@ from emframe.models import (
     LinearGaussianSSM,
     MissingDataGaussian,
     MissingDataGaussianMixture,
+    MultinomialHMM,
     PoissonHMM,
     StudentTMixture,
 )
@@ -47,6 +48,7 @@ CASES = {
     "GaussianHMM": (lambda: GaussianHMM(2, random_state=0), _REAL),
     "GMMHMM": (lambda: GMMHMM(2, 2, random_state=0), _REAL),
     "PoissonHMM": (lambda: PoissonHMM(2, random_state=0), _COUNTS),
+    "MultinomialHMM": (lambda: MultinomialHMM(2, random_state=0), _COUNTS),
     "CategoricalHMM": (lambda: CategoricalHMM(2, random_state=0), _SYMBOLS),
     "AutoRegressiveHMM": (lambda: AutoRegressiveHMM(2, order=2, random_state=0), _REAL),
     "LinearGaussianSSM": (lambda: LinearGaussianSSM(2), _REAL),

@@ -7,8 +7,8 @@ scored about its own (float32) mean on every row of a block, with no bounds and 
 selection. The block is centred at each mean once; one BLAS product by the component's
 factor gives the distances (squared norms summed in float32, each row's log-density in
 float64); the same centred block, weighted by the posteriors, gives the component's
-moments (one more product, over the rows of non-zero posterior only when they are
-fewer than half the block). With few components per row within reach this does more
+moments (:func:`_weighted_moments`: the upper triangle only, by register tiles, over
+the gathered rows of non-zero posterior when they are fewer than 35% of the block). With few components per row within reach this does more
 arithmetic than :func:`~emframe.inference.gaussian._numba_far._direct_best_first`, but
 regular arithmetic that float32 vectors run twice as wide: at d = 10 it is the faster.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from emframe.inference._fastexp import exp_normal32
 from emframe.inference.gaussian._numba import _transpose_block
-from emframe.inference.gaussian._numba_far import _gather_columns, _scale_sum, _sum
+from emframe.inference.gaussian._numba_far import _gather_columns, _sum, _zero
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -70,10 +70,49 @@ def _normalise32(lp, B, w, s, has_weight, mx, tot, resp, flush):
     return np.nan if nan else ll
 
 
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _weighted_moments(xc, r, m, S, sx):
+    """Moments of the rows ``:m`` of ``xc`` (d, B) weighted by ``r`` (B,): the upper
+    triangle of ``S = sum_p r_p xc_p xc_p^T`` (d, d) and ``sx = sum_p r_p xc_p`` (d,).
+
+    ``S`` by tiles of 4 x 2 entries over the rows (8 sums in vector registers, the
+    weighted rows formed on the fly, never stored): about 60% of the arithmetic of the
+    whole product, which the BLAS pads further.
+    """
+    d = xc.shape[0]
+    for a in range(d):
+        acc = _zero(xc)
+        row = xc[a]
+        for p in range(m):
+            acc += r[p] * row[p]
+        sx[a] = acc
+    for a0 in range(0, d, 4):
+        # indices past the end repeat the last one: duplicates of valid entries
+        a1, a2, a3 = min(a0 + 1, d - 1), min(a0 + 2, d - 1), min(a0 + 3, d - 1)
+        x0, x1, x2, x3 = xc[a0], xc[a1], xc[a2], xc[a3]
+        for b0 in range(a0, d, 2):
+            b1 = min(b0 + 1, d - 1)
+            c0, c1 = xc[b0], xc[b1]
+            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = _zero(xc)
+            for p in range(m):
+                u = r[p] * c0[p]
+                v = r[p] * c1[p]
+                s00 += x0[p] * u
+                s01 += x0[p] * v
+                s10 += x1[p] * u
+                s11 += x1[p] * v
+                s20 += x2[p] * u
+                s21 += x2[p] * v
+                s30 += x3[p] * u
+                s31 += x3[p] * v
+            S[a0, b0], S[a0, b1], S[a1, b0], S[a1, b1] = s00, s01, s10, s11
+            S[a2, b0], S[a2, b1], S[a3, b0], S[a3, b1] = s20, s21, s30, s31
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _dense_block(X, s, B, means_d, factors_t, shift_d, const_d, pair_a, pair_b, pair_out,
                  summed, nq, sample_weight, has_weight, flush, xt, xcs, y, acc, lpd, resp, mx,
-                 tot, xr_full, S, Gd, idx, gflat, xflat, rb):
+                 tot, sx, S, Gd, idx, gflat, rb):
     Kd, d = means_d.shape
     nf = Gd.shape[0]
     _transpose_block(X, s, B, xt)
@@ -109,24 +148,23 @@ def _dense_block(X, s, B, means_d, factors_t, shift_d, const_d, pair_a, pair_b, 
         if nk == 0.0:
             continue
         xc = xcs[j]
-        xr = xr_full
         m = 0
         for i in range(B):
             idx[m] = i  # branch-free: the test is unpredictable
             m += r[i] != 0.0
-        if 2 * m < B:
-            # rows of zero posterior add nothing: the others, gathered
+        if 100 * m < 35 * B:
+            # rows of zero posterior add nothing: the others, gathered (gathering costs
+            # about as much per row as the moments: worth it only for few rows)
             xc = _gather_columns(xc, idx, m, gflat)
             for p in range(m):
                 rb[p] = r[idx[p]]
             r = rb
-            xr = xflat[: d * m].reshape(d, m)
         else:
             m = B
         Gd[nf - 1, j] += nk
+        _weighted_moments(xc, r, m, S, sx)
         for a in range(d):
-            Gd[nq + a, j] += _scale_sum(xc[a], r, m, xr[a])
-        np.dot(xr, xc.T, S)
+            Gd[nq + a, j] += sx[a]
         for q in range(pair_a.shape[0]):
             a = pair_a[q]
             b = a if summed else pair_b[q]
@@ -163,25 +201,23 @@ def mixture_e_step_dense(X, means_d, factors_t, shift_d, const_d, pair_a, pair_b
     mx = np.empty(size)
     tot = np.empty(size)
     S = np.empty((d, d), dt)
+    sx = np.empty(d, dt)
     idx = np.empty(size + 1, np.int64)  # + 1: branch-free selection writes one past
     gflat = np.empty(d * size, dt)
-    xflat = np.empty(d * size, dt)
     rb = np.empty(size, dt)
     full = n - n % size
     xcs = np.empty((Kd, d, size), dt)
     y = np.empty((d, size), dt)
-    xr = np.empty((d, size), dt)
     for s in range(0, full, size):
         ll += _dense_block(X, s, size, means_d, factors_t, shift_d, const_d, pair_a, pair_b,
                            pair_out, summed, nq, sample_weight, has_weight, flush, xt, xcs, y,
-                           acc, lpd, resp, mx, tot, xr, S, Gd, idx, gflat, xflat, rb)
+                           acc, lpd, resp, mx, tot, sx, S, Gd, idx, gflat, rb)
     rest = n - full
     if rest > 0:
         # np.dot needs whole contiguous arrays: buffers of the last block's size
         xcs = np.empty((Kd, d, rest), dt)
         y = np.empty((d, rest), dt)
-        xr = np.empty((d, rest), dt)
         ll += _dense_block(X, full, rest, means_d, factors_t, shift_d, const_d, pair_a, pair_b,
                            pair_out, summed, nq, sample_weight, has_weight, flush, xt, xcs, y,
-                           acc, lpd, resp, mx, tot, xr, S, Gd, idx, gflat, xflat, rb)
+                           acc, lpd, resp, mx, tot, sx, S, Gd, idx, gflat, rb)
     return Gd, ll

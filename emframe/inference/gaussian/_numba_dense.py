@@ -20,7 +20,7 @@ import numpy as np
 
 from emframe.inference._fastexp import exp_normal32
 from emframe.inference.gaussian._numba import _transpose_block
-from emframe.inference.gaussian._numba_far import _gather_columns, _sum, _zero
+from emframe.inference.gaussian._numba_far import _gather_columns, _zero
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -109,6 +109,17 @@ def _weighted_moments(xc, r, m, S, sx):
             S[a2, b0], S[a2, b1], S[a3, b0], S[a3, b1] = s20, s21, s30, s31
 
 
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _sum_count(r, B):
+    """``(sum(r[:B]), count_nonzero(r[:B]))``, vectorised."""
+    acc = _zero(r)
+    m = 0
+    for i in range(B):
+        acc += r[i]
+        m += r[i] != 0.0
+    return acc, m
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _dense_block(X, s, B, means_d, factors_t, shift_d, const_d, pair_a, pair_b, pair_out,
                  summed, nq, sample_weight, has_weight, flush, xt, xcs, y, acc, lpd, resp, mx,
@@ -144,15 +155,15 @@ def _dense_block(X, s, B, means_d, factors_t, shift_d, const_d, pair_a, pair_b, 
     ll = _normalise32(lpd, B, sample_weight, s, has_weight, mx, tot, resp, flush)
     for j in range(Kd):
         r = resp[j]
-        nk = _sum(r, B)
+        nk, m = _sum_count(r, B)
         if nk == 0.0:
             continue
         xc = xcs[j]
-        m = 0
-        for i in range(B):
-            idx[m] = i  # branch-free: the test is unpredictable
-            m += r[i] != 0.0
         if 100 * m < 35 * B:
+            m = 0
+            for i in range(B):
+                idx[m] = i  # branch-free: the test is unpredictable
+                m += r[i] != 0.0
             # rows of zero posterior add nothing: the others, gathered (gathering costs
             # about as much per row as the moments: worth it only for few rows)
             xc = _gather_columns(xc, idx, m, gflat)

@@ -8,9 +8,10 @@ selection. The block is centred at each mean once; one BLAS product by the compo
 factor gives the distances (squared norms summed in float32, each row's log-density in
 float64); the same centred block, weighted by the posteriors, gives the component's
 moments (:func:`_weighted_moments`: the upper triangle only, by register tiles, over
-the gathered rows of non-zero posterior when they are fewer than 35% of the block). With few components per row within reach this does more
-arithmetic than :func:`~emframe.inference.gaussian._numba_far._direct_best_first`, but
-regular arithmetic that float32 vectors run twice as wide: at d = 10 it is the faster.
+the gathered rows of non-zero posterior when they are fewer than 35% of the block).
+With few components per row within reach this does more arithmetic than
+:func:`~emframe.inference.gaussian._numba_far._direct_best_first`, but regular arithmetic
+that float32 vectors run twice as wide: at d = 10 it is the faster.
 """
 
 from __future__ import annotations

@@ -292,6 +292,11 @@ class GaussianKernel:
             inflation = strategy.variance_inflation(self.precisions_cholesky, K)
             limit = EXPANSION_MAX_DISTANCE_32 if single else EXPANSION_MAX_DISTANCE
             near = (dist + d) * inflation < limit
+            if single and d <= DENSE_MAX_FEATURES_32 and not near.all() and use_numba("auto"):
+                # float32, some component too far for the expansion: the compiled dense
+                # path for all of them beats expanding the near ones and scoring the
+                # others best first (W1's first iterations: 29 -> 14 ms)
+                near[:] = False
         else:
             near = np.zeros(K, dtype=bool)
         self.fast = np.flatnonzero(near)

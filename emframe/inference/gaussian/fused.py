@@ -3,10 +3,11 @@
 :func:`best_first_e_step`: expanded components by two products per block, the others
 about their own means where lower bounds allow them a posterior above the flush threshold
 (with float32 arithmetic, each row first under the component of the largest bound).
-:func:`dense_e_step`: with float32 arithmetic, when every component is too far from the
-common centring point for the float32 expansion (``kernel.EXPANSION_MAX_DISTANCE_32``) and
-there are at most ``kernel.DENSE_MAX_FEATURES_32`` features: every component on every row
-(:mod:`~emframe.inference.gaussian._numba_dense`) instead of best first. Measured on the
+:func:`dense_e_step`: with float32 arithmetic, when some component is too far from the
+common centring point for the float32 expansion (``kernel.EXPANSION_MAX_DISTANCE_32``; the
+kernel then expands none) and there are at most ``kernel.DENSE_MAX_FEATURES_32`` features:
+every component on every row (:mod:`~emframe.inference.gaussian._numba_dense`) instead of
+best first. Measured on the
 E-step alone (one BLAS thread): at d = 10 dense is 1.4-1.9x faster than best first (K = 8
 and 32, components overlapping or apart); at d = 30, K = 4 best first is 5-20% faster.
 """

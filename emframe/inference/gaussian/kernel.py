@@ -55,8 +55,9 @@ EXP_FLUSH = -500.0
 #: divides by, so this changes no parameter; it lets the kernel skip far more rows.
 EXP_FLUSH_32 = -87.0
 
-#: With float32 arithmetic, every component about its own mean and at most this many
-#: features, every component is scored on every row (see ``fused``).
+#: With float32 arithmetic (compiled), at most this many features and some component too
+#: far for the expansion, every component is scored about its own mean on every row (see
+#: ``fused``).
 DENSE_MAX_FEATURES_32 = 16
 
 #: :meth:`GaussianKernel.posteriors` of rows whose largest log-density is below this

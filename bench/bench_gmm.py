@@ -272,7 +272,8 @@ def section_4(X: np.ndarray, init: dict, args: argparse.Namespace) -> None:
         print(f"   {label} {fmt(w, c)}; speed-up (CPU medians) "
               f"{np.median(c64) / np.median(c):.2f}x (iterations 2-{half}: "
               f"{np.median(early64) / np.median(early):.2f}x, after: "
-              f"{np.median(late64) / np.median(late):.2f}x); rel. param. diff "
+              f"{np.median(late64) / np.median(late):.2f}x; all {c_all.shape[1]} iterations' "
+              f"total: {c64.sum() / c.sum():.2f}x); rel. param. diff "
               f"{diff:.1e}; dtype {f.means_.dtype}")
     print(f"   {load()}")
 

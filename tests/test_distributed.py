@@ -33,6 +33,7 @@ from emframe.models import (  # noqa: E402
     LinearGaussianSSM,
     MissingDataGaussian,
     MissingDataGaussianMixture,
+    MultinomialHMM,
     PoissonHMM,
     StudentTMixture,
 )
@@ -96,6 +97,13 @@ def _walk(n=400, seed=5):
     return Y
 
 
+def _category_counts(n=400, seed=7):
+    rng = np.random.default_rng(seed)
+    states = np.repeat(rng.integers(0, 2, size=n // 20 + 1), 20)[:n]
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])[states]
+    return np.array([rng.multinomial(10, p) for p in probs]).astype(float)
+
+
 LENGTHS = [70, 130, 45, 95, 60]  # 400 rows; chunks of 64 rows cut through them
 STATES = np.full(400, -1)
 STATES[[3, 80, 81, 250]] = [0, 1, 1, 2]
@@ -117,12 +125,13 @@ CASES = {  # name: (estimator factory, data, fit keywords)
                                 lambda: _gauss(missing=0.1), {"states": STATES}),
     "categorical-hmm": (lambda: CategoricalHMM(3, random_state=0), _symbols, {}),
     "poisson-hmm": (lambda: PoissonHMM(2, random_state=0), _counts, {}),
+    "multinomial-hmm": (lambda: MultinomialHMM(2, random_state=0), _category_counts, {}),
     "gmm-hmm": (lambda: GMMHMM(2, 2, "diag", random_state=0), _gauss, {}),
     "ar-hmm": (lambda: AutoRegressiveHMM(2, random_state=0), lambda: _gauss(d=2), {}),
     "ssm": (lambda: LinearGaussianSSM(1, random_state=0), _walk, {}),
 }
 SEQUENCES = {"gaussian-hmm", "gaussian-hmm-nan-states", "categorical-hmm", "poisson-hmm",
-             "gmm-hmm", "ar-hmm", "ssm"}
+             "multinomial-hmm", "gmm-hmm", "ar-hmm", "ssm"}
 
 
 def _fit(est, X, lengths=None, **kw):

@@ -383,3 +383,13 @@ def test_sklearn_conventions(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", emframe.ConvergenceWarning)
         check(estimator)
+
+
+def test_float32_data_keep_float64_arithmetic_and_its_guard():
+    # its E-step computes the conditionals in float64 whatever the data's dtype, so it
+    # declares no float32 precision to the monotonicity guard
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(300, 3)) + 4.0 * (rng.random((300, 1)) < 0.5)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    est = MissingDataGaussianMixture(2, random_state=0, max_iter=5).fit(X)
+    assert not est._model.uses_float32() and est._model.evaluation_rtol() == 0.0

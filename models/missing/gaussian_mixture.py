@@ -50,6 +50,11 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
     the representation the covariance type's M-step expects.
     """
 
+    def uses_float32(self) -> bool:
+        """Never: the conditionals of incomplete rows are computed in float64, so the
+        monotonicity guard keeps float64's tolerance for float32 data too."""
+        return False
+
     # -- initialisation ------------------------------------------------------
     def initialize(self, X: Any, rng: np.random.Generator) -> GaussianMixtureParams:
         """The parent's initialisation on ``X`` with missing entries set to column means.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from emframe.models import PoissonHMM
 from hmm_bruteforce import brute_force
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -93,6 +93,10 @@ def test_unused_state_takes_the_prior_mode():
     (dict(lambdas_weight=[[0.5, -0.1]]), "lambdas_weight must be finite and non-negative"),
     (dict(lambdas_weight=np.nan), "lambdas_weight must be finite"),
     (dict(lambdas_prior=[1.0, 2.0, 3.0]), r"broadcastable to \(n_components, n_features\)"),
+    # an improper prior: a state with no steps would take an infinite rate
+    (dict(lambdas_prior=4.0), r"lambdas_prior > 0 needs lambdas_weight > 0"),
+    (dict(lambdas_prior=[[1.0, 0.0]], lambdas_weight=[[0.0, 1.0]]),
+     r"lambdas_prior > 0 needs lambdas_weight > 0"),
 ])
 def test_bad_prior_is_refused(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -102,7 +106,9 @@ def test_bad_prior_is_refused(kw, message):
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), a=st.floats(0.0, 5.0), b=st.floats(0.0, 3.0),
        k=st.integers(1, 3))
+@example(seed=3, a=4.0, b=0.5, k=3)  # with b = 0 (now refused) a state's rate ran off to e**276
 def test_penalised_history_is_monotone(seed, a, b, k):
+    assume(a == 0.0 or b > 0.0)  # a proper prior
     rng = np.random.default_rng(seed)
     X = rng.poisson(rng.choice([1.0, 4.0, 9.0], size=(60, 1)), size=(60, 2))
     m = _fit(PoissonHMM(k, lambdas_prior=a, lambdas_weight=b, random_state=seed, max_iter=15,

@@ -200,7 +200,8 @@ class PoissonEmission(Emission):
         Broadcastable to (n_components, n_features), non-negative.
         A Gamma prior on every rate, with density proportional to
         ``lam ** lambdas_prior * exp(-lambdas_weight * lam)`` (shape
-        ``lambdas_prior + 1``, rate ``lambdas_weight``); both 0 is no prior. The
+        ``lambdas_prior + 1``, rate ``lambdas_weight``, which must be positive where
+        ``lambdas_prior`` is, for a proper prior); both 0 is no prior. The
         M-step is the MAP update ``(lambdas_prior + S_k) / (lambdas_weight + N_k)``
         with ``N_k`` the expected steps in state k and ``S_k`` their summed counts,
         and :meth:`log_prior` adds the log density to the monitored objective. A
@@ -236,6 +237,13 @@ class PoissonEmission(Emission):
                     f"got {value!r}"
                 )
             out.append(arr)
+        if np.any((out[0] > 0) & (out[1] == 0)):
+            raise ValueError(
+                "lambdas_prior > 0 needs lambdas_weight > 0: with lambdas_weight = 0 the prior "
+                "lam**lambdas_prior grows without bound, and a state with no steps would take "
+                f"an infinite rate (got lambdas_prior={self.lambdas_prior!r}, "
+                f"lambdas_weight={self.lambdas_weight!r})"
+            )
         return out[0], out[1]
 
     def check_prior(self, n_components: int, n_features: int) -> None:
@@ -269,7 +277,12 @@ class PoissonEmission(Emission):
         X = mean_imputed(X)  # k-means++ needs complete rows
         centres = kmeanspp_centres(X, n_components, rng)
         # Halfway to the overall mean: a zero count in a seed must not give a zero rate.
-        return PoissonParams(0.5 * (centres + X.mean(axis=0)))
+        lam = 0.5 * (centres + X.mean(axis=0))
+        alpha, beta = self._prior(lam.shape)
+        # With a prior, its update as if that start were one observation: inside the
+        # prior's support (a rate of 0 has zero density when lambdas_prior > 0).
+        prior = (alpha > 0) | (beta > 0)
+        return PoissonParams(np.where(prior, (alpha + lam) / (beta + 1.0), lam))
 
     def log_likelihood(self, params: PoissonParams, X: np.ndarray) -> np.ndarray:
         lam = params.lambdas

@@ -288,3 +288,19 @@ def check_output_size(n: int, name: str, bytes_each: float, *, what: str, fix: s
             f"{name}={n} is too large: {what} would take {need / 2**30:.3g} GiB, more than "
             f"the limit of {MAX_OUTPUT_BYTES / 2**30:.0f} GiB ({name} <= {most} here); {fix}"
         )
+
+
+def check_imputations_size(n_imputations: int, n_samples: int, n_features: int) -> None:
+    """:func:`check_output_size` of ``n_imputations`` completed copies of (n_samples,
+    n_features) float64 data (``sample_imputations`` of every estimator).
+
+    Raises
+    ------
+    ValueError
+        If the copies would exceed ``MAX_OUTPUT_BYTES``.
+    """
+    check_output_size(
+        n_imputations, "n_imputations", 8.0 * n_samples * n_features,
+        what=f"{n_imputations} completed copies of the {n_samples} x {n_features} data",
+        fix="draw fewer at a time (a different random_state for each)",
+    )

@@ -18,7 +18,7 @@ from emframe.models.hmm.external import lazy
 from emframe.models.hmm.model import HMMModel, HMMParams, Sequences
 
 from emframe.core.numerics import safe_log
-from emframe.core.validation import check_output_size, check_random_state, check_scalar
+from emframe.core.validation import check_imputations_size, check_random_state, check_scalar
 from emframe.inference.hmm import sample_paths
 
 __all__ = ["MissingValuesMixin", "impute", "sample_imputations"]
@@ -164,8 +164,5 @@ class MissingValuesMixin:
         check_scalar(n_imputations, "n_imputations", (int, np.integer), min_value=1)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         seqs = self._check_data(X, lengths, states)
-        n, d = seqs.X.shape
-        check_output_size(int(n_imputations), "n_imputations", 8.0 * n * d,
-                          what=f"{n_imputations} completed copies of the {n} x {d} data",
-                          fix="draw fewer at a time (a different random_state for each)")
+        check_imputations_size(int(n_imputations), *seqs.X.shape)
         return sample_imputations(self._model, self.params_, seqs, int(n_imputations), rng)

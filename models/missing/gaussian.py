@@ -23,7 +23,7 @@ from emframe.core.model import EMModel
 from emframe.core.numerics import cholesky_lower, triangular_inverse
 from emframe.core.params import Params, Stats
 from emframe.core.row_random import row_normals, row_uniforms, stream_key
-from emframe.core.validation import check_output_size, check_scalar
+from emframe.core.validation import check_imputations_size, check_scalar
 from emframe.inference.gaussian.conditional import (
     GaussianConditionals,
     conditional_gaussian,
@@ -329,10 +329,7 @@ class MissingDataEstimator:
             return rows_first.transpose(1, 0, 2)
         shape = np.shape(X)
         if len(shape) == 2:  # other shapes get their own error from the validation
-            n, d = shape
-            check_output_size(m, "n_imputations", 8.0 * n * d,
-                              what=f"{m} completed copies of the {n} x {d} data",
-                              fix="draw fewer at a time (a different random_state for each)")
+            check_imputations_size(m, *shape)
         return self._draw_imputations(X, m, key, 0)
 
     def _draws_by_row(self, n_imputations: int, key: int, X: Any, first_row: int

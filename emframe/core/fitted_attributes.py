@@ -103,9 +103,9 @@ class WriteThroughAttributes:
         setters = {f"{f}_": field_setter(f) for f in params.field_names()}
         setters.update(self._attribute_setters())
         setter = setters.get(name)
-        settable = sorted(n for n, f in setters.items()
-                          if f is not None and n in self.__dict__["_derived_names"])
         if setter is None:
+            settable = sorted(n for n, f in setters.items()
+                              if f is not None and n in self.__dict__["_derived_names"])
             raise AttributeError(
                 f"{name} cannot be set by itself (it is derived from the fit); the fitted "
                 f"attributes of {type(self).__name__} that can be set are "
